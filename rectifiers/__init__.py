@@ -1,0 +1,5 @@
+"""Rectified activations of Xu et al. 2015 as pure JAX functions (and Flax modules in `rectifiers.linen`)."""
+
+from rectifiers.functional import leaky_relu, prelu, relu, rrelu, rrelu_test_slope
+
+__all__ = ["relu", "leaky_relu", "prelu", "rrelu", "rrelu_test_slope"]

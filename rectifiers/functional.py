@@ -1,0 +1,180 @@
+"""The four rectifiers of Xu et al. 2015 (arXiv:1505.00853, §2) as pure functions.
+
+All functions take NHWC arrays (channel axis last), keep the input dtype, and are
+compatible with `jax.jit`, `jax.vmap` and `jax.grad`.
+
+Conventions shared by all four:
+  * x = 0 sits on the identity side (the paper's "x >= 0"), so every rectifier maps
+    0 to 0 and its derivative with respect to x at exactly 0 is 1. (JAX's
+    `jax.nn.relu` uses 0 there and PyTorch's leaky ReLU uses the slope.)
+  * Leaky ReLU and RReLU follow the paper's *divisor* form y = x / a (Eq. 2, 3);
+    PReLU and RReLU's `sample="slope"` use the slope form y = s * x of He et al.
+    2015 and PyTorch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SAMPLE_MODES = ("divisor", "slope")
+TEST_SLOPES = ("paper", "expected")
+
+
+def _check_float_input(x: jax.Array, fn: str) -> jax.Array:
+  x = jnp.asarray(x)
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise TypeError(
+        f"{fn}: x must have a floating dtype (float32, bfloat16, float16), got "
+        f"{x.dtype}; cast it first, e.g. x.astype(jnp.float32).")
+  return x
+
+
+def _is_concrete_number(value: Any) -> bool:
+  return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+
+
+def _check_positive_finite(fn: str, name: str, value: Any) -> None:
+  if _is_concrete_number(value):
+    if not (math.isfinite(value) and value > 0):
+      raise ValueError(f"{fn}: {name} must be finite and > 0, got {value!r}.")
+  elif not hasattr(value, "dtype"):
+    # Arrays (also traced ones, e.g. under vmap over `a`) are accepted unchecked.
+    raise TypeError(f"{fn}: {name} must be a real number or an array, got {value!r}.")
+
+
+def _check_bounds(fn: str, lower: float, upper: float) -> None:
+  for name, value in (("lower", lower), ("upper", upper)):
+    if not _is_concrete_number(value):
+      raise TypeError(f"{fn}: {name} must be a Python number (it sets a static distribution), "
+                      f"got {value!r}.")
+    if not math.isfinite(value) or value <= 0:
+      raise ValueError(f"{fn}: {name} must be finite and > 0, got {value!r}.")
+  if lower >= upper:
+    raise ValueError(f"{fn}: need lower < upper, got lower={lower!r}, upper={upper!r}.")
+
+
+def _reciprocal(a: Any, dtype: jnp.dtype) -> jax.Array:
+  # XLA's CPU backend computes x / a as x * (1 / a) anyway; computing 1 / a here, in
+  # float64 for Python numbers, makes the result exactly x * float32(1 / a).
+  if _is_concrete_number(a):
+    return jnp.asarray(1.0 / a, dtype)
+  return (1 / jnp.asarray(a)).astype(dtype)
+
+
+def relu(x: jax.Array) -> jax.Array:
+  """ReLU, paper Eq. 1: y = x for x >= 0, y = 0 for x < 0; dy/dx = 1 at x = 0."""
+  x = _check_float_input(x, "relu")
+  return jnp.where(x >= 0, x, jnp.zeros_like(x))
+
+
+def leaky_relu(x: jax.Array, a: float = 100.0) -> jax.Array:
+  """Leaky ReLU in the paper's divisor form (Eq. 2): y = x for x >= 0, y = x / a for x < 0.
+
+  Computed as x * (1 / a) with 1 / a rounded once to x's dtype (within one ulp of x / a).
+
+  `a = 100` is Maas et al. 2013's setting and `a = 5.5` the paper's "very leaky" one;
+  the paper asks for a in (1, inf), but any finite a > 0 is accepted.
+  """
+  x = _check_float_input(x, "leaky_relu")
+  _check_positive_finite("leaky_relu", "a", a)
+  return jnp.where(x >= 0, x, x * _reciprocal(a, x.dtype))
+
+
+def prelu(x: jax.Array, slope: jax.Array) -> jax.Array:
+  """PReLU (He et al. 2015, Eq. 1): y = x for x >= 0, y = slope * x for x < 0.
+
+  `slope` has shape `()` (shared) or `(C,)` with C = x.shape[-1] (one per channel),
+  and is cast to x's dtype.
+  """
+  x = _check_float_input(x, "prelu")
+  slope = jnp.asarray(slope)
+  if slope.ndim > 1 or (slope.ndim == 1 and (x.ndim == 0 or slope.shape[0] != x.shape[-1])):
+    channels = x.shape[-1] if x.ndim else "none (x is a scalar)"
+    raise ValueError(f"prelu: slope must have shape () or (C,) with C = x.shape[-1] = "
+                     f"{channels}, got shape {slope.shape}.")
+  return jnp.where(x >= 0, x, slope.astype(x.dtype) * x)
+
+
+def rrelu_test_slope(lower: float = 3.0, upper: float = 8.0, sample: str = "divisor",
+                     test_slope: str = "paper") -> float:
+  """The slope RReLU applies to negative inputs at test time.
+
+  * `"paper"`: divisor sampling uses x / ((l + u) / 2) (Eq. 5, x / 5.5 at (3, 8));
+    slope sampling uses the mean slope (1/l + 1/u) / 2 (PyTorch's test slope).
+  * `"expected"`: the training expectation E[slope]: ln(u/l) / (u - l) for divisor
+    sampling (0.19617 at (3, 8), references.md §1), (1/l + 1/u) / 2 for slope sampling.
+  """
+  _check_bounds("rrelu", lower, upper)
+  if sample not in SAMPLE_MODES:
+    raise ValueError(f"rrelu: sample must be one of {SAMPLE_MODES}, got {sample!r}.")
+  if test_slope not in TEST_SLOPES:
+    raise ValueError(f"rrelu: test_slope must be one of {TEST_SLOPES}, got {test_slope!r}.")
+  if sample == "slope":
+    return (1.0 / lower + 1.0 / upper) / 2.0
+  if test_slope == "paper":
+    return 2.0 / (lower + upper)
+  return math.log(upper / lower) / (upper - lower)
+
+
+def _check_key(key: Any) -> None:
+  if key is None:
+    raise ValueError("rrelu: key is None but deterministic=False; training-mode RReLU draws "
+                     "random slopes: pass a PRNG key (jax.random.key(seed)) or set "
+                     "deterministic=True for test time.")
+  dtype = getattr(key, "dtype", None)
+  is_typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
+  if not (is_typed or dtype == jnp.uint32):
+    raise TypeError(f"rrelu: key must be a PRNG key from jax.random.key or jax.random.PRNGKey, "
+                    f"got {type(key).__name__} with dtype {dtype}.")
+
+
+def _check_noise_shape(noise_shape: Sequence[int], x_shape: tuple[int, ...]) -> tuple[int, ...]:
+  noise_shape = tuple(noise_shape)
+  ok = len(noise_shape) == len(x_shape) and all(
+      isinstance(n, (int, np.integer)) and n in (1, d) for n, d in zip(noise_shape, x_shape))
+  if not ok:
+    raise ValueError(f"rrelu: noise_shape {noise_shape} does not broadcast to x.shape {x_shape}: "
+                     f"it needs {len(x_shape)} dims, each 1 (shared) or equal to x's.")
+  return noise_shape
+
+
+def rrelu(x: jax.Array, key: jax.Array | None, lower: float = 3.0, upper: float = 8.0, *,
+          deterministic: bool = False, sample: str = "divisor",
+          noise_shape: Sequence[int] | None = None, test_slope: str = "paper") -> jax.Array:
+  """Randomized leaky ReLU (paper §2.4, Eq. 3-5): y = x for x >= 0, y = x / a for x < 0.
+
+  Training (`deterministic=False`) draws fresh noise from `key`:
+    * `sample="divisor"` (the paper, cxxnet's `insanity` layer): a ~ U(lower, upper),
+      y = x / a. The implied slope 1/a has density proportional to 1/s^2.
+    * `sample="slope"` (PyTorch, MXNet): s ~ U(1/upper, 1/lower), y = s * x; at the
+      default bounds this is `torch.nn.RReLU()`'s distribution.
+  `noise_shape` (like dropout's) is broadcast to x.shape: `None` draws one value per
+  element (what every library does); `(N, 1, 1, C)` draws one per example and channel
+  (the paper's x_ji notation).
+
+  Test time (`deterministic=True`, `key` may be None) multiplies negative inputs by
+  the fixed slope `rrelu_test_slope(lower, upper, sample, test_slope)`, rounded once
+  to x's dtype (so Eq. 5's x / 5.5 is computed as x * float32(1 / 5.5)).
+  """
+  x = _check_float_input(x, "rrelu")
+  test = rrelu_test_slope(lower, upper, sample, test_slope)
+  if deterministic:
+    return jnp.where(x >= 0, x, x * jnp.asarray(test, x.dtype))
+  _check_key(key)
+  shape = x.shape if noise_shape is None else _check_noise_shape(noise_shape, x.shape)
+  # Noise is drawn and applied in float32 so that bfloat16 inputs keep the intended
+  # distribution (bfloat16 resolves only 3 values of a between 7 and 8).
+  xf = x.astype(jnp.float32)
+  if sample == "divisor":
+    a = jax.random.uniform(key, shape, jnp.float32, minval=lower, maxval=upper)
+    negative = xf / a
+  else:
+    s = jax.random.uniform(key, shape, jnp.float32, minval=1.0 / upper, maxval=1.0 / lower)
+    negative = xf * s
+  return jnp.where(x >= 0, x, negative.astype(x.dtype))

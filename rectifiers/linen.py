@@ -1,0 +1,159 @@
+"""Flax linen wrappers of the rectifiers and a registry that builds them from names.
+
+Every module is called as `module(x, deterministic=None)`, so a model can swap
+rectifiers without knowing which one it holds; only `RReLU` uses `deterministic`
+(and the `"rrelu"` rng collection).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import re
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from rectifiers import functional as F
+
+RectifierFactory = Callable[..., nn.Module]
+
+
+class ReLU(nn.Module):
+  """ReLU (paper Eq. 1)."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array, deterministic: bool | None = None) -> jax.Array:
+    del deterministic
+    return F.relu(x)
+
+
+class LeakyReLU(nn.Module):
+  """Leaky ReLU with a fixed divisor: y = x / a for x < 0 (paper Eq. 2)."""
+
+  a: float = 100.0
+
+  @nn.compact
+  def __call__(self, x: jax.Array, deterministic: bool | None = None) -> jax.Array:
+    del deterministic
+    return F.leaky_relu(x, self.a)
+
+
+class PReLU(nn.Module):
+  """PReLU with a learned per-channel parameter `slope` of shape (C,), init 0.25 (He et al. 2015)."""
+
+  slope_init: float = 0.25
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, deterministic: bool | None = None) -> jax.Array:
+    del deterministic
+    slope = self.param("slope", nn.initializers.constant(self.slope_init), (x.shape[-1],),
+                       self.param_dtype)
+    return F.prelu(x, slope)
+
+
+class RReLU(nn.Module):
+  """Randomized leaky ReLU (paper Eq. 3-5); training noise comes from the `"rrelu"` rng.
+
+  `broadcast_dims` are the axes that share one draw (like `flax.linen.Dropout`'s):
+  `()` draws per element, `(1, 2)` on NHWC input one value per example and channel.
+  """
+
+  lower: float = 3.0
+  upper: float = 8.0
+  sample: str = "divisor"
+  test_slope: str = "paper"
+  broadcast_dims: Sequence[int] = ()
+  deterministic: bool | None = None
+  rng_collection: str = "rrelu"
+
+  @nn.compact
+  def __call__(self, x: jax.Array, deterministic: bool | None = None) -> jax.Array:
+    deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)
+    if deterministic:
+      return F.rrelu(x, None, self.lower, self.upper, deterministic=True, sample=self.sample,
+                     test_slope=self.test_slope)
+    noise_shape = [1 if i in self.broadcast_dims or i - x.ndim in self.broadcast_dims else d
+                   for i, d in enumerate(x.shape)]
+    return F.rrelu(x, self.make_rng(self.rng_collection), self.lower, self.upper,
+                   sample=self.sample, noise_shape=noise_shape, test_slope=self.test_slope)
+
+
+RECTIFIERS: dict[str, type[nn.Module]] = {
+    "relu": ReLU,
+    "leaky_relu": LeakyReLU,
+    "prelu": PReLU,
+    "rrelu": RReLU,
+}
+
+# The five settings compared in the paper (Tables 3-5).
+PAPER_SETTINGS = ("relu", "leaky_relu_100", "leaky_relu_5.5", "prelu", "rrelu")
+
+_LEAKY_SHORTHAND = re.compile(r"leaky_relu_(\d+(?:\.\d*)?)")
+_CALL_FORM = re.compile(r"(\w+)\((.*)\)", re.DOTALL)
+
+
+def _spec_error(spec: str, why: str) -> ValueError:
+  return ValueError(
+      f"Unknown rectifier {spec!r}: {why}. Valid names: {', '.join(RECTIFIERS)}, the paper's "
+      f"settings {', '.join(PAPER_SETTINGS)}, 'leaky_relu_<a>' for any divisor a, or a call "
+      f"with keyword arguments such as \"rrelu(lower=3, upper=8, sample=slope)\".")
+
+
+def _parse_keywords(spec: str, text: str) -> dict[str, object]:
+  try:
+    call = ast.parse(f"f({text})", mode="eval").body
+  except SyntaxError as e:
+    raise _spec_error(spec, f"cannot parse the arguments ({e.msg})") from None
+  if call.args:
+    raise _spec_error(spec, "arguments must be keywords, e.g. a=20")
+  kwargs = {}
+  for keyword in call.keywords:
+    node = keyword.value
+    # Bare words are strings, so that sample=slope needs no quotes on a command line.
+    kwargs[keyword.arg] = node.id if isinstance(node, ast.Name) else ast.literal_eval(node)
+  return kwargs
+
+
+def rectifier_factory(spec: str | RectifierFactory) -> RectifierFactory:
+  """Returns a callable that builds a fresh rectifier module (e.g. `factory(name="act1")`).
+
+  `spec` is a name (`"relu"`, `"prelu"`, `"rrelu"`, ...), a paper setting
+  (`"leaky_relu_100"`, `"leaky_relu_5.5"`), or a call with keyword arguments of the
+  module (`"rrelu(lower=5, upper=10, broadcast_dims=(1, 2))"`, `"prelu(slope_init=0.1)"`).
+  A callable is returned unchanged.
+  """
+  if callable(spec):
+    return spec
+  if not isinstance(spec, str):
+    raise TypeError(f"rectifier must be a name or a module factory, got {spec!r}.")
+  name, kwargs = spec.strip(), {}
+  if match := _CALL_FORM.fullmatch(name):
+    name, kwargs = match.group(1), _parse_keywords(spec, match.group(2))
+  elif "(" in name:
+    raise _spec_error(spec, "cannot parse the arguments (unbalanced parentheses)")
+  elif match := _LEAKY_SHORTHAND.fullmatch(name):
+    name, kwargs = "leaky_relu", {"a": float(match.group(1))}
+  if name not in RECTIFIERS:
+    raise _spec_error(spec, f"no rectifier called {name!r}")
+  cls = RECTIFIERS[name]
+  fields = set(cls.__dataclass_fields__) - {"parent", "name"}
+  if unknown := set(kwargs) - fields:
+    raise _spec_error(spec, f"{name} takes {sorted(fields)}, not {sorted(unknown)}")
+  factory = functools.partial(cls, **kwargs)
+  # Check the arguments now, so that a bad config fails before any model is traced.
+  _validate(factory)
+  return factory
+
+
+def _validate(factory: functools.partial) -> None:
+  cls, kwargs = factory.func, factory.keywords
+  if cls is LeakyReLU:
+    F._check_positive_finite("leaky_relu", "a", kwargs.get("a", LeakyReLU.a))
+  elif cls is RReLU:
+    F.rrelu_test_slope(kwargs.get("lower", RReLU.lower), kwargs.get("upper", RReLU.upper),
+                       kwargs.get("sample", RReLU.sample),
+                       kwargs.get("test_slope", RReLU.test_slope))
