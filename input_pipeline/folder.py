@@ -1,0 +1,203 @@
+"""Class-folder image datasets (Kaggle NDSB layout): scan, decode with Pillow, cache.
+
+Layout: ROOT/train/<class>/<file> and optionally ROOT/test/<class>/<file>, the layout of
+the Kaggle NDSB data (references.md §2) and of ../shared/data/cifar10-mini. Class indices
+are the sorted folder names of train/. Decoded arrays are cached in one .npz keyed by the
+folder's content (relative paths, sizes, mtimes) and the decoding options.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+import tempfile
+from typing import Callable, IO
+
+import numpy as np
+from PIL import Image
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff",
+                              ".webp", ".ppm", ".pgm"})
+_CACHE_FORMAT = 1  # Bump when the cached content changes meaning.
+_MAX_LISTED = 20
+
+
+class CorruptImagesError(ValueError):
+  """Some image files could not be decoded; `errors` maps each path to its error."""
+
+  def __init__(self, errors: dict[str, str]):
+    self.errors = dict(errors)
+    listed = "\n".join(f"  {p}: {m}" for p, m in list(self.errors.items())[:_MAX_LISTED])
+    more = len(self.errors) - _MAX_LISTED
+    more_line = f"\n  ... and {more} more" if more > 0 else ""
+    super().__init__(
+        f"{len(self.errors)} image file(s) could not be decoded:\n{listed}{more_line}\n"
+        "Fix or delete them, or pass skip_corrupt=True (config: data.skip_corrupt) to "
+        "leave them out.")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DecodedFolder:
+  """The decoded content of a class folder; test_* are None without a test/ folder."""
+
+  class_names: tuple[str, ...]
+  train_images: np.ndarray
+  train_labels: np.ndarray
+  test_images: np.ndarray | None
+  test_labels: np.ndarray | None
+  skipped_files: tuple[str, ...]
+
+
+def atomic_save(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+  """Writes a file through `write` so that readers never see a partial file."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      write(f)
+    os.replace(tmp, path)
+  except BaseException:
+    os.unlink(tmp)
+    raise
+
+
+def _scan(split_dir: Path) -> dict[str, list[Path]]:
+  """Image files of each class folder, both sorted by name."""
+  classes = sorted(d.name for d in split_dir.iterdir()
+                   if d.is_dir() and not d.name.startswith("."))
+  return {c: sorted(f for f in (split_dir / c).iterdir()
+                    if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+          for c in classes}
+
+
+def decode_image(path: Path, image_size: int | None, grayscale: bool) -> np.ndarray:
+  """Decodes one image to uint8 (H, W, C), C = 1 (grayscale) or 3 (RGB)."""
+  with Image.open(path) as image:
+    image = image.convert("L" if grayscale else "RGB")
+    if image_size is not None and image.size != (image_size, image_size):
+      image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
+    array = np.asarray(image, np.uint8)
+  return array[..., None] if grayscale else array
+
+
+def _decode_all(paths: list[Path], image_size: int | None, grayscale: bool
+                ) -> tuple[list[np.ndarray | None], dict[str, str]]:
+  def decode(path):
+    try:
+      return decode_image(path, image_size, grayscale), None
+    # Broken files fail in many ways (OSError, SyntaxError, struct.error, ...);
+    # each is reported by path rather than aborting the whole scan.
+    except Exception as e:  # pylint: disable=broad-except
+      return None, f"{type(e).__name__}: {e}"
+
+  # Pillow releases the GIL while decoding and resizing, so threads scale.
+  with concurrent.futures.ThreadPoolExecutor(min(32, (os.cpu_count() or 1) + 4)) as pool:
+    results = list(pool.map(decode, paths, chunksize=64))
+  errors = {str(p): err for p, (_, err) in zip(paths, results) if err is not None}
+  return [a for a, _ in results], errors
+
+
+def _cache_key(root: Path, class_dirs: list[Path], files: list[Path],
+               image_size: int | None, grayscale: bool) -> str:
+  digest = hashlib.sha256(json.dumps(
+      [_CACHE_FORMAT, image_size, grayscale]).encode())
+  # Class folders count even when empty: they define the label indices.
+  for d in class_dirs:
+    digest.update(f"{d.relative_to(root)}/\n".encode())
+  for f in files:
+    stat = f.stat()
+    digest.update(f"{f.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+  return digest.hexdigest()[:20]
+
+
+def _decode_folder(root: Path, splits: dict[str, dict[str, list[Path]]],
+                   class_names: tuple[str, ...], image_size: int | None,
+                   grayscale: bool) -> dict[str, np.ndarray]:
+  """Decodes every split; returns the arrays stored in the cache file."""
+  arrays = {}
+  all_errors = {}
+  for split, by_class in splits.items():
+    paths = [p for c in class_names for p in by_class.get(c, [])]
+    labels = np.array([i for i, c in enumerate(class_names)
+                       for _ in by_class.get(c, [])], np.int32)
+    logging.info("Decoding %d images in %s.", len(paths), root / split)
+    images, errors = _decode_all(paths, image_size, grayscale)
+    all_errors.update(errors)
+    ok = [i for i, a in enumerate(images) if a is not None]
+    shapes = {}
+    for i in ok:
+      shapes.setdefault(images[i].shape, paths[i])
+    if len(shapes) > 1:
+      examples = ", ".join(f"{s} ({p})" for s, p in list(shapes.items())[:5])
+      raise ValueError(
+          f"Images in {root / split} have {len(shapes)} different shapes, e.g. "
+          f"{examples}. Set image_size to resize them all (NDSB: image_size=80).")
+    shape = next(iter(shapes)) if shapes else (image_size or 0, image_size or 0,
+                                                1 if grayscale else 3)
+    arrays[f"{split}_images"] = (np.stack([images[i] for i in ok]) if ok
+                                 else np.zeros((0,) + shape, np.uint8))
+    arrays[f"{split}_labels"] = labels[ok]
+  arrays["errors"] = np.array(json.dumps(all_errors))
+  arrays["class_names"] = np.array(class_names)
+  return arrays
+
+
+def load_folder(root: Path, *, image_size: int | None, grayscale: bool,
+                skip_corrupt: bool, cache_dir: Path) -> DecodedFolder:
+  """Decodes ROOT/train (and ROOT/test if present), using the cache when it is current.
+
+  Raises:
+    ValueError: the layout is wrong or image sizes differ without image_size.
+    CorruptImagesError: some files cannot be decoded and skip_corrupt is False.
+  """
+  if image_size is not None and image_size <= 0:
+    raise ValueError(f"image_size must be positive or None, got {image_size}.")
+  train_dir = root / "train"
+  if not train_dir.is_dir():
+    raise ValueError(f"No {train_dir} folder: a 'folder:' spec needs the layout "
+                     "PATH/train/<class>/*.jpg (and optionally PATH/test/<class>/...).")
+  splits = {"train": _scan(train_dir)}
+  if (root / "test").is_dir():
+    splits["test"] = _scan(root / "test")
+  class_names = tuple(splits["train"])
+  if not class_names:
+    raise ValueError(f"{train_dir} has no class folders; expected "
+                     f"{train_dir}/<class>/*.jpg.")
+  unknown = sorted(set(splits.get("test", {})) - set(class_names))
+  if unknown:
+    raise ValueError(f"{root / 'test'} has class folders that train/ lacks: {unknown}.")
+  for c, files in splits["train"].items():
+    if not files:
+      logging.warning("Class folder %s has no images.", train_dir / c)
+
+  files = [p for by_class in splits.values() for c in by_class for p in by_class[c]]
+  class_dirs = [root / split / c for split, by_class in splits.items() for c in by_class]
+  key = _cache_key(root, class_dirs, files, image_size, grayscale)
+  cache_path = Path(cache_dir) / f"folder-{root.resolve().name}-{key}.npz"
+  if cache_path.exists():
+    logging.info("Loading decoded images of %s from %s.", root, cache_path)
+    with np.load(cache_path) as cached:
+      arrays = dict(cached)
+  else:
+    arrays = _decode_folder(root, splits, class_names, image_size, grayscale)
+    atomic_save(cache_path, lambda f: np.savez(f, **arrays))
+    logging.info("Cached decoded images of %s at %s.", root, cache_path)
+
+  errors = json.loads(str(arrays["errors"]))
+  if errors and not skip_corrupt:
+    raise CorruptImagesError(errors)
+  if errors:
+    logging.warning("Skipped %d unreadable image file(s) in %s (skip_corrupt=True): %s",
+                    len(errors), root, ", ".join(list(errors)[:_MAX_LISTED]))
+  has_test = "test" in splits
+  return DecodedFolder(
+      class_names=class_names,
+      train_images=arrays["train_images"], train_labels=arrays["train_labels"],
+      test_images=arrays["test_images"] if has_test else None,
+      test_labels=arrays["test_labels"] if has_test else None,
+      skipped_files=tuple(errors))
