@@ -14,6 +14,7 @@ Conventions shared by all four:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -21,9 +22,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 SAMPLE_MODES = ("divisor", "slope")
 TEST_SLOPES = ("paper", "expected")
+RRELU_IMPLS = ("fast", "exact")
 
 
 def _check_float_input(x: jax.Array, fn: str) -> jax.Array:
@@ -134,6 +137,11 @@ def _check_key(key: Any) -> None:
                     f"got {type(key).__name__} with dtype {dtype}.")
 
 
+def _check_impl(impl: str) -> None:
+  if impl not in RRELU_IMPLS:
+    raise ValueError(f"rrelu: impl must be one of {RRELU_IMPLS}, got {impl!r}.")
+
+
 def _check_noise_shape(noise_shape: Sequence[int], x_shape: tuple[int, ...]) -> tuple[int, ...]:
   noise_shape = tuple(noise_shape)
   ok = len(noise_shape) == len(x_shape) and all(
@@ -144,9 +152,90 @@ def _check_noise_shape(noise_shape: Sequence[int], x_shape: tuple[int, ...]) -> 
   return noise_shape
 
 
+def _mix32(h: jax.Array) -> jax.Array:
+  """One round of Wellons' "lowbias32" integer hash, a bijection of uint32.
+
+  https://nullprogram.com/blog/2018/07/31/ (constants 0x7feb352d, 0x846ca68b).
+  """
+  h = h ^ (h >> 16)
+  h = h * jnp.uint32(0x7FEB352D)
+  h = h ^ (h >> 15)
+  h = h * jnp.uint32(0x846CA68B)
+  return h ^ (h >> 16)
+
+
+def _hash_uniform(seeds: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+  """float32 uniforms in (0, 1) of `shape`: u = (2 (hash(i, seeds) >> 9) + 1) / 2^24.
+
+  A counter-based generator: element i (its row-major position in `shape`) gets
+  h = mix(mix(i ^ s0) ^ s1), two keyed rounds of `_mix32`, so both seed words enter
+  the nonlinear mixing (one round keyed by xor alone would make a second key's
+  stream a re-indexed copy of the first's). The top 23 bits give u on the midpoints
+  of a 2^-23 grid (jax.random.uniform's grid), computed exactly in float32, so
+  E[u] = 1/2 exactly and u never hits 0 or 1.
+
+  The counter is the position in the *global* array, so under `jax.jit` the noise of
+  an element does not depend on how the array is sharded over devices.
+  """
+  size = math.prod(shape)
+  if size >= 2**32:
+    raise ValueError(f"rrelu: impl='fast' counts elements in uint32; {shape} has {size} "
+                     f"elements; use impl='exact' or split the array.")
+  # A flat iota reshaped is a bitcast for XLA; an iota per dimension times strides
+  # costs an integer multiply-add per dimension and measured ~1.3x slower.
+  h = _mix32(lax.iota(jnp.uint32, size) ^ seeds[0])
+  h = _mix32(h ^ seeds[1])
+  # (h >> 8) | 1 = 2 (h >> 9) + 1 < 2^24 converts to float32 exactly.
+  u = ((h >> 8) | 1).astype(jnp.int32).astype(jnp.float32) * (2.0**-24)
+  return u.reshape(shape)
+
+
+# Jitted so that op-by-op calls fuse like calls inside a jit: XLA may contract the
+# multiply-add below into an FMA, and the draws then agree bit for bit either way.
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _noise(seeds: jax.Array, shape: tuple[int, ...], lower: float, upper: float,
+           sample: str) -> jax.Array:
+  """The divisor a ~ U(lower, upper) or the slope s ~ U(1/upper, 1/lower), float32."""
+  u = _hash_uniform(seeds, shape)
+  if sample == "divisor":
+    return lower + (upper - lower) * u
+  return 1.0 / upper + (1.0 / lower - 1.0 / upper) * u
+
+
+def _scale_negative(v: jax.Array, noise: jax.Array, sample: str) -> jax.Array:
+  # The same operation turns x into y = x / a (or s * x) and the cotangent g into
+  # dx = g / a (or s * g): on the negative side dy/dx is exactly the factor applied.
+  vf = v.astype(jnp.float32)
+  return (vf / noise if sample == "divisor" else vf * noise).astype(v.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _rrelu_fast(x: jax.Array, seeds: jax.Array, noise_shape: tuple[int, ...], lower: float,
+                upper: float, sample: str) -> jax.Array:
+  noise = _noise(seeds, noise_shape, lower, upper, sample)
+  return jnp.where(x >= 0, x, _scale_negative(x, noise, sample))
+
+
+def _rrelu_fast_fwd(x, seeds, noise_shape, lower, upper, sample):
+  # Residuals: the sign mask (1 byte per element, what autodiff of ReLU's `where`
+  # keeps too) and two seed words. The noise is regenerated in the backward pass
+  # instead of being stored as an input-sized float32 tensor.
+  return _rrelu_fast(x, seeds, noise_shape, lower, upper, sample), (x >= 0, seeds)
+
+
+def _rrelu_fast_bwd(noise_shape, lower, upper, sample, residuals, g):
+  identity_side, seeds = residuals
+  noise = _noise(seeds, noise_shape, lower, upper, sample)
+  return jnp.where(identity_side, g, _scale_negative(g, noise, sample)), None
+
+
+_rrelu_fast.defvjp(_rrelu_fast_fwd, _rrelu_fast_bwd)
+
+
 def rrelu(x: jax.Array, key: jax.Array | None, lower: float = 3.0, upper: float = 8.0, *,
           deterministic: bool = False, sample: str = "divisor",
-          noise_shape: Sequence[int] | None = None, test_slope: str = "paper") -> jax.Array:
+          noise_shape: Sequence[int] | None = None, test_slope: str = "paper",
+          impl: str = "fast") -> jax.Array:
   """Randomized leaky ReLU (paper §2.4, Eq. 3-5): y = x for x >= 0, y = x / a for x < 0.
 
   Training (`deterministic=False`) draws fresh noise from `key`:
@@ -158,16 +247,32 @@ def rrelu(x: jax.Array, key: jax.Array | None, lower: float = 3.0, upper: float 
   element (what every library does); `(N, 1, 1, C)` draws one per example and channel
   (the paper's x_ji notation).
 
+  `impl` chooses how the training noise is made; both give the same distribution
+  and gradient dy/dx = 1 (x >= 0) or the factor applied (x < 0), but different draws:
+    * `"fast"` (default): a counter-based hash of the element's position keyed by two
+      words drawn from `key` (`_hash_uniform`, on jax.random.uniform's 2^-23 grid), and
+      a custom VJP that regenerates the noise in the backward pass, so that only the
+      sign mask is stored, as for ReLU. Costs ~1.2x a ReLU instead of ~9x. Reverse
+      mode only (no `jax.jvp`); arrays up to 2^32 - 1 elements.
+    * `"exact"`: `jax.random.uniform` (threefry) and plain autodiff, which stores the
+      input-sized noise tensor for the backward pass. The simple reference.
+  Either way the noise is a function of the key and the element's position in the
+  global array: it does not depend on how a jitted computation shards the batch.
+
   Test time (`deterministic=True`, `key` may be None) multiplies negative inputs by
   the fixed slope `rrelu_test_slope(lower, upper, sample, test_slope)`, rounded once
   to x's dtype (so Eq. 5's x / 5.5 is computed as x * float32(1 / 5.5)).
   """
   x = _check_float_input(x, "rrelu")
   test = rrelu_test_slope(lower, upper, sample, test_slope)
+  _check_impl(impl)
   if deterministic:
     return jnp.where(x >= 0, x, x * jnp.asarray(test, x.dtype))
   _check_key(key)
   shape = x.shape if noise_shape is None else _check_noise_shape(noise_shape, x.shape)
+  if impl == "fast":
+    seeds = jax.random.bits(key, (2,), jnp.uint32)
+    return _rrelu_fast(x, seeds, shape, float(lower), float(upper), sample)
   # Noise is drawn and applied in float32 so that bfloat16 inputs keep the intended
   # distribution (bfloat16 resolves only 3 values of a between 7 and 8).
   xf = x.astype(jnp.float32)

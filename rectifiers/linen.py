@@ -60,6 +60,8 @@ class RReLU(nn.Module):
 
   `broadcast_dims` are the axes that share one draw (like `flax.linen.Dropout`'s):
   `()` draws per element, `(1, 2)` on NHWC input one value per example and channel.
+  `impl` is `rectifiers.rrelu`'s: `"fast"` (hashed noise, regenerated in the backward
+  pass) or `"exact"` (jax.random.uniform, the reference).
   """
 
   lower: float = 3.0
@@ -69,6 +71,7 @@ class RReLU(nn.Module):
   broadcast_dims: Sequence[int] = ()
   deterministic: bool | None = None
   rng_collection: str = "rrelu"
+  impl: str = "fast"
 
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool | None = None) -> jax.Array:
@@ -79,7 +82,8 @@ class RReLU(nn.Module):
     noise_shape = [1 if i in self.broadcast_dims or i - x.ndim in self.broadcast_dims else d
                    for i, d in enumerate(x.shape)]
     return F.rrelu(x, self.make_rng(self.rng_collection), self.lower, self.upper,
-                   sample=self.sample, noise_shape=noise_shape, test_slope=self.test_slope)
+                   sample=self.sample, noise_shape=noise_shape, test_slope=self.test_slope,
+                   impl=self.impl)
 
 
 RECTIFIERS: dict[str, type[nn.Module]] = {
@@ -157,3 +161,4 @@ def _validate(factory: functools.partial) -> None:
     F.rrelu_test_slope(kwargs.get("lower", RReLU.lower), kwargs.get("upper", RReLU.upper),
                        kwargs.get("sample", RReLU.sample),
                        kwargs.get("test_slope", RReLU.test_slope))
+    F._check_impl(kwargs.get("impl", RReLU.impl))

@@ -39,6 +39,21 @@ def test_rrelu_module_draws_from_the_rrelu_collection():
     module.apply({}, X, deterministic=False, rngs={"dropout": jax.random.key(1)})
 
 
+@pytest.mark.parametrize("impl", ["fast", "exact"])
+def test_rrelu_module_impl_selects_the_functional_noise_generator(impl):
+  module = L.rectifier_factory(f"rrelu(impl={impl}, sample=slope)")()
+  assert module.impl == impl
+  key = jax.random.key(3)
+  y = module.apply({}, X, deterministic=False, rngs={"rrelu": key})
+  # Flax folds the module path into the collection's key; recover the key it used.
+  used = {}
+  module.apply({}, X, deterministic=False, rngs={"rrelu": key},
+               method=lambda m, x, deterministic: used.setdefault("k", m.make_rng("rrelu")))
+  np.testing.assert_array_equal(
+      np.asarray(y), np.asarray(R.rrelu(X, used["k"], sample="slope", impl=impl)))
+  assert L.RReLU().impl == "fast"
+
+
 def test_rrelu_module_deterministic_needs_no_rng_and_uses_test_slope():
   y = L.RReLU(deterministic=True).apply({}, X)
   np.testing.assert_array_equal(np.asarray(y), np.asarray(R.rrelu(X, None, deterministic=True)))
@@ -86,6 +101,7 @@ def test_paper_settings_all_resolve():
     ("rrelu(lower=9, upper=8)", "need lower < upper"),
     ("leaky_relu_0", "a must be finite and > 0"),
     ("rrelu(sample=uniform)", "sample must be one of"),
+    ("rrelu(impl=philox)", "impl must be one of"),
 ])
 def test_rectifier_factory_rejects_bad_specs_with_a_useful_message(spec, match):
   with pytest.raises(ValueError, match=match):
