@@ -66,8 +66,12 @@ def train_iterator(source: Sequence[Any], *, batch_size: int, seed: int,
 
   Returns:
     A grain DatasetIterator yielding {"image": uint8 (B, H, W, C), "label": int32 (B,)}.
-    `get_state()` returns a JSON-serialisable dict (e.g. {"next_index": 12} without
-    workers); `set_state(state)` continues at the exact next batch.
+    `get_state()` returns a JSON-serialisable dict: {"next_index": i} (the number of
+    batches consumed) without workers, per-worker states with them. `set_state(state)`
+    on an iterator built with the same arguments continues at the exact next batch.
+    Folder and digits sources are decoded in memory already and need no workers
+    (workers would each receive a pickled copy of the arrays); workers pay off for
+    TFDS sources, whose records are decoded on read.
   """
   _check_shard(shard_index, shard_count)
   shard_size = len(range(shard_index, len(source), shard_count))
