@@ -1,9 +1,8 @@
 """Batching with grain: shuffled, sharded, checkpointable training batches; exact eval.
 
-Training: each process reads its own strided shard (examples shard_index,
-shard_index + shard_count, ...; strided so that class-sorted sources give every shard
-every class), shuffles it with a permutation that changes every epoch and depends only
-on the seed, and batches each epoch with drop_remainder. Evaluation visits every example
+Training: one seeded permutation of the split per epoch (a new one every epoch), cut
+into global batches with drop_remainder; each process reads only its rows of every
+global batch, so the global batch does not depend on the number of processes. Evaluation visits every example
 exactly once across shards, padding with masked examples so that every shard yields the
 same number of full batches (multi-host collectives line up).
 """
@@ -55,40 +54,51 @@ def train_iterator(source: Sequence[Any], *, batch_size: int, seed: int,
                    worker_count: int = 0) -> grain.DatasetIterator:
   """An infinite, checkpointable iterator of training batches for this process.
 
+  The global batch (batch_size * shard_count examples) is the same whatever the number
+  of processes: one seeded permutation of the whole split per epoch, cut into global
+  batches (drop_remainder), of which process `shard_index` reads rows
+  [shard_index * batch_size, (shard_index + 1) * batch_size). Concatenated in process
+  order, which is the order of jax.devices() in the mesh, the processes' batches are the
+  single-process batch, so a run on N hosts computes what one host would.
+
   Args:
     source: random-access examples {"image": uint8 HWC, "label": int}.
     batch_size: examples per batch on this process (the per-process batch).
-    seed: shuffle seed; the order is a function of (seed, shard) only, and differs
-      from epoch to epoch.
+    seed: shuffle seed; the order is a function of the seed only, and differs from
+      epoch to epoch.
     shard_index: this process's shard, usually jax.process_index().
     shard_count: number of shards, usually jax.process_count().
     worker_count: grain worker processes that read and decode (0: threads only).
 
   Returns:
     A grain DatasetIterator yielding {"image": uint8 (B, H, W, C), "label": int32 (B,)}.
-    `get_state()` returns a JSON-serialisable dict: {"next_index": i} (the number of
-    batches consumed) without workers, per-worker states with them. `set_state(state)`
-    on an iterator built with the same arguments continues at the exact next batch.
-    Folder and digits sources are decoded in memory already and need no workers
-    (workers would each receive a pickled copy of the arrays); workers pay off for
-    TFDS sources, whose records are decoded on read.
+    `get_state()` returns a JSON-serialisable dict (e.g. {"next_index": 12} without
+    workers); `set_state(state)` continues at the exact next batch.
   """
   _check_shard(shard_index, shard_count)
-  shard_size = len(range(shard_index, len(source), shard_count))
-  if not 0 < batch_size <= shard_size:
-    raise ValueError(f"batch_size={batch_size} must be in [1, {shard_size}], the size of "
-                     f"shard {shard_index}/{shard_count} of a {len(source)}-example "
-                     "source (with drop_remainder a larger batch never fills).")
+  global_batch = batch_size * shard_count
+  if not 0 < global_batch <= len(source):
+    raise ValueError(f"batch_size={batch_size} must be in [1, {len(source) // shard_count}]: "
+                     f"the global batch ({batch_size} x {shard_count} shards) must fit in the "
+                     f"{len(source)}-example source (with drop_remainder a larger batch never "
+                     "fills).")
   if worker_count < 0:
     raise ValueError(f"worker_count must be >= 0, got {worker_count}.")
-  ds = (grain.MapDataset.source(source)
-        .slice(slice(shard_index, None, shard_count))
+  rows = slice(shard_index * batch_size, (shard_index + 1) * batch_size)
+
+  def read(global_indices: np.ndarray) -> dict[str, np.ndarray]:
+    examples = [_format(source[int(i)]) for i in global_indices[rows]]
+    return {"image": np.stack([e["image"] for e in examples]),
+            "label": np.stack([e["label"] for e in examples])}
+
+  ds = (grain.MapDataset.range(len(source))
         .shuffle(seed=_shuffle_seed(seed))
-        .map(_format)
         # Batching before repeat() batches each epoch on its own, so that
         # drop_remainder drops the tail of every epoch (grain's BatchMapDataset).
-        .batch(batch_size, drop_remainder=True)
+        .batch(global_batch, drop_remainder=True)
         .repeat()
+        # Only this process's rows are read (and decoded).
+        .map(read)
         .to_iter_dataset(_read_options()))
   if worker_count:
     # grain's worker setup reads absl flags; outside absl.app (tests, notebooks) they

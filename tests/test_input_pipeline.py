@@ -260,15 +260,25 @@ def test_train_drops_the_remainder_of_every_epoch():
 
 
 def test_train_shards_are_disjoint_and_cover_the_data():
-  n, shards = 61, 2
+  n, shards, batch = 60, 2, 10  # A global batch of 20: three steps per epoch.
   source = _labels_source(n)
   parts = []
-  for shard, size in enumerate((31, 30)):  # One full-shard batch = one epoch.
-    it = input_pipeline.train_iterator(source, batch_size=size, seed=0,
+  for shard in range(shards):
+    it = input_pipeline.train_iterator(source, batch_size=batch, seed=0,
                                        shard_index=shard, shard_count=shards)
-    parts.append(set(next(it)["label"].tolist()))
+    parts.append(set(np.concatenate([b["label"] for b in _take(it, 3)]).tolist()))
   assert not parts[0] & parts[1]
   assert parts[0] | parts[1] == set(range(n))
+
+
+def test_train_shards_concatenate_to_the_single_process_batch():
+  source = _labels_source(50)
+  single = _take(input_pipeline.train_iterator(source, batch_size=12, seed=5), 6)
+  sharded = [_take(input_pipeline.train_iterator(source, batch_size=3, seed=5, shard_index=i,
+                                                 shard_count=4), 6) for i in range(4)]
+  for step, want in enumerate(single):
+    got = np.concatenate([sharded[i][step]["label"] for i in range(4)])
+    np.testing.assert_array_equal(got, want["label"])
 
 
 def test_train_state_restores_at_the_next_example():
@@ -301,7 +311,7 @@ def test_train_argument_errors():
   with pytest.raises(ValueError, match="shard_index"):
     input_pipeline.train_iterator(source, batch_size=2, seed=0, shard_index=2,
                                   shard_count=2)
-  with pytest.raises(ValueError, match=r"batch_size=6 must be in \[1, 5\]"):
+  with pytest.raises(ValueError, match=r"batch_size=6 must be in \[1, 5\]: the global batch"):
     input_pipeline.train_iterator(source, batch_size=6, seed=0, shard_count=2)
 
 
