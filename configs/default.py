@@ -1,0 +1,63 @@
+"""Every configuration key, with its default; the other configs start from this one.
+
+`train.py` rejects keys that are not here, so a typo fails before anything compiles.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  # Data: "digits", "tfds:NAME" or "folder:PATH" (see input_pipeline.load).
+  config.dataset = "digits"
+  config.data_dir = ""        # TFDS data directory; "" is TFDS's default (~/tensorflow_datasets).
+  config.train_split = "train"
+  config.test_split = "test"
+  config.image_size = 0       # folder: resize every image to this square size; 0 keeps the size.
+  config.grayscale = False    # folder: decode as one channel.
+  config.holdout = 0          # folder without a test/ folder: stratified hold-out size.
+  config.skip_corrupt = False  # folder: skip unreadable images (counted in the log) instead of failing.
+  config.cache_dir = ""       # folder: decoded-array cache; "" is ~/.cache/rectifiers.
+  config.worker_count = 0     # grain worker processes for the training iterator.
+
+  # Inputs are raw pixels minus the per-pixel training mean (the paper's "raw images"),
+  # times input_scale: 1/255 keeps the public recipes' learning rates stable on 0-255 data.
+  config.input_scale = 1 / 255
+
+  # On-device preprocessing (input_pipeline.augment.AugmentConfig); all off by default.
+  config.augment = ml_collections.ConfigDict()
+  config.augment.crop = "none"        # "none" | "pad" | "random"
+  config.augment.crop_padding = 4
+  config.augment.crop_size = 0
+  config.augment.flip = False
+  config.augment.ndsb = False
+
+  # Model: models.create(model, num_classes=..., rectifier=rectifier, **model_options).
+  config.model = "nin"
+  config.rectifier = "relu"   # a name of rectifiers.linen.rectifier_factory, e.g. "rrelu".
+  config.model_options = ml_collections.ConfigDict()
+  config.dtype = "float32"    # computation dtype: "float32" or "bfloat16"; parameters stay float32.
+
+  # Optimisation: SGD with momentum, L2 weight decay on the parameters named in
+  # weight_decay_on (He et al. 2015: none on biases, BatchNorm and PReLU slopes).
+  config.batch_size = 128     # global, over all devices and processes.
+  config.num_epochs = 10
+  config.steps_per_epoch = 0  # 0: the training split's size // batch_size; > 0 for smoke runs.
+  config.learning_rate = 0.1
+  config.momentum = 0.9
+  config.nesterov = False
+  config.weight_decay = 1e-4
+  config.weight_decay_on = ("kernel",)
+  config.warmup_epochs = 0.0
+  config.lr_decay_epochs = ()  # epochs at which the learning rate is multiplied by lr_decay_factor.
+  config.lr_decay_factor = 0.1
+
+  # Evaluation, logging and checkpoints.
+  config.eval_batch_size = 0  # 0: batch_size.
+  config.eval_every_epochs = 1
+  config.log_every_steps = 50
+  config.checkpoint_every_epochs = 1
+  config.keep_checkpoints = 2
+  return config

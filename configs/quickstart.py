@@ -1,0 +1,30 @@
+r"""A small Network-in-Network with RReLU on scikit-learn's digits: offline, ~2 minutes on 2 CPU cores.
+
+    python train.py --config=configs/quickstart.py --workdir=runs/quickstart
+    python train.py --config=configs/quickstart.py:relu --workdir=runs/quickstart-relu
+
+1,437 training and 360 test images of 8x8 handwritten digits (real scans, bundled with
+scikit-learn). Expect a test error of a few percent after 30 epochs.
+"""
+
+import ml_collections
+
+from configs import default
+
+
+def get_config(rectifier: str = "rrelu") -> ml_collections.ConfigDict:
+  config = default.get_config()
+  config.dataset = "digits"
+  config.model = "nin"
+  config.rectifier = rectifier
+  config.model_options = ml_collections.ConfigDict({"width": 0.25, "kernel_init": "he"})
+  config.batch_size = 64
+  config.num_epochs = 30
+  config.learning_rate = 0.05
+  config.warmup_epochs = 2.0
+  config.lr_decay_epochs = (20, 26)
+  config.weight_decay = 1e-4
+  config.eval_every_epochs = 2
+  config.checkpoint_every_epochs = 10
+  config.log_every_steps = 20
+  return config
