@@ -1,0 +1,63 @@
+"""The paper's three networks with a pluggable rectifier, and a registry that builds them.
+
+All three share one calling convention (NHWC input, float32 logits):
+
+  model = models.create("nin", num_classes=10, rectifier="rrelu", width=0.25)
+  variables = model.init({"params": key}, x, train=False)
+  logits = model.apply(variables, x, train=True, rngs={"dropout": k1, "rrelu": k2},
+                       mutable=["batch_stats"])  # batch_stats: InceptionBN only
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+
+from models.inception_bn import InceptionBN
+from models.ndsb import NDSBNet
+from models.nin import NetworkInNetwork
+from models.pooling import spatial_pyramid_pool
+from rectifiers.linen import rectifier_factory
+
+MODELS: dict[str, type[nn.Module]] = {
+    "nin": NetworkInNetwork,
+    "ndsb": NDSBNet,
+    "inception_bn": InceptionBN,
+}
+
+
+def valid_options(name: str) -> tuple[str, ...]:
+  """The keyword options (module fields) that `create(name, ...)` accepts."""
+  fields = dataclasses.fields(_model_class(name))
+  return tuple(f.name for f in fields if f.init and f.name not in ("parent", "name"))
+
+
+def _model_class(name: str) -> type[nn.Module]:
+  if name not in MODELS:
+    raise ValueError(f"Unknown model {name!r}; valid names: {', '.join(MODELS)}.")
+  return MODELS[name]
+
+
+def create(name: str, *, num_classes: int, rectifier: str | Callable[..., nn.Module] = "relu",
+           **options: Any) -> nn.Module:
+  """Builds network `name` ("nin", "ndsb", "inception_bn") with the given rectifier.
+
+  `rectifier` is checked now (`rectifiers.linen.rectifier_factory`), so a bad spec fails
+  before any tracing; `options` are the module's other fields (`width`, `dtype`, ...).
+  """
+  cls = _model_class(name)
+  valid = valid_options(name)
+  if unknown := sorted(set(options) - set(valid)):
+    raise TypeError(f"{name} got unknown option(s) {unknown}; valid options: "
+                    f"{', '.join(o for o in valid if o not in ('num_classes', 'rectifier'))}.")
+  if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+    raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
+  rectifier_factory(rectifier)
+  return cls(num_classes=num_classes, rectifier=rectifier, **options)
+
+
+__all__ = ["MODELS", "create", "valid_options", "NetworkInNetwork", "NDSBNet", "InceptionBN",
+           "spatial_pyramid_pool"]

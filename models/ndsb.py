@@ -1,0 +1,115 @@
+"""The NDSB plankton network (Xu et al. 2015, Table 2; AuroraXie's Kaggle NDSB "model 2").
+
+Layers (references.md §2; all convolutions 3x3 stride 1 with padding 1 unless noted):
+
+  input 70x70x(1|3)
+  conv1_1..conv1_2 32,  max pool 3x3/2 (70 -> 35)
+  conv2_1..conv2_3 64,  max pool 3x3/2 (35 -> 17)
+  branch1_1..branch1_4 96 | branch2_1..branch2_3 96, both from the pool, concat 192
+  max pool 3x3/3 (17 -> 6)
+  conv4_1..conv4_4 256, conv4_5 256 unpadded (6 -> 4)
+  spatial pyramid pool {1, 2, 4} (256 * 21 = 5376 features)
+  fc1 1024, dropout 0.55, fc2 1024, dropout 0.55, fc3 num_classes
+
+A rectifier follows every convolution and fc1, fc2. Pools are ceil mode
+(`models.pooling`). Table 2 of the paper prints 8x8 maps and a 12544-wide flatten;
+the sizes above are the ones that the layers produce and that give the 5376 SPP
+features of references.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from models import pooling
+from rectifiers.linen import RectifierFactory, rectifier_factory
+
+# Neither the paper nor references.md gives the initialisation; He normal suits the
+# 14 rectified layers without normalisation, "xavier" is cxxnet's Glorot uniform.
+KERNEL_INITS: dict[str, Callable[..., Any]] = {
+    "he": nn.initializers.he_normal(),
+    "xavier": nn.initializers.xavier_uniform(),
+}
+
+
+class NDSBNet(nn.Module):
+  """NDSB net with a pluggable rectifier; `__call__(x, train)` maps (B, 70, 70, C) to logits.
+
+  Attributes:
+    num_classes: 121 plankton classes.
+    rectifier: a name understood by `rectifiers.linen.rectifier_factory` or a factory.
+    width: channel and fc-width multiplier (max(1, round(c * width))); 1.0 is the paper's.
+    spp_levels: pyramid levels of the spatial pyramid (max) pool.
+    kernel_init: "he" (He normal) or "xavier" (Glorot uniform); biases start at 0.
+    dropout_rate: dropout after fc1 and fc2.
+    dtype: computation dtype; logits are returned in float32.
+    param_dtype: parameter dtype.
+  """
+
+  num_classes: int = 121
+  rectifier: str | RectifierFactory = "relu"
+  width: float = 1.0
+  spp_levels: tuple[int, ...] = (1, 2, 4)
+  kernel_init: str = "he"
+  dropout_rate: float = 0.55
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  def __post_init__(self) -> None:
+    if self.kernel_init not in KERNEL_INITS:
+      raise ValueError(f"kernel_init must be one of {tuple(KERNEL_INITS)}, "
+                       f"got {self.kernel_init!r}.")
+    if not self.width > 0:
+      raise ValueError(f"width must be > 0, got {self.width!r}.")
+    if not 0 <= self.dropout_rate < 1:
+      raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate!r}.")
+    super().__post_init__()
+
+  def _channels(self, c: int) -> int:
+    return max(1, round(c * self.width))
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    rectifier = rectifier_factory(self.rectifier)
+    init = KERNEL_INITS[self.kernel_init]
+
+    def conv(x: jax.Array, name: str, features: int, pad: int = 1) -> jax.Array:
+      x = nn.Conv(self._channels(features), (3, 3), padding=((pad, pad), (pad, pad)),
+                  kernel_init=init, dtype=self.dtype, param_dtype=self.param_dtype,
+                  name=name)(x)
+      return rectifier(name=f"{name}_act")(x, deterministic=not train)
+
+    def fc(x: jax.Array, name: str, features: int) -> jax.Array:
+      x = nn.Dense(self._channels(features), kernel_init=init, dtype=self.dtype,
+                   param_dtype=self.param_dtype, name=name)(x)
+      x = rectifier(name=f"{name}_act")(x, deterministic=not train)
+      return nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+
+    x = x.astype(self.dtype)
+    for i in range(1, 3):
+      x = conv(x, f"conv1_{i}", 32)
+    x = pooling.max_pool_ceil(x, 3, 2)
+    for i in range(1, 4):
+      x = conv(x, f"conv2_{i}", 64)
+    x = pooling.max_pool_ceil(x, 3, 2)
+    branch1 = branch2 = x
+    for i in range(1, 5):
+      branch1 = conv(branch1, f"branch1_{i}", 96)
+    for i in range(1, 4):
+      branch2 = conv(branch2, f"branch2_{i}", 96)
+    x = jnp.concatenate([branch1, branch2], axis=-1)
+    x = pooling.max_pool_ceil(x, 3, 3)
+    for i in range(1, 5):
+      x = conv(x, f"conv4_{i}", 256)
+    x = conv(x, "conv4_5", 256, pad=0)
+    x = pooling.spatial_pyramid_pool(x, self.spp_levels)
+    x = fc(x, "fc1", 1024)
+    x = fc(x, "fc2", 1024)
+    x = nn.Dense(self.num_classes, kernel_init=init, dtype=self.dtype,
+                 param_dtype=self.param_dtype, name="fc3")(x)
+    return x.astype(jnp.float32)

@@ -1,0 +1,103 @@
+"""Network in Network for CIFAR-10/100 (Xu et al. 2015, Table 1; Lin et al. 2013).
+
+Layers (references.md §2; input 32x32, "same" padding, names as in the Caffe NIN model):
+
+  conv1 5x5-192, cccp1 1x1-160, cccp2 1x1-96, max pool 3x3/2 (32 -> 16), dropout 0.5,
+  conv2 5x5-192, cccp3 1x1-192, cccp4 1x1-192, pool 3x3/2 (16 -> 8), dropout 0.5,
+  conv3 3x3-192, cccp5 1x1-192, cccp6 1x1-num_classes, global average pool.
+
+A rectifier follows every convolution, cccp6 included ("activation function is
+followed by each convolutional layer", Table 1). Pools are ceil mode (`models.pooling`).
+966,986 weights and biases for 10 classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from models import pooling
+from rectifiers.linen import RectifierFactory, rectifier_factory
+
+# "nin": N(0, 0.05), the public NIN recipe (references.md §2); "he": He et al. 2015.
+KERNEL_INITS: dict[str, Callable[..., Any]] = {
+    "nin": nn.initializers.normal(stddev=0.05),
+    "he": nn.initializers.he_normal(),
+}
+
+
+class NetworkInNetwork(nn.Module):
+  """NIN with a pluggable rectifier; `__call__(x, train)` maps (B, H, W, 3) to (B, classes).
+
+  Attributes:
+    num_classes: 10 for CIFAR-10, 100 for CIFAR-100.
+    rectifier: a name understood by `rectifiers.linen.rectifier_factory` or a factory.
+    width: channel multiplier (channels = max(1, round(c * width))); the class layer
+      keeps `num_classes` channels. 1.0 is the paper's network.
+    second_pool: "avg" (the paper's Table 1 and Caffe) or "max" (the NIN author's
+      cuda-convnet code).
+    rectify_last: whether a rectifier follows cccp6 (the paper: yes).
+    kernel_init: "nin" (N(0, 0.05)) or "he" (He normal); biases start at 0.
+    dropout_rate: dropout after each of the two pools.
+    dtype: computation dtype; logits are returned in float32.
+    param_dtype: parameter dtype.
+  """
+
+  num_classes: int = 10
+  rectifier: str | RectifierFactory = "relu"
+  width: float = 1.0
+  second_pool: str = "avg"
+  rectify_last: bool = True
+  kernel_init: str = "nin"
+  dropout_rate: float = 0.5
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  def __post_init__(self) -> None:
+    if self.second_pool not in pooling.POOL_KINDS:
+      raise ValueError(f"second_pool must be one of {pooling.POOL_KINDS}, "
+                       f"got {self.second_pool!r}.")
+    if self.kernel_init not in KERNEL_INITS:
+      raise ValueError(f"kernel_init must be one of {tuple(KERNEL_INITS)}, "
+                       f"got {self.kernel_init!r}.")
+    if not self.width > 0:
+      raise ValueError(f"width must be > 0, got {self.width!r}.")
+    if not 0 <= self.dropout_rate < 1:
+      raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate!r}.")
+    super().__post_init__()
+
+  def _channels(self, c: int) -> int:
+    return max(1, round(c * self.width))
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    rectifier = rectifier_factory(self.rectifier)
+
+    def conv(x: jax.Array, name: str, features: int, kernel: int,
+             rectify: bool = True) -> jax.Array:
+      pad = (kernel - 1) // 2
+      x = nn.Conv(features, (kernel, kernel), padding=((pad, pad), (pad, pad)),
+                  kernel_init=KERNEL_INITS[self.kernel_init], dtype=self.dtype,
+                  param_dtype=self.param_dtype, name=name)(x)
+      return rectifier(name=f"{name}_act")(x, deterministic=not train) if rectify else x
+
+    c = self._channels
+    x = x.astype(self.dtype)
+    x = conv(x, "conv1", c(192), 5)
+    x = conv(x, "cccp1", c(160), 1)
+    x = conv(x, "cccp2", c(96), 1)
+    x = pooling.max_pool_ceil(x, 3, 2)
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    x = conv(x, "conv2", c(192), 5)
+    x = conv(x, "cccp3", c(192), 1)
+    x = conv(x, "cccp4", c(192), 1)
+    x = pooling.pool_ceil(x, self.second_pool, 3, 2)
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    x = conv(x, "conv3", c(192), 3)
+    x = conv(x, "cccp5", c(192), 1)
+    x = conv(x, "cccp6", self.num_classes, 1, rectify=self.rectify_last)
+    return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
