@@ -1,0 +1,293 @@
+"""Images/s of a full train step per rectifier, compile time and peak memory; optionally
+the same NIN step in PyTorch side by side.
+
+For each (rectifier, batch size) the step is compiled once (compile time = lower +
+compile), its `memory_analysis()` gives the peak and temporary bytes XLA planned, and
+the median step time over `--repeats` calls after warm-up gives images/s. Steps are
+timed round-robin over all configurations, so a burst of load elsewhere on a shared
+machine hits every row; compare rows by their ratios (to ReLU, to PyTorch), which are
+measured in the same run.
+
+`--step train` times `train.train_step` (the training script's step: preprocessing,
+forward, backward, SGD with momentum and weight decay, metrics) built from the config
+file's recipe; `--step minimal` a bare step with the same optimiser (the computation
+PyTorch runs: forward, cross-entropy, backward, SGD momentum 0.9 with weight decay).
+`--torch` (needs `pip install ".[bench]"`, torch 2.13 CPU) adds PyTorch's NIN step in
+NCHW and channels-last.
+
+  python -m benchmarks.train_step_bench --batch-sizes 128 --torch --json nin.json
+  python -m benchmarks.train_step_bench --width 0.25 --batch-sizes 32 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import models
+from benchmarks.rectifiers_bench import environment
+
+PAPER_RECTIFIERS = "relu,leaky_relu_100,leaky_relu_5.5,prelu,rrelu,rrelu(impl=exact)"
+LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 1e-4  # the NIN recipe (references.md §2)
+IMAGE_SHAPE = (32, 32, 3)
+
+
+# --- JAX ---------------------------------------------------------------------------------
+
+
+def _minimal_step(model, tx):
+  """Forward, softmax cross-entropy, backward and the optimiser update; nothing else."""
+
+  def step(state, batch, key):
+    params, opt_state = state
+    dropout_key, rrelu_key = jax.random.split(key)
+
+    def loss_fn(params):
+      logits = model.apply({"params": params}, batch["image"], train=True,
+                           rngs={"dropout": dropout_key, "rrelu": rrelu_key})
+      return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), loss
+
+  return step
+
+
+def _build_minimal(model_name: str, rectifier: str, batch: int, width: float, dtype: str,
+                   num_classes: int):
+  model = models.create(model_name, num_classes=num_classes, rectifier=rectifier, width=width,
+                        dtype=jnp.dtype(dtype))
+  tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY),
+                   optax.sgd(LEARNING_RATE, momentum=MOMENTUM))
+  @jax.jit  # One compile instead of one per op.
+  def init(key):
+    params = model.init({"params": key}, jnp.zeros((1, *IMAGE_SHAPE)), train=False)["params"]
+    return params, tx.init(params)
+  state = init(jax.random.key(0))
+  rng = np.random.default_rng(0)
+  data = {"image": jnp.asarray(rng.normal(size=(batch, *IMAGE_SHAPE)), jnp.float32),
+          "label": jnp.asarray(rng.integers(0, num_classes, batch), jnp.int32)}
+  step = jax.jit(_minimal_step(model, tx), donate_argnums=(0,))
+  return step, state, (data, jax.random.key(1))
+
+
+def _build_train(model_name: str, rectifier: str, batch: int, width: float, dtype: str,
+                 num_classes: int):
+  import train  # The training script's step; imported lazily (it pulls in the data stack).
+  from configs import nin_cifar10
+  from input_pipeline import augment
+
+  if model_name != "nin":
+    raise ValueError("--step train builds the NIN CIFAR-10 config; use --step minimal.")
+  config = nin_cifar10.get_config(rectifier)
+  config.dtype = dtype
+  config.model_options.width = width
+  model = models.create(config.model, num_classes=num_classes, rectifier=config.rectifier,
+                        **train._model_options(config))
+  tx = train.make_optimizer(config, train.learning_rate_schedule(config, steps_per_epoch=390))
+  augment_config = augment.AugmentConfig(**config.augment.to_dict())
+  state = jax.jit(functools.partial(train.create_train_state, config, model, IMAGE_SHAPE, tx))(
+      jax.random.key(0))
+  rng = np.random.default_rng(0)
+  data = {"image": jnp.asarray(rng.integers(0, 256, (batch, *IMAGE_SHAPE)), jnp.uint8),
+          "label": jnp.asarray(rng.integers(0, num_classes, batch), jnp.int32)}
+  step = jax.jit(functools.partial(train.train_step, model=model, tx=tx,
+                                   augment_config=augment_config,
+                                   input_scale=config.input_scale), donate_argnums=(0,))
+  return step, state, (data, jax.random.key(1), jnp.zeros(IMAGE_SHAPE, jnp.float32))
+
+
+BUILDERS = {"train": _build_train, "minimal": _build_minimal}
+
+
+def _compile(step, state, args) -> tuple[Any, float, dict[str, int]]:
+  start = time.perf_counter()
+  compiled = step.lower(state, *args).compile()
+  seconds = time.perf_counter() - start
+  memory = compiled.memory_analysis()
+  stats = {name: int(getattr(memory, f"{name}_in_bytes", 0) or 0)
+           for name in ("temp_size", "argument_size", "output_size", "alias_size",
+                        "peak_memory")}
+  # XLA:CPU's `peak_memory` covers the arguments only; the planned peak is the buffers
+  # live across the call (arguments, outputs not aliased to donated arguments) plus the
+  # temporaries' heap-simulated peak.
+  stats["xla_peak_memory"] = stats.pop("peak_memory")
+  stats["peak_memory"] = (stats["argument_size"] + stats["output_size"] - stats["alias_size"]
+                          + stats["temp_size"])
+  return compiled, seconds, stats
+
+
+# --- PyTorch -----------------------------------------------------------------------------
+
+
+def _torch_nin(torch, num_classes: int, width: float, rectifier: str):
+  """NIN as models/nin.py builds it (references.md §2), in PyTorch, for the side by side."""
+  nn = torch.nn
+  c = lambda n: max(1, round(n * width))
+  act = {"relu": nn.ReLU, "rrelu": lambda: nn.RReLU(1 / 8, 1 / 3)}[rectifier]
+
+  def conv(cin, cout, k):
+    return [nn.Conv2d(cin, cout, k, padding=(k - 1) // 2), act()]
+
+  layers = [*conv(3, c(192), 5), *conv(c(192), c(160), 1), *conv(c(160), c(96), 1),
+            nn.MaxPool2d(3, 2, ceil_mode=True), nn.Dropout(0.5),
+            *conv(c(96), c(192), 5), *conv(c(192), c(192), 1), *conv(c(192), c(192), 1),
+            nn.AvgPool2d(3, 2, ceil_mode=True), nn.Dropout(0.5),
+            *conv(c(192), c(192), 3), *conv(c(192), c(192), 1),
+            *conv(c(192), num_classes, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+  return nn.Sequential(*layers)
+
+
+def _torch_runs(batch: int, width: float, num_classes: int, rectifiers: Sequence[str]):
+  """{name: step()} for PyTorch's NIN in NCHW and channels-last."""
+  import torch
+
+  runs = {}
+  for rectifier in rectifiers:
+    for layout in ("nchw", "channels_last"):
+      torch.manual_seed(0)
+      model = _torch_nin(torch, num_classes, width, rectifier)
+      images = torch.randn(batch, 3, *IMAGE_SHAPE[:2])
+      if layout == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+      labels = torch.randint(0, num_classes, (batch,))
+      opt = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM,
+                            weight_decay=WEIGHT_DECAY)
+
+      def step(model=model, images=images, labels=labels, opt=opt):
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        loss.backward()
+        opt.step()
+        return loss
+      runs[(f"torch {rectifier}", layout)] = step
+  return runs, torch.__version__, torch.get_num_threads()
+
+
+# --- Driver ------------------------------------------------------------------------------
+
+
+def _round_robin(calls: dict[Any, Callable[[], Any]], repeats: int, warmup: int):
+  for _ in range(warmup):
+    for call in calls.values():
+      call()
+  times = {name: [] for name in calls}
+  for _ in range(repeats):
+    for name, call in calls.items():
+      start = time.perf_counter()
+      call()
+      times[name].append(time.perf_counter() - start)
+  return {name: statistics.median(t) for name, t in times.items()}
+
+
+def run(model_name: str, rectifiers: Sequence[str], batch_sizes: Sequence[int], width: float,
+        dtype: str, num_classes: int, repeats: int, warmup: int, step_kind: str,
+        torch_rectifiers: Sequence[str] = ()) -> dict[str, Any]:
+  build = BUILDERS[step_kind]
+  rows, calls = [], {}
+  for batch in batch_sizes:
+    for rectifier in rectifiers:
+      step, state, args = build(model_name, rectifier, batch, width, dtype, num_classes)
+      compiled, compile_s, memory = _compile(step, state, args)
+      holder = {"state": state}
+
+      def timed(holder=holder, compiled=compiled, args=args):
+        # The state is donated: keep the new one for the next call.
+        holder["state"], out = compiled(holder["state"], *args)
+        jax.block_until_ready((holder["state"], out))
+      calls[(rectifier, batch)] = timed
+      rows.append({"framework": "jax", "rectifier": rectifier, "batch": batch,
+                   "compile_s": compile_s, **{f"{k}_bytes": v for k, v in memory.items()}})
+  torch_info = {}
+  for batch in batch_sizes if torch_rectifiers else ():
+    runs, version, threads = _torch_runs(batch, width, num_classes, torch_rectifiers)
+    torch_info = {"torch": version, "torch_threads": threads}
+    for (name, layout), step in runs.items():
+      calls[(f"{name} {layout}", batch)] = step
+      rows.append({"framework": "torch", "rectifier": f"{name.split()[1]} {layout}",
+                   "batch": batch, "_key": f"{name} {layout}"})
+  medians = _round_robin(calls, repeats, warmup)
+  for row in rows:
+    key = (row.pop("_key", row["rectifier"]), row["batch"])
+    row["step_ms"] = 1e3 * medians[key]
+    row["images_per_s"] = row["batch"] / medians[key]
+  for row in rows:  # Ratios to the same-batch JAX ReLU row (and its memory).
+    relu = next((r for r in rows if r["framework"] == "jax" and r["rectifier"] == "relu"
+                 and r["batch"] == row["batch"]), None)
+    if relu:
+      row["speed_vs_jax_relu"] = row["images_per_s"] / relu["images_per_s"]
+      if row["framework"] == "jax" and relu["peak_memory_bytes"]:
+        row["peak_memory_vs_relu"] = row["peak_memory_bytes"] / relu["peak_memory_bytes"]
+  return {"rows": rows, **torch_info}
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+  lines = ["| framework | rectifier | batch | images/s | vs JAX ReLU | step ms | compile s | "
+           "peak MiB | peak vs ReLU |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+  for r in rows:
+    fmt = lambda k, f: format(r[k], f) if k in r else "-"
+    peak = f"{r['peak_memory_bytes'] / 2**20:.0f}" if "peak_memory_bytes" in r else "-"
+    lines.append(f"| {r['framework']} | {r['rectifier']} | {r['batch']} | "
+                 f"{r['images_per_s']:.1f} | {fmt('speed_vs_jax_relu', '.2f')} | "
+                 f"{r['step_ms']:.0f} | {fmt('compile_s', '.1f')} | {peak} | "
+                 f"{fmt('peak_memory_vs_relu', '.3f')} |")
+  return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--model", default="nin", choices=sorted(models.MODELS))
+  parser.add_argument("--rectifiers", default=PAPER_RECTIFIERS,
+                      help="';'-separated rectifier specs (default: %(default)s)")
+  parser.add_argument("--batch-sizes", default="128", help="comma separated")
+  parser.add_argument("--width", type=float, default=1.0)
+  parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  parser.add_argument("--num-classes", type=int, default=10)
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--warmup", type=int, default=1)
+  parser.add_argument("--step", default="train", choices=sorted(BUILDERS))
+  parser.add_argument("--torch", action="store_true",
+                      help="also time PyTorch's NIN step (NCHW and channels-last)")
+  parser.add_argument("--torch-rectifiers", default="relu", help="comma separated: relu,rrelu")
+  parser.add_argument("--json", default=None, help="also write the results here")
+  args = parser.parse_args(argv)
+  # Specs may contain commas ("rrelu(lower=3, upper=8)"): split on ';' if present.
+  sep = ";" if ";" in args.rectifiers else ","
+  rectifiers = [r.strip() for r in args.rectifiers.split(sep) if r.strip()]
+  if sep == "," and any("(" in r and ")" not in r for r in rectifiers):
+    parser.error("separate rectifier specs that contain commas with ';'")
+  batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+  torch_rectifiers = args.torch_rectifiers.split(",") if args.torch else []
+  if args.torch and args.model != "nin":
+    parser.error("--torch compares the NIN step only")
+  result = run(args.model, rectifiers, batch_sizes, args.width, args.dtype, args.num_classes,
+               args.repeats, args.warmup, args.step, torch_rectifiers)
+  env = {**environment(), **{k: v for k, v in result.items() if k != "rows"}}
+  print(f"{args.model} width {args.width} {args.dtype}, step={args.step}, median of "
+        f"{args.repeats} after {args.warmup} warm-up; jax {env['jax']}"
+        + (f", torch {env['torch']} ({env['torch_threads']} threads)" if "torch" in env else "")
+        + f", {env['date']}")
+  print(format_table(result["rows"]))
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump({"benchmark": "train_step", "model": args.model, "width": args.width,
+                 "dtype": args.dtype, "step": args.step, "repeats": args.repeats,
+                 "warmup": args.warmup, "environment": env, "results": result["rows"]},
+                f, indent=1)
+
+
+if __name__ == "__main__":
+  main()
