@@ -22,6 +22,7 @@ NCHW and channels-last.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import statistics
@@ -35,6 +36,7 @@ import numpy as np
 import optax
 
 import models
+from benchmarks import fast_conv
 from benchmarks.rectifiers_bench import environment
 
 PAPER_RECTIFIERS = "relu,leaky_relu_100,leaky_relu_5.5,prelu,rrelu,rrelu(impl=exact)"
@@ -109,6 +111,8 @@ def _build_train(model_name: str, rectifier: str, batch: int, width: float, dtyp
 
 
 BUILDERS = {"train": _build_train, "minimal": _build_minimal}
+# "xla": flax's convolutions as they are; "fast": benchmarks.fast_conv's custom VJP.
+CONVS = {"xla": contextlib.nullcontext, "fast": fast_conv.patch_flax_conv}
 
 
 def _compile(step, state, args) -> tuple[Any, float, dict[str, int]]:
@@ -194,22 +198,23 @@ def _round_robin(calls: dict[Any, Callable[[], Any]], repeats: int, warmup: int)
 
 def run(model_name: str, rectifiers: Sequence[str], batch_sizes: Sequence[int], width: float,
         dtype: str, num_classes: int, repeats: int, warmup: int, step_kind: str,
-        torch_rectifiers: Sequence[str] = ()) -> dict[str, Any]:
+        torch_rectifiers: Sequence[str] = (), convs: Sequence[str] = ("xla",)) -> dict[str, Any]:
   build = BUILDERS[step_kind]
   rows, calls = [], {}
-  for batch in batch_sizes:
-    for rectifier in rectifiers:
+  for batch, conv, rectifier in ((b, c, r) for b in batch_sizes for c in convs for r in rectifiers):
+    with CONVS[conv]():  # Active while the step is traced and compiled.
       step, state, args = build(model_name, rectifier, batch, width, dtype, num_classes)
       compiled, compile_s, memory = _compile(step, state, args)
-      holder = {"state": state}
+    holder = {"state": state}
 
-      def timed(holder=holder, compiled=compiled, args=args):
-        # The state is donated: keep the new one for the next call.
-        holder["state"], out = compiled(holder["state"], *args)
-        jax.block_until_ready((holder["state"], out))
-      calls[(rectifier, batch)] = timed
-      rows.append({"framework": "jax", "rectifier": rectifier, "batch": batch,
-                   "compile_s": compile_s, **{f"{k}_bytes": v for k, v in memory.items()}})
+    def timed(holder=holder, compiled=compiled, args=args):
+      # The state is donated: keep the new one for the next call.
+      holder["state"], out = compiled(holder["state"], *args)
+      jax.block_until_ready((holder["state"], out))
+    label = rectifier if conv == "xla" else f"{rectifier} +{conv} conv"
+    calls[(label, batch)] = timed
+    rows.append({"framework": "jax", "rectifier": label, "conv": conv, "batch": batch,
+                 "compile_s": compile_s, **{f"{k}_bytes": v for k, v in memory.items()}})
   torch_info = {}
   for batch in batch_sizes if torch_rectifiers else ():
     runs, version, threads = _torch_runs(batch, width, num_classes, torch_rectifiers)
@@ -259,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--warmup", type=int, default=1)
   parser.add_argument("--step", default="train", choices=sorted(BUILDERS))
+  parser.add_argument("--conv", default="xla",
+                      help="comma separated from xla,fast: convolution gradients (fast: "
+                           "benchmarks.fast_conv); several give side-by-side rows")
   parser.add_argument("--torch", action="store_true",
                       help="also time PyTorch's NIN step (NCHW and channels-last)")
   parser.add_argument("--torch-rectifiers", default="relu", help="comma separated: relu,rrelu")
@@ -274,7 +282,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   if args.torch and args.model != "nin":
     parser.error("--torch compares the NIN step only")
   result = run(args.model, rectifiers, batch_sizes, args.width, args.dtype, args.num_classes,
-               args.repeats, args.warmup, args.step, torch_rectifiers)
+               args.repeats, args.warmup, args.step, torch_rectifiers,
+               [c for c in args.conv.split(",") if c])
   env = {**environment(), **{k: v for k, v in result.items() if k != "rows"}}
   print(f"{args.model} width {args.width} {args.dtype}, step={args.step}, median of "
         f"{args.repeats} after {args.warmup} warm-up; jax {env['jax']}"
