@@ -1,7 +1,7 @@
 """A drop-in `lax.conv_general_dilated` whose gradients avoid XLA:CPU's slow paths.
 
 Prototype for issue 7, part 3. Measured per NIN layer on the 2-core CPU (batch 32,
-ms; `python -m benchmarks.fast_conv`), XLA's transposed convolution for the kernel
+ms, jax.vjp of each NIN convolution alone), XLA's transposed convolution for the kernel
 gradient is the outlier: for the 1x1 layers at 32x32 it is 4-6x slower than the
 same contraction written as one matrix product, and for 3x3/5x5 kernels with many
 input channels ~1.3-1.7x slower than the same sum written as a *forward*

@@ -111,11 +111,11 @@ def run(shape: Sequence[int], dtypes: Sequence[str], repeats: int, warmup: int,
 
 
 def format_table(results: list[dict[str, Any]]) -> str:
-  lines = [f"| {'dtype':8} | {'rectifier':22} | {'fwd ms':>8} | {'fwd / ReLU':>10} | "
+  lines = [f"| {'dtype':8} | {'rectifier':23} | {'fwd ms':>8} | {'fwd / ReLU':>10} | "
            f"{'fwd+bwd ms':>10} | {'fwd+bwd / ReLU':>14} |",
-           f"|{'-' * 10}|{'-' * 24}|{'-' * 9}:|{'-' * 11}:|{'-' * 11}:|{'-' * 15}:|"]
+           f"|{'-' * 10}|{'-' * 25}|{'-' * 9}:|{'-' * 11}:|{'-' * 11}:|{'-' * 15}:|"]
   for r in results:
-    lines.append(f"| {r['dtype']:8} | {r['rectifier']:22} | {r['fwd_ms']:8.2f} | "
+    lines.append(f"| {r['dtype']:8} | {r['rectifier']:23} | {r['fwd_ms']:8.2f} | "
                  f"{r['fwd_vs_relu']:10.2f} | {r['fwd+bwd_ms']:10.2f} | "
                  f"{r['fwd+bwd_vs_relu']:14.2f} |")
   return "\n".join(lines)
