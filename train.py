@@ -617,7 +617,7 @@ def main(argv: list[str]) -> None:
   del argv
   FLAGS = flags.FLAGS
   _quiet_library_info_logs()
-  if FLAGS.multihost or FLAGS.coordinator_address:
+  if FLAGS.multihost or FLAGS.coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS"):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address or None,
                                num_processes=FLAGS.num_processes,
@@ -646,7 +646,8 @@ def _define_flags() -> None:
                                   lock_config=True)
   flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
   flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() (cluster "
-                    "auto-detection, or the flags below / JAX_COORDINATOR_ADDRESS).")
+                    "auto-detection, or the flags below); implied by --coordinator_address "
+                    "or the JAX_COORDINATOR_ADDRESS environment variable.")
   flags.DEFINE_string("coordinator_address", "", "host:port of process 0, for --multihost.")
   flags.DEFINE_integer("num_processes", None, "Number of processes, for --multihost.")
   flags.DEFINE_integer("process_id", None, "This process's index, for --multihost.")
