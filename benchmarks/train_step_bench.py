@@ -13,16 +13,18 @@ forward, backward, SGD with momentum and weight decay, metrics) built from the c
 file's recipe; `--step minimal` a bare step with the same optimiser (the computation
 PyTorch runs: forward, cross-entropy, backward, SGD momentum 0.9 with weight decay).
 `--torch` (needs `pip install ".[bench]"`, torch 2.13 CPU) adds PyTorch's NIN step in
-NCHW and channels-last.
+NCHW and channels-last. `--conv-grad xla,forward` times the models' `conv_grad` options
+side by side (models/conv.py: "forward" computes convolution gradients as forward
+convolutions and matrix products, XLA:CPU's fast paths).
 
   python -m benchmarks.train_step_bench --batch-sizes 128 --torch --json nin.json
+  python -m benchmarks.train_step_bench --rectifiers relu --conv-grad xla,forward
   python -m benchmarks.train_step_bench --width 0.25 --batch-sizes 32 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import statistics
@@ -36,7 +38,7 @@ import numpy as np
 import optax
 
 import models
-from benchmarks import fast_conv
+from models import conv as conv_lib
 from benchmarks.rectifiers_bench import environment
 
 PAPER_RECTIFIERS = "relu,leaky_relu_100,leaky_relu_5.5,prelu,rrelu,rrelu(impl=exact)"
@@ -67,9 +69,9 @@ def _minimal_step(model, tx):
 
 
 def _build_minimal(model_name: str, rectifier: str, batch: int, width: float, dtype: str,
-                   num_classes: int):
+                   num_classes: int, conv_grad: str):
   model = models.create(model_name, num_classes=num_classes, rectifier=rectifier, width=width,
-                        dtype=jnp.dtype(dtype))
+                        dtype=jnp.dtype(dtype), conv_grad=conv_grad)
   tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY),
                    optax.sgd(LEARNING_RATE, momentum=MOMENTUM))
   @jax.jit  # One compile instead of one per op.
@@ -85,7 +87,7 @@ def _build_minimal(model_name: str, rectifier: str, batch: int, width: float, dt
 
 
 def _build_train(model_name: str, rectifier: str, batch: int, width: float, dtype: str,
-                 num_classes: int):
+                 num_classes: int, conv_grad: str):
   import train  # The training script's step; imported lazily (it pulls in the data stack).
   from configs import nin_cifar10
   from input_pipeline import augment
@@ -95,6 +97,7 @@ def _build_train(model_name: str, rectifier: str, batch: int, width: float, dtyp
   config = nin_cifar10.get_config(rectifier)
   config.dtype = dtype
   config.model_options.width = width
+  config.model_options.conv_grad = conv_grad
   model = models.create(config.model, num_classes=num_classes, rectifier=config.rectifier,
                         **train._model_options(config))
   tx = train.make_optimizer(config, train.learning_rate_schedule(config, steps_per_epoch=390))
@@ -111,8 +114,6 @@ def _build_train(model_name: str, rectifier: str, batch: int, width: float, dtyp
 
 
 BUILDERS = {"train": _build_train, "minimal": _build_minimal}
-# "xla": flax's convolutions as they are; "fast": benchmarks.fast_conv's custom VJP.
-CONVS = {"xla": contextlib.nullcontext, "fast": fast_conv.patch_flax_conv}
 
 
 def _compile(step, state, args) -> tuple[Any, float, dict[str, int]]:
@@ -198,23 +199,27 @@ def _round_robin(calls: dict[Any, Callable[[], Any]], repeats: int, warmup: int)
 
 def run(model_name: str, rectifiers: Sequence[str], batch_sizes: Sequence[int], width: float,
         dtype: str, num_classes: int, repeats: int, warmup: int, step_kind: str,
-        torch_rectifiers: Sequence[str] = (), convs: Sequence[str] = ("xla",)) -> dict[str, Any]:
+        torch_rectifiers: Sequence[str] = (),
+        conv_grads: Sequence[str] = ("xla",)) -> dict[str, Any]:
   build = BUILDERS[step_kind]
   rows, calls = [], {}
-  for batch, conv, rectifier in ((b, c, r) for b in batch_sizes for c in convs for r in rectifiers):
-    with CONVS[conv]():  # Active while the step is traced and compiled.
-      step, state, args = build(model_name, rectifier, batch, width, dtype, num_classes)
-      compiled, compile_s, memory = _compile(step, state, args)
+  for batch, conv_grad, rectifier in (
+      (b, c, r) for b in batch_sizes for c in conv_grads for r in rectifiers):
+    step, state, args = build(model_name, rectifier, batch, width, dtype, num_classes,
+                              conv_grad)
+    compiled, compile_s, memory = _compile(step, state, args)
     holder = {"state": state}
 
     def timed(holder=holder, compiled=compiled, args=args):
       # The state is donated: keep the new one for the next call.
       holder["state"], out = compiled(holder["state"], *args)
       jax.block_until_ready((holder["state"], out))
-    label = rectifier if conv == "xla" else f"{rectifier} +{conv} conv"
+    # The default keeps the plain name: ratios are to the "relu" row (XLA's gradients).
+    label = rectifier if conv_grad == "xla" else f"{rectifier} conv_grad={conv_grad}"
     calls[(label, batch)] = timed
-    rows.append({"framework": "jax", "rectifier": label, "conv": conv, "batch": batch,
-                 "compile_s": compile_s, **{f"{k}_bytes": v for k, v in memory.items()}})
+    rows.append({"framework": "jax", "rectifier": label, "conv_grad": conv_grad,
+                 "batch": batch, "compile_s": compile_s,
+                 **{f"{k}_bytes": v for k, v in memory.items()}})
   torch_info = {}
   for batch in batch_sizes if torch_rectifiers else ():
     runs, version, threads = _torch_runs(batch, width, num_classes, torch_rectifiers)
@@ -264,9 +269,9 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--warmup", type=int, default=1)
   parser.add_argument("--step", default="train", choices=sorted(BUILDERS))
-  parser.add_argument("--conv", default="xla",
-                      help="comma separated from xla,fast: convolution gradients (fast: "
-                           "benchmarks.fast_conv); several give side-by-side rows")
+  parser.add_argument("--conv-grad", default="xla",
+                      help=f"comma separated from {','.join(conv_lib.CONV_GRADS)}: the models' "
+                           "conv_grad option (models/conv.py); several give side-by-side rows")
   parser.add_argument("--torch", action="store_true",
                       help="also time PyTorch's NIN step (NCHW and channels-last)")
   parser.add_argument("--torch-rectifiers", default="relu", help="comma separated: relu,rrelu")
@@ -281,9 +286,11 @@ def main(argv: Sequence[str] | None = None) -> None:
   torch_rectifiers = args.torch_rectifiers.split(",") if args.torch else []
   if args.torch and args.model != "nin":
     parser.error("--torch compares the NIN step only")
+  conv_grads = [c for c in args.conv_grad.split(",") if c]
+  if unknown := [c for c in conv_grads if c not in conv_lib.CONV_GRADS]:
+    parser.error(f"unknown --conv-grad {unknown}; valid: {','.join(conv_lib.CONV_GRADS)}")
   result = run(args.model, rectifiers, batch_sizes, args.width, args.dtype, args.num_classes,
-               args.repeats, args.warmup, args.step, torch_rectifiers,
-               [c for c in args.conv.split(",") if c])
+               args.repeats, args.warmup, args.step, torch_rectifiers, conv_grads)
   env = {**environment(), **{k: v for k, v in result.items() if k != "rows"}}
   print(f"{args.model} width {args.width} {args.dtype}, step={args.step}, median of "
         f"{args.repeats} after {args.warmup} warm-up; jax {env['jax']}"

@@ -7,6 +7,7 @@ decay 1e-4, batch 64, lr 0.05 for ~38 epochs then 0.01 for ~6; random 28x28 crop
 horizontal flip, per-pixel mean subtraction, centre crop at test.
 
 Expect: 24.32% test error (75.68% accuracy) with RReLU, single view (paper §3.1).
+On CPU: --config.model_options.conv_grad=forward (models/conv.py); "xla" suits GPU/TPU.
 Needs: pip install ".[prepare]" && tfds build cifar100 --file_format=array_record
 """
 
@@ -20,7 +21,7 @@ def get_config(rectifier: str = "rrelu") -> ml_collections.ConfigDict:
   config.dataset = "tfds:cifar100"
   config.model = "inception_bn"
   config.rectifier = rectifier
-  config.model_options = ml_collections.ConfigDict()
+  config.model_options = ml_collections.ConfigDict({"conv_grad": "xla"})
   config.augment.crop = "random"
   config.augment.crop_size = 28
   config.augment.flip = True

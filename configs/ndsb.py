@@ -15,6 +15,7 @@ learning rate; this config does not.
 
 Expect (paper Table 5, validation multi-class log-loss): ReLU 0.7727, LReLU a=100 0.7601,
 LReLU a=5.5 0.7391, PReLU 0.7454, RReLU 0.7292.
+On CPU: --config.model_options.conv_grad=forward (models/conv.py); "xla" suits GPU/TPU.
 """
 
 import ml_collections
@@ -30,6 +31,7 @@ def get_config(rectifier: str = "rrelu") -> ml_collections.ConfigDict:
   config.holdout = 5336
   config.model = "ndsb"
   config.rectifier = rectifier
+  config.model_options = ml_collections.ConfigDict({"conv_grad": "xla"})
   config.augment.ndsb = True
   config.augment.crop_size = 70
   config.batch_size = 128

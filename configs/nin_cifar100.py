@@ -8,6 +8,7 @@ weight decay 5e-4; raw pixels minus the per-pixel mean, no augmentation (the pap
 
 Expect (paper Table 4, test error): ReLU 42.90%, LReLU a=100 42.05%, LReLU a=5.5 40.42%,
 PReLU 41.63%, RReLU 40.25%.
+On CPU: --config.model_options.conv_grad=forward (models/conv.py); "xla" suits GPU/TPU.
 Needs: pip install ".[prepare]" && tfds build cifar100 --file_format=array_record
 """
 

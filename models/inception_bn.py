@@ -29,6 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from models import conv as conv_lib
 from rectifiers.linen import RectifierFactory, rectifier_factory
 
 # "xavier" is Glorot uniform; the mxnet notebook used its Xavier(magnitude=2.34, "in"),
@@ -66,6 +67,7 @@ class ConvBN(nn.Module):
   bn_epsilon: float
   dtype: Any
   param_dtype: Any
+  conv_grad: str  # "xla" or "forward": `models.conv.CONV_GRADS`.
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -73,7 +75,9 @@ class ConvBN(nn.Module):
     x = nn.Conv(self.features, (self.kernel, self.kernel), (self.stride, self.stride),
                 padding=((pad, pad), (pad, pad)), use_bias=False,
                 kernel_init=self.kernel_init, dtype=self.dtype,
-                param_dtype=self.param_dtype, name="conv")(x)
+                param_dtype=self.param_dtype,
+                conv_general_dilated=conv_lib.conv_general_dilated_for(self.conv_grad),
+                name="conv")(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                      epsilon=self.bn_epsilon, dtype=self.dtype,
                      param_dtype=self.param_dtype, name="bn")(x)
@@ -97,6 +101,9 @@ class InceptionBN(nn.Module):
     kernel_init: "he" (He normal) or "xavier" (Glorot uniform).
     bn_momentum: decay of the BatchNorm running averages (mxnet's 0.9).
     bn_epsilon: BatchNorm epsilon (mxnet's 1e-3).
+    conv_grad: how convolution gradients are computed (`models.conv.CONV_GRADS`): "xla"
+      (XLA's own; best on GPU/TPU) or "forward" (as forward convolutions and matrix
+      products; strided convolutions keep XLA's). Forward values are the same.
     dtype: computation dtype; logits are returned in float32.
     param_dtype: parameter (and batch statistics) dtype.
   """
@@ -107,6 +114,7 @@ class InceptionBN(nn.Module):
   kernel_init: str = "he"
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-3
+  conv_grad: str = "xla"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -120,6 +128,7 @@ class InceptionBN(nn.Module):
       raise ValueError(f"bn_momentum must be in [0, 1), got {self.bn_momentum!r}.")
     if not self.bn_epsilon > 0:
       raise ValueError(f"bn_epsilon must be > 0, got {self.bn_epsilon!r}.")
+    conv_lib.conv_general_dilated_for(self.conv_grad)  # Raises on an unknown value.
     super().__post_init__()
 
   @nn.compact
@@ -129,7 +138,7 @@ class InceptionBN(nn.Module):
     def unit(x: jax.Array, name: str, features: int, kernel: int, stride: int = 1):
       return ConvBN(max(1, round(features * self.width)), kernel, stride, rectifier,
                     KERNEL_INITS[self.kernel_init], self.bn_momentum, self.bn_epsilon,
-                    self.dtype, self.param_dtype, name=name)(x, train)
+                    self.dtype, self.param_dtype, self.conv_grad, name=name)(x, train)
 
     x = x.astype(self.dtype)
     for name, kind, channels in INCEPTION_MODULES:

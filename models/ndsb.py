@@ -26,6 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from models import conv as conv_lib
 from models import pooling
 from rectifiers.linen import RectifierFactory, rectifier_factory
 
@@ -47,6 +48,9 @@ class NDSBNet(nn.Module):
     spp_levels: pyramid levels of the spatial pyramid (max) pool.
     kernel_init: "he" (He normal) or "xavier" (Glorot uniform); biases start at 0.
     dropout_rate: dropout after fc1 and fc2.
+    conv_grad: how convolution gradients are computed (`models.conv.CONV_GRADS`): "xla"
+      (XLA's own; best on GPU/TPU) or "forward" (as forward convolutions and matrix
+      products; the CPU choice). Forward values are the same.
     dtype: computation dtype; logits are returned in float32.
     param_dtype: parameter dtype.
   """
@@ -57,6 +61,7 @@ class NDSBNet(nn.Module):
   spp_levels: tuple[int, ...] = (1, 2, 4)
   kernel_init: str = "he"
   dropout_rate: float = 0.55
+  conv_grad: str = "xla"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -68,6 +73,7 @@ class NDSBNet(nn.Module):
       raise ValueError(f"width must be > 0, got {self.width!r}.")
     if not 0 <= self.dropout_rate < 1:
       raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate!r}.")
+    conv_lib.conv_general_dilated_for(self.conv_grad)  # Raises on an unknown value.
     super().__post_init__()
 
   def _channels(self, c: int) -> int:
@@ -77,11 +83,12 @@ class NDSBNet(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     rectifier = rectifier_factory(self.rectifier)
     init = KERNEL_INITS[self.kernel_init]
+    conv_general_dilated = conv_lib.conv_general_dilated_for(self.conv_grad)
 
     def conv(x: jax.Array, name: str, features: int, pad: int = 1) -> jax.Array:
       x = nn.Conv(self._channels(features), (3, 3), padding=((pad, pad), (pad, pad)),
                   kernel_init=init, dtype=self.dtype, param_dtype=self.param_dtype,
-                  name=name)(x)
+                  conv_general_dilated=conv_general_dilated, name=name)(x)
       return rectifier(name=f"{name}_act")(x, deterministic=not train)
 
     def fc(x: jax.Array, name: str, features: int) -> jax.Array:

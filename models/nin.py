@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from models import conv as conv_lib
 from models import pooling
 from rectifiers.linen import RectifierFactory, rectifier_factory
 
@@ -43,6 +44,9 @@ class NetworkInNetwork(nn.Module):
     rectify_last: whether a rectifier follows cccp6 (the paper: yes).
     kernel_init: "nin" (N(0, 0.05)) or "he" (He normal); biases start at 0.
     dropout_rate: dropout after each of the two pools.
+    conv_grad: how convolution gradients are computed (`models.conv.CONV_GRADS`): "xla"
+      (XLA's own; best on GPU/TPU) or "forward" (as forward convolutions and matrix
+      products; a 1.76x faster train step on CPU). Forward values are the same.
     dtype: computation dtype; logits are returned in float32.
     param_dtype: parameter dtype.
   """
@@ -54,6 +58,7 @@ class NetworkInNetwork(nn.Module):
   rectify_last: bool = True
   kernel_init: str = "nin"
   dropout_rate: float = 0.5
+  conv_grad: str = "xla"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -68,6 +73,7 @@ class NetworkInNetwork(nn.Module):
       raise ValueError(f"width must be > 0, got {self.width!r}.")
     if not 0 <= self.dropout_rate < 1:
       raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate!r}.")
+    conv_lib.conv_general_dilated_for(self.conv_grad)  # Raises on an unknown value.
     super().__post_init__()
 
   def _channels(self, c: int) -> int:
@@ -76,13 +82,15 @@ class NetworkInNetwork(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     rectifier = rectifier_factory(self.rectifier)
+    conv_general_dilated = conv_lib.conv_general_dilated_for(self.conv_grad)
 
     def conv(x: jax.Array, name: str, features: int, kernel: int,
              rectify: bool = True) -> jax.Array:
       pad = (kernel - 1) // 2
       x = nn.Conv(features, (kernel, kernel), padding=((pad, pad), (pad, pad)),
                   kernel_init=KERNEL_INITS[self.kernel_init], dtype=self.dtype,
-                  param_dtype=self.param_dtype, name=name)(x)
+                  param_dtype=self.param_dtype, conv_general_dilated=conv_general_dilated,
+                  name=name)(x)
       return rectifier(name=f"{name}_act")(x, deterministic=not train) if rectify else x
 
     c = self._channels

@@ -58,45 +58,15 @@ def test_train_step_bench_times_the_training_scripts_step(tmp_path):
   out = tmp_path / "train_step.json"
   train_step_bench.main(["--width", "0.05", "--batch-sizes", "4", "--repeats", "1",
                          "--warmup", "0", "--step", "train", "--rectifiers", "rrelu",
-                         "--conv", "fast", "--json", str(out)])
+                         "--conv-grad", "forward", "--json", str(out)])
   result = json.loads(out.read_text())
   assert result["step"] == "train"
   [row] = result["results"]
-  assert row["rectifier"] == "rrelu +fast conv" and row["conv"] == "fast"
+  assert row["rectifier"] == "rrelu conv_grad=forward" and row["conv_grad"] == "forward"
   assert row["images_per_s"] > 0 and row["peak_memory_bytes"] > 0
 
 
-@pytest.mark.parametrize("hw,cin,cout,k", [(6, 3, 8, 5), (6, 20, 8, 1), (5, 24, 7, 3), (4, 17, 6, 2)])
-def test_fast_conv_matches_lax_values_and_gradients(hw, cin, cout, k):
-  import jax
-  import numpy as np
-  from jax import lax
-
-  from benchmarks import fast_conv
-
-  pad = (((k - 1) // 2, k // 2),) * 2  # k = 2: asymmetric padding
-  x, w, g = (jax.random.normal(jax.random.key(i), s) for i, s in enumerate(
-      [(3, hw, hw, cin), (k, k, cin, cout), (3, hw, hw, cout)]))
-  conv = lambda f: lambda x, w: f(x, w, (1, 1), pad, dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  y_ref, vjp_ref = jax.vjp(conv(lax.conv_general_dilated), x, w)
-  y, vjp = jax.vjp(jax.jit(conv(fast_conv.conv_general_dilated)), x, w)
-  np.testing.assert_allclose(np.asarray(y), np.asarray(y_ref), rtol=1e-4, atol=1e-4)
-  for got, want in zip(vjp(g), vjp_ref(g)):
-    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-3)
-
-
-def test_fast_conv_defers_to_lax_for_strided_convolutions():
-  import jax
-  import jax.numpy as jnp
-  import numpy as np
-  from jax import lax
-
-  from benchmarks import fast_conv
-
-  x, w = jnp.ones((1, 6, 6, 2)), jnp.ones((3, 3, 2, 4))
-  kwargs = dict(window_strides=(2, 2), padding=((1, 1), (1, 1)),
-                dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  got = jax.make_jaxpr(lambda x, w: fast_conv.conv_general_dilated(x, w, **kwargs))(x, w)
-  assert "custom_vjp" not in str(got)
-  np.testing.assert_array_equal(np.asarray(fast_conv.conv_general_dilated(x, w, **kwargs)),
-                                np.asarray(lax.conv_general_dilated(x, w, **kwargs)))
+def test_train_step_bench_rejects_an_unknown_conv_grad(capsys):
+  with pytest.raises(SystemExit):
+    train_step_bench.main(["--conv-grad", "xla,fast"])
+  assert "unknown --conv-grad ['fast']; valid: xla,forward" in capsys.readouterr().err

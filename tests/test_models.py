@@ -1,4 +1,5 @@
-"""Tests of models/: layer tables, parameter counts, rectifier placement, rngs, pooling.
+"""Tests of models/: layer tables, parameter counts, rectifier placement, rngs, pooling, and
+the `conv_grad` option's convolution gradients (models/conv.py).
 
 Only shapes go through `jax.eval_shape` on the full-width networks; everything that runs
 uses width 0.125 and batch 2, with one init per network shared by the module.
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 import models
+from models import conv as conv_lib
 from models import pooling
 from rectifiers import linen as rl
 
@@ -489,3 +491,106 @@ def test_spp_bins_cover_any_size(size):
   level4 = out[0, 2 * 5:].reshape(4, 4, 2)
   np.testing.assert_array_equal(level4.max(axis=(0, 1)), x[0].max(axis=(0, 1)))
   assert set(np.unique(level4)) <= set(np.unique(x))
+
+
+# ------------------------------------------------------------- convolution gradients
+
+
+def _normal(shape: tuple[int, ...], seed: int) -> np.ndarray:
+  # NumPy draws: jax.random would compile once per shape.
+  return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def _lax_and_forward(x: jax.Array, w: jax.Array, **kwargs):
+  """[(y, dx, dw)] of `lax.conv_general_dilated` (the reference) and of `models.conv`'s, for a
+  random output cotangent; one compile for both."""
+  fns = (jax.lax.conv_general_dilated, conv_lib.conv_general_dilated)
+  convs = [lambda x, w, f=f: f(x, w, **kwargs) for f in fns]
+  g = _normal(jax.eval_shape(convs[0], x, w).shape, seed=2)
+
+  def values_and_vjps(x, w, g):
+    return [(y, *vjp(g)) for y, vjp in (jax.vjp(conv, x, w) for conv in convs)]
+
+  return _jit(values_and_vjps)(x, w, g)
+
+
+# (spatial, in channels, out channels, kernel, padding). In channels >= 16 take the
+# forward-convolution kernel gradient, fewer take XLA's (MIN_CHANNELS_FOR_FORWARD_CONV_DW).
+@pytest.mark.parametrize("hw,cin,cout,k,pad", [
+    (6, 20, 8, 1, (0, 0)),   # 1x1: matrix products
+    (5, 24, 7, 3, (1, 1)),   # 3x3 pad 1
+    (7, 16, 6, 5, (2, 2)),   # 5x5 pad 2
+    (6, 18, 5, 3, (0, 0)),   # 3x3 unpadded (NDSB's conv4_5)
+    (6, 3, 8, 5, (2, 2)),    # few input channels (NIN's conv1)
+    (4, 17, 6, 2, (0, 1)),   # even kernel, asymmetric padding
+    (5, 16, 4, 3, "SAME"),   # string padding
+])
+def test_forward_conv_grad_matches_lax_values_and_vjp(hw, cin, cout, k, pad):
+  assert (cin >= conv_lib.MIN_CHANNELS_FOR_FORWARD_CONV_DW) == (cin != 3)
+  x, w = _normal((3, hw, hw, cin), seed=0), _normal((k, k, cin, cout), seed=1)
+  reference, got = _lax_and_forward(x, w, window_strides=(1, 1),
+                                    padding=pad if isinstance(pad, str) else (pad, pad),
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  for name, a, b in zip(("y", "dx", "dw"), got, reference):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4, err_msg=name)
+
+
+def test_forward_conv_grad_defers_to_lax_for_strided_convolutions():
+  x, w = _normal((2, 7, 7, 16), seed=0), _normal((3, 3, 16, 4), seed=1)
+  kwargs = dict(window_strides=(2, 2), padding=((1, 1), (1, 1)),
+                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  jaxpr = jax.make_jaxpr(lambda x, w: conv_lib.conv_general_dilated(x, w, **kwargs))(x, w)
+  assert [e.primitive.name for e in jaxpr.eqns] == ["conv_general_dilated"]
+  reference, got = _lax_and_forward(x, w, **kwargs)
+  for a, b in zip(got, reference):
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_conv_grad_option_is_validated(name):
+  assert "conv_grad" in models.valid_options(name)
+  with pytest.raises(ValueError, match=r"conv_grad must be one of \('xla', 'forward'\), "
+                                       r"got 'fast'"):
+    models.create(name, num_classes=CLASSES[name], conv_grad="fast")
+
+
+def _custom_vjp_calls(model, variables, name: str) -> int:
+  jaxpr = jax.make_jaxpr(lambda v: model.apply(v, _x(name), train=False))(variables)
+  return sum(e.primitive.name == "custom_vjp_call" for e in jaxpr.eqns)
+
+
+def test_inception_forward_conv_grad_skips_the_strided_convolutions(full):
+  _, variables = full("inception_bn")
+  counts = {g: _custom_vjp_calls(models.create("inception_bn", num_classes=100, conv_grad=g),
+                                 variables, "inception_bn") for g in ("xla", "forward")}
+  assert counts == {"xla": 0, "forward": 8 * 7 + 2 * 5 - 4}  # in3c, in4e: two 3x3/2 each
+
+
+@pytest.mark.parametrize("name", ["nin", "ndsb"])
+def test_forward_conv_grad_gives_the_same_logits_and_gradients(small, name):
+  net = small[name]
+  labels = jnp.arange(2) % CLASSES[name]
+  model = {g: models.create(name, num_classes=CLASSES[name], rectifier="rrelu", width=SMALL,
+                            conv_grad=g) for g in ("xla", "forward")}
+  # Every convolution (all stride 1) takes the custom VJP, so the comparison is not vacuous.
+  assert _custom_vjp_calls(net.model, net.variables, name) == 0  # "xla" is the default
+  assert _custom_vjp_calls(model["forward"], net.variables, name) == {"nin": 9, "ndsb": 17}[name]
+
+  def loss_and_grads(conv_grad: str):
+
+    def loss(params):  # training mode: dropout and RReLU draw from the same fixed rngs
+      logits = model[conv_grad].apply({"params": params}, net.x, train=True, rngs=_rngs())
+      log_p = jax.nn.log_softmax(logits)
+      return -jnp.mean(jnp.take_along_axis(log_p, labels[:, None], axis=1)), logits
+
+    return _jit(jax.value_and_grad(loss, has_aux=True))(net.variables["params"])
+
+  (loss_xla, logits_xla), grads_xla = loss_and_grads("xla")
+  (loss_fwd, logits_fwd), grads_fwd = loss_and_grads("forward")
+  np.testing.assert_allclose(logits_fwd, logits_xla, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(loss_fwd, loss_xla, rtol=1e-5)
+  for path, got in jax.tree_util.tree_leaves_with_path(grads_fwd):
+    want = functools.reduce(lambda t, k: t[k.key], path, grads_xla)
+    # Summation order differs; relative to each tensor's scale for near-zero entries.
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(want))),
+                               err_msg=jax.tree_util.keystr(path))
