@@ -34,15 +34,15 @@ def get_config(rectifier: str = "rrelu") -> ml_collections.ConfigDict:
   config.model = "nin"
   config.rectifier = rectifier
   config.model_options = ml_collections.ConfigDict(
-      {"width": 0.25, "kernel_init": "he", "dropout_rate": 0.5})
-  config.batch_size = 64
+      {"width": 0.125, "kernel_init": "he", "dropout_rate": 0.5})
+  config.batch_size = 32
   config.eval_batch_size = 500
-  config.num_epochs = 30
+  config.num_epochs = 16
   config.learning_rate = 0.05
   config.warmup_epochs = 2.0
-  config.lr_decay_epochs = (25,)
+  config.lr_decay_epochs = (13,)
   config.weight_decay = 1e-4
   config.eval_every_epochs = 1
-  config.checkpoint_every_epochs = 5
-  config.log_every_steps = 25
+  config.checkpoint_every_epochs = 4
+  config.log_every_steps = 50
   return config

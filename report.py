@@ -1,0 +1,494 @@
+r"""The paper's tables and figures from a sweep's runs, with seed statistics the paper did not give.
+
+    python report.py --workdir=runs/cifar10
+
+Reads every `WORKDIR/<setting>/seed<k>` written by `sweep.py` (or by `train.py`) and writes
+into WORKDIR (or --out):
+
+  results.md      the paper's table layout (training and test error; train and validation
+                  log-loss for NDSB), mean ± standard deviation over seeds, the paper's
+                  numbers beside them, and each setting minus ReLU with a paired 95% interval;
+  curves.png      the paper's Figures 2-4: ReLU against each other setting, train and test
+                  curves per epoch (mean over seeds, band ± one standard deviation);
+  rectifiers.png  the paper's Figure 1: the rectifiers, RReLU with its range of slopes.
+
+Numbers are the final epoch's (what the paper reports): training error/loss are the running
+averages of the last epoch in training mode (dropout and random slopes on, as cxxnet
+reported them), test numbers are deterministic mode. The best test error over epochs is
+listed separately; it is chosen on the test set, so it is optimistic.
+
+The paired interval: seed k of a setting and seed k of ReLU form a pair (same initialisation
+stream, same data order); d_k = setting_k - ReLU_k; the interval is
+mean(d) ± t_{0.975, n-1} · sd(d) / √n with n the number of pairs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+# --- The paper's numbers -------------------------------------------------------------------
+
+# Tables 3 and 4: (training error, test error); Table 5: (train log-loss, validation log-loss).
+PAPER_TABLES: dict[str, dict[str, Any]] = {
+    "cifar10": {
+        "title": "Table 3: CIFAR-10, Network in Network",
+        "metric": "error",
+        "values": {"relu": (0.00318, 0.1245), "leaky_relu_100": (0.0031, 0.1266),
+                   "leaky_relu_5.5": (0.00362, 0.1120), "prelu": (0.00178, 0.1179),
+                   "rrelu": (0.00550, 0.1119)}},
+    "cifar100": {
+        "title": "Table 4: CIFAR-100, Network in Network",
+        "metric": "error",
+        "values": {"relu": (0.1356, 0.429), "leaky_relu_100": (0.11552, 0.4205),
+                   "leaky_relu_5.5": (0.08536, 0.4042), "prelu": (0.0633, 0.4163),
+                   "rrelu": (0.1141, 0.4025)}},
+    "cifar100_inception": {
+        "title": "§3.1: CIFAR-100, Inception-BN (RReLU only: 75.68% accuracy)",
+        "metric": "error",
+        "values": {"rrelu": (None, 1 - 0.7568)}},
+    "ndsb": {
+        "title": "Table 5: NDSB, multi-class log-loss",
+        "metric": "log-loss",
+        "values": {"relu": (0.8092, 0.7727), "leaky_relu_100": (0.7846, 0.7601),
+                   "leaky_relu_5.5": (0.7831, 0.7391), "prelu": (0.7187, 0.7454),
+                   "rrelu": (0.8090, 0.7292)}},
+}
+
+DISPLAY_NAMES = {"relu": "ReLU", "leaky_relu_100": "Leaky ReLU, a=100",
+                 "leaky_relu_5.5": "Leaky ReLU, a=5.5", "prelu": "PReLU",
+                 "rrelu": "RReLU (y = x / 5.5 at test)"}
+BASELINE = "relu"
+
+
+def display_name(setting: str) -> str:
+  return DISPLAY_NAMES.get(setting, setting)
+
+
+def paper_table_for(dataset: str, model: str, num_classes: int | None) -> tuple[str, bool]:
+  """The paper table a sweep compares with: (key of PAPER_TABLES, whether it is the same
+  experiment). Datasets the paper did not use are compared with CIFAR-10 as a reference."""
+  if model == "ndsb" or num_classes == 121:
+    return "ndsb", True
+  if dataset == "tfds:cifar100":
+    return ("cifar100_inception" if model == "inception_bn" else "cifar100"), True
+  if dataset == "tfds:cifar10":
+    return "cifar10", model == "nin"
+  return "cifar10", False
+
+
+# --- Reading runs --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RunRecord:
+  setting: str
+  seed: int
+  path: str
+  rows: list[dict[str, Any]]
+  summary: dict[str, Any] | None
+  config: dict[str, Any]
+  dataset: dict[str, Any]
+
+  @property
+  def num_epochs(self) -> int | None:
+    return self.config.get("num_epochs")
+
+  @property
+  def finished(self) -> bool:
+    return (self.summary is not None and bool(self.rows)
+            and self.num_epochs is not None and self.rows[-1]["epoch"] >= self.num_epochs)
+
+  @property
+  def final(self) -> dict[str, Any]:
+    return self.rows[-1]
+
+
+def _read_json(path: str) -> Any:
+  with open(path) as f:
+    return json.load(f)
+
+
+def read_runs(workdir: str) -> list[RunRecord]:
+  """Every `workdir/<setting>/seed<k>` holding a metrics.jsonl, sorted by setting and seed."""
+  runs = []
+  if not os.path.isdir(workdir):
+    raise FileNotFoundError(f"No sweep directory {workdir}.")
+  for setting in sorted(os.listdir(workdir)):
+    setting_dir = os.path.join(workdir, setting)
+    if not os.path.isdir(setting_dir):
+      continue
+    for name in os.listdir(setting_dir):
+      match = re.fullmatch(r"seed(\d+)", name)
+      path = os.path.join(setting_dir, name)
+      if not match or not os.path.exists(os.path.join(path, "metrics.jsonl")):
+        continue
+      with open(os.path.join(path, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+      if not rows:
+        continue
+      summary_path = os.path.join(path, "summary.json")
+      config_path = os.path.join(path, "config.json")
+      dataset_path = os.path.join(path, "dataset.json")
+      runs.append(RunRecord(
+          setting=setting, seed=int(match.group(1)), path=path, rows=rows,
+          summary=_read_json(summary_path) if os.path.exists(summary_path) else None,
+          config=_read_json(config_path) if os.path.exists(config_path) else {},
+          dataset=_read_json(dataset_path) if os.path.exists(dataset_path) else {}))
+  runs.sort(key=lambda r: (_setting_order(r.setting), r.seed))
+  return runs
+
+
+def _setting_order(setting: str) -> tuple[int, str]:
+  order = list(DISPLAY_NAMES)
+  return (order.index(setting) if setting in order else len(order), setting)
+
+
+# --- Statistics ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class MeanSD:
+  mean: float
+  sd: float  # sample standard deviation (ddof=1); nan for one value.
+  n: int
+
+
+def mean_sd(values: Sequence[float]) -> MeanSD:
+  x = np.asarray(values, np.float64)
+  return MeanSD(float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else math.nan, len(x))
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedDiff:
+  mean: float       # mean over seeds of (setting - baseline).
+  half_width: float  # t_{0.975, n-1} · sd / √n; nan with fewer than 2 pairs.
+  n: int
+
+  @property
+  def low(self) -> float:
+    return self.mean - self.half_width
+
+  @property
+  def high(self) -> float:
+    return self.mean + self.half_width
+
+
+def paired_difference(values: dict[int, float], baseline: dict[int, float],
+                      confidence: float = 0.95) -> PairedDiff:
+  """Mean of value[seed] - baseline[seed] over the seeds both have, with a t interval."""
+  seeds = sorted(set(values) & set(baseline))
+  if not seeds:
+    return PairedDiff(math.nan, math.nan, 0)
+  d = np.asarray([values[s] - baseline[s] for s in seeds], np.float64)
+  n = len(d)
+  if n < 2:
+    return PairedDiff(float(d.mean()), math.nan, n)
+  t = stats.t.ppf(0.5 + confidence / 2, n - 1)
+  return PairedDiff(float(d.mean()), float(t * d.std(ddof=1) / math.sqrt(n)), n)
+
+
+# --- results.md ----------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, metric: str, signed: bool = False) -> str:
+  if value is None or (isinstance(value, float) and math.isnan(value)):
+    return "—"
+  if metric == "error":
+    return f"{100 * value:+.2f}" if signed else f"{100 * value:.2f}"
+  return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def _fmt_mean_sd(m: MeanSD, metric: str) -> str:
+  if math.isnan(m.sd):
+    return _fmt(m.mean, metric)
+  return f"{_fmt(m.mean, metric)} ± {_fmt(m.sd, metric)}"
+
+
+def _fmt_diff(d: PairedDiff, metric: str) -> str:
+  if d.n == 0:
+    return "—"
+  if math.isnan(d.half_width):
+    return f"{_fmt(d.mean, metric, signed=True)} (n=1)"
+  return (f"{_fmt(d.mean, metric, signed=True)} [{_fmt(d.low, metric, signed=True)}, "
+          f"{_fmt(d.high, metric, signed=True)}]")
+
+
+def _values(runs: list[RunRecord], key: str) -> dict[str, dict[int, float]]:
+  """{setting: {seed: value}}: the final row's `key`, or the minimum test error over epochs
+  for key="best_test_error"."""
+  out: dict[str, dict[int, float]] = {}
+  for r in runs:
+    if key == "best_test_error":
+      value = min(float(row["test_error"]) for row in r.rows)
+    else:
+      value = float(r.final[key])
+    out.setdefault(r.setting, {})[r.seed] = value
+  return out
+
+
+def results_markdown(runs: list[RunRecord], workdir: str = "") -> str:
+  """The report as Markdown; `runs` may include unfinished runs (listed, not counted)."""
+  finished = [r for r in runs if r.finished]
+  unfinished = [r for r in runs if not r.finished]
+  if not finished:
+    raise ValueError("No finished runs to report on"
+                     + (f" in {workdir}" if workdir else "") + ".")
+  first = finished[0]
+  dataset = first.config.get("dataset", (first.summary or {}).get("dataset", "?"))
+  model = first.config.get("model", (first.summary or {}).get("model", "?"))
+  num_classes = first.dataset.get("num_classes")
+  table_key, same_experiment = paper_table_for(dataset, model, num_classes)
+  paper = PAPER_TABLES[table_key]
+  metric = paper["metric"]
+  # Error tables report error rates; the NDSB table reports log-losses.
+  train_key, test_key = (("train_error", "test_error") if metric == "error"
+                         else ("train_loss", "test_loss"))
+  train_label, test_label = (("Training error (%)", "Test error (%)") if metric == "error"
+                             else ("Train log-loss", "Val log-loss"))
+  train_vals, test_vals = _values(finished, train_key), _values(finished, test_key)
+  best_vals = _values(finished, "best_test_error")
+  loss_vals = _values(finished, "test_loss")
+  settings = sorted(train_vals, key=_setting_order)
+  epochs = sorted({r.final["epoch"] for r in finished})
+  seeds = sorted({r.seed for r in finished})
+
+  # Columns of the paper's numbers; for another dataset they are labelled as a reference.
+  paper_label = "paper" if same_experiment else "paper CIFAR-10 †"
+  lines = [f"# Rectifier comparison: {model} on {dataset}", ""]
+  lines += [f"{len(finished)} finished runs: {len(settings)} settings × seeds {seeds}; "
+            f"numbers at the final epoch ({', '.join(map(str, epochs))}), mean ± standard "
+            f"deviation over seeds (ddof=1). "
+            + ("Errors in %. " if metric == "error" else "")
+            + ("Training numbers are training-mode running averages over the last epoch "
+               "(dropout and random slopes on), as cxxnet reported them; test numbers are "
+               "deterministic mode."), ""]
+  if same_experiment:
+    lines += [f"Paper: {paper['title']}.", ""]
+  else:
+    lines += [f"† The paper did not run this experiment. The columns \"{paper_label}\" are "
+              f"{paper['title']} (50,000 training images, the full-width network), shown as "
+              "the reference this study is compared against, not as expected values.", ""]
+
+  header = (f"| Activation | {train_label} | {paper_label} | {test_label} | {paper_label} "
+            "| seeds |")
+  lines += [header, "|---|---:|---:|---:|---:|---:|"]
+  for s in settings:
+    ref = paper["values"].get(s, (None, None))
+    lines.append(
+        f"| {display_name(s)} | {_fmt_mean_sd(mean_sd(list(train_vals[s].values())), metric)} "
+        f"| {_fmt(ref[0], metric)} | {_fmt_mean_sd(mean_sd(list(test_vals[s].values())), metric)} "
+        f"| {_fmt(ref[1], metric)} | {len(test_vals[s])} |")
+  lines.append("")
+
+  if BASELINE in train_vals:
+    unit = " (percentage points)" if metric == "error" else ""
+    lines += [f"## Difference to ReLU{unit}, paired over seeds", "",
+              "Seed k of a setting minus seed k of ReLU (same initialisation stream and data "
+              "order), mean and 95% interval mean ± t(0.975, n−1)·sd/√n. An interval that "
+              "excludes 0 is a difference the seeds resolve; negative is better.", ""]
+    lines += [f"| Activation | Δ {train_label.split(' (')[0].lower()} [95% CI] "
+              f"| Δ {test_label.split(' (')[0].lower()} [95% CI] "
+              f"| Δ {test_label.split(' (')[0].lower()}, {paper_label} | pairs |",
+              "|---|---:|---:|---:|---:|"]
+    base_ref = paper["values"].get(BASELINE, (None, None))
+    for s in settings:
+      if s == BASELINE:
+        continue
+      dtrain = paired_difference(train_vals[s], train_vals[BASELINE])
+      dtest = paired_difference(test_vals[s], test_vals[BASELINE])
+      ref = paper["values"].get(s, (None, None))
+      paper_diff = None
+      if ref[1] is not None and base_ref[1] is not None:
+        paper_diff = ref[1] - base_ref[1]
+      lines.append(f"| {display_name(s)} | {_fmt_diff(dtrain, metric)} "
+                   f"| {_fmt_diff(dtest, metric)} | {_fmt(paper_diff, metric, signed=True)} "
+                   f"| {dtest.n} |")
+    lines.append("")
+  else:
+    lines += ["No ReLU runs: no differences to ReLU.", ""]
+
+  lines += ["## Other numbers", "",
+            "Best test error over all evaluated epochs (selected on the test set, hence "
+            "optimistic) and the final test log-loss (Kaggle's clipped multi-class log-loss).", "",
+            "| Activation | best test error (%) | Δ best vs ReLU [95% CI] | test log-loss "
+            "| Δ log-loss vs ReLU [95% CI] |", "|---|---:|---:|---:|---:|"]
+  for s in settings:
+    dbest = dloss = ""
+    if BASELINE in best_vals and s != BASELINE:
+      dbest = _fmt_diff(paired_difference(best_vals[s], best_vals[BASELINE]), "error")
+      dloss = _fmt_diff(paired_difference(loss_vals[s], loss_vals[BASELINE]), "log-loss")
+    lines.append(f"| {display_name(s)} | {_fmt_mean_sd(mean_sd(list(best_vals[s].values())), 'error')} "
+                 f"| {dbest} | {_fmt_mean_sd(mean_sd(list(loss_vals[s].values())), 'log-loss')} "
+                 f"| {dloss} |")
+  lines.append("")
+
+  lines += ["## Runs", "", "| Activation | seed | epochs | train error (%) | test error (%) "
+            "| test log-loss | images/s | run |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+  for r in finished:
+    f = r.final
+    rel = os.path.relpath(r.path, workdir) if workdir else r.path
+    lines.append(f"| {display_name(r.setting)} | {r.seed} | {f['epoch']} "
+                 f"| {100 * f['train_error']:.2f} | {100 * f['test_error']:.2f} "
+                 f"| {f['test_loss']:.4f} | {f.get('images_per_sec', math.nan):.0f} | {rel} |")
+  lines.append("")
+  if unfinished:
+    lines += ["Unfinished runs, not counted above: "
+              + ", ".join(f"{r.setting}/seed{r.seed} (epoch {r.final['epoch']} of "
+                          f"{r.num_epochs})" for r in unfinished) + ".", ""]
+  config = first.config
+  if config:
+    lines += ["## Recipe (shared by every run; rectifier and seed vary)", "", "```json",
+              json.dumps({k: v for k, v in config.items() if k not in ("rectifier", "seed")},
+                         indent=1, sort_keys=True), "```", ""]
+  return "\n".join(lines)
+
+
+# --- Figures -------------------------------------------------------------------------------
+
+
+def _curve(runs: list[RunRecord], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Epochs, mean and sd over runs of `key` (epochs every run has)."""
+  common = sorted(set.intersection(*[{row["epoch"] for row in r.rows} for r in runs]))
+  table = np.asarray([[next(row[key] for row in r.rows if row["epoch"] == e) for e in common]
+                      for r in runs], np.float64)
+  sd = table.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros(len(common))
+  return np.asarray(common), table.mean(axis=0), sd
+
+
+def plot_curves(runs: list[RunRecord], path: str, title: str = "",
+                metric: str = "error") -> None:
+  """The paper's Figures 2-4: one column per non-ReLU setting, train (top) and test (bottom)
+  curves of ReLU and that setting, mean over seeds with a ± one standard deviation band."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  by_setting: dict[str, list[RunRecord]] = {}
+  for r in runs:
+    by_setting.setdefault(r.setting, []).append(r)
+  others = [s for s in sorted(by_setting, key=_setting_order) if s != BASELINE]
+  if BASELINE not in by_setting or not others:
+    others = [s for s in sorted(by_setting, key=_setting_order)]  # no pairing: plot each alone.
+  train_key, test_key = (("train_error", "test_error") if metric == "error"
+                         else ("train_loss", "test_loss"))
+  ylabel = "error rate" if metric == "error" else "log-loss"
+  fig, axes = plt.subplots(2, len(others), figsize=(max(3.6 * len(others), 7.0), 6.2),
+                           squeeze=False,
+                           sharex=True, sharey="row")
+  for col, s in enumerate(others):
+    for row, (key, split) in enumerate(((train_key, "train"), (test_key, "test"))):
+      ax = axes[row, col]
+      pair = [BASELINE, s] if BASELINE in by_setting and s != BASELINE else [s]
+      for setting, color in zip(pair, ("tab:gray", "tab:red")):
+        epochs, mean, sd = _curve(by_setting[setting], key)
+        n = len(by_setting[setting])
+        ax.plot(epochs, mean, color=color, label=f"{display_name(setting)} (n={n})")
+        ax.fill_between(epochs, mean - sd, mean + sd, color=color, alpha=0.2, linewidth=0)
+      ax.grid(alpha=0.3)
+      if row == 0:
+        ax.set_title(f"ReLU vs {display_name(s)}" if len(pair) == 2 else display_name(s),
+                     fontsize=10)
+        ax.legend(fontsize=7)
+      if row == 1:
+        ax.set_xlabel("epoch")
+      if col == 0:
+        ax.set_ylabel(f"{split} {ylabel}" + (" (training mode)" if split == "train" else ""))
+  if title:
+    fig.suptitle(title, fontsize=11)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_rectifiers(path: str) -> None:
+  """The paper's Figure 1 on [-4, 4]: ReLU; Leaky ReLU a=100 and a=5.5; PReLU at its
+  initial slope 0.25 (learned per channel); RReLU's training range of slopes 1/u..1/l =
+  1/8..1/3 (a ~ U(3, 8)) and its test-time line x / 5.5."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  from rectifiers import functional as F
+  import jax.numpy as jnp
+  x = np.linspace(-4, 4, 401)
+  xj = jnp.asarray(x, jnp.float32)
+  fig, axes = plt.subplots(1, 4, figsize=(13, 3.4), sharey=True)
+  panels = [
+      ("ReLU", [(np.asarray(F.relu(xj)), "y = max(0, x)", "-")]),
+      ("Leaky ReLU (a fixed)", [(np.asarray(F.leaky_relu(xj, 100.0)), "a = 100", "-"),
+                                (np.asarray(F.leaky_relu(xj, 5.5)), "a = 5.5", "--")]),
+      ("PReLU (a learned)", [(np.asarray(F.prelu(xj, jnp.float32(0.25))),
+                              "slope 0.25 (initial)", "-")]),
+  ]
+  for ax, (title, curves) in zip(axes, panels):
+    for y, label, style in curves:
+      ax.plot(x, y, style, label=label)
+    ax.set_title(title, fontsize=10)
+  ax = axes[3]
+  neg = x < 0
+  ax.fill_between(x[neg], x[neg] / 3.0, x[neg] / 8.0, color="tab:red", alpha=0.25,
+                  label="training: a ~ U(3, 8)")
+  ax.plot(x, np.asarray(F.rrelu(xj, None, 3.0, 8.0, deterministic=True)), color="tab:red",
+          label="test: y = x / 5.5")
+  ax.set_title("RReLU (a random in training)", fontsize=10)
+  for ax in axes:
+    ax.axhline(0, color="k", linewidth=0.5)
+    ax.axvline(0, color="k", linewidth=0.5)
+    ax.set_xlabel("x")
+    ax.set_xlim(-4, 4)
+    ax.set_ylim(-1.5, 4)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+  axes[0].set_ylabel("y")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def write_report(workdir: str, out: str | None = None) -> dict[str, str]:
+  """Writes results.md, curves.png and rectifiers.png for the runs in `workdir` into `out`
+  (default `workdir`); returns their paths."""
+  out = out or workdir
+  os.makedirs(out, exist_ok=True)
+  runs = read_runs(workdir)
+  markdown = results_markdown(runs, workdir)
+  paths = {name: os.path.join(out, name) for name in ("results.md", "curves.png",
+                                                      "rectifiers.png")}
+  with open(paths["results.md"], "w") as f:
+    f.write(markdown)
+  finished = [r for r in runs if r.finished]
+  first = finished[0]
+  table_key, _ = paper_table_for(first.config.get("dataset", ""), first.config.get("model", ""),
+                                 first.dataset.get("num_classes"))
+  plot_curves(finished, paths["curves.png"],
+              title=f"{first.config.get('model', '')} on {first.config.get('dataset', '')}: "
+                    "ReLU against each rectifier (mean ± sd over seeds)",
+              metric=PAPER_TABLES[table_key]["metric"])
+  plot_rectifiers(paths["rectifiers.png"])
+  return paths
+
+
+def main(argv: list[str]) -> None:
+  from absl import flags
+  del argv
+  FLAGS = flags.FLAGS
+  try:
+    paths = write_report(FLAGS.workdir, FLAGS.out)
+  except (FileNotFoundError, ValueError) as e:
+    raise SystemExit(f"report.py: {e}")
+  print("\n".join(paths.values()))
+
+
+if __name__ == "__main__":
+  from absl import app, flags
+  flags.DEFINE_string("workdir", None, "A sweep's directory (WORKDIR/<setting>/seed<k>).")
+  flags.DEFINE_string("out", None, "Where to write the report; default: --workdir.")
+  flags.mark_flags_as_required(["workdir"])
+  app.run(main)

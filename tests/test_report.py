@@ -1,0 +1,133 @@
+"""report.py on fabricated runs: the numbers in results.md against a hand computation."""
+
+import json
+import math
+import os
+
+import pytest
+
+import report
+
+
+def fake_run(workdir, setting, seed, finals, *, dataset="tfds:cifar10", model="nin",
+             num_classes=10, num_epochs=3, finished=True):
+  """A run directory as train.py writes it; `finals` are the last row's values, earlier
+  epochs get worse numbers so that the curves have a shape."""
+  path = os.path.join(workdir, setting, f"seed{seed}")
+  os.makedirs(path)
+  rows = []
+  last = num_epochs if finished else num_epochs - 1
+  for epoch in range(1, last + 1):
+    worse = 0.1 * (last - epoch)
+    rows.append({"epoch": epoch, "step": 10 * epoch, "train_error": finals["train_error"] + worse,
+                 "train_loss": finals["train_loss"] + worse,
+                 "test_error": finals["test_error"] + worse,
+                 "test_loss": finals["test_loss"] + worse, "test_examples": 100,
+                 "learning_rate": 0.1, "images_per_sec": 100.0, "wall_time": float(epoch)})
+  with open(os.path.join(path, "metrics.jsonl"), "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in rows)
+  config = {"dataset": dataset, "model": model, "rectifier": setting, "seed": seed,
+            "num_epochs": num_epochs}
+  with open(os.path.join(path, "config.json"), "w") as f:
+    json.dump(config, f)
+  with open(os.path.join(path, "dataset.json"), "w") as f:
+    json.dump({"num_classes": num_classes}, f)
+  if finished:
+    with open(os.path.join(path, "summary.json"), "w") as f:
+      json.dump({**rows[-1], "dataset": dataset, "model": model, "rectifier": setting,
+                 "seed": seed}, f)
+
+
+def table_row(markdown, name, section=0):
+  """The cells of the first row starting with `| name |` after the section-th '## '."""
+  text = markdown.split("\n## ")[section]
+  for line in text.splitlines():
+    if line.startswith(f"| {name} |"):
+      return [c.strip() for c in line.strip("|").split("|")]
+  raise AssertionError(f"no row {name!r} in section {section}:\n{text}")
+
+
+# Test errors: ReLU 30, 32, 34 %; RReLU 28, 31, 31 %. Training errors: ReLU 5, 6, 10 %;
+# RReLU 7, 9, 8 %.
+RELU = [(0.05, 0.30), (0.06, 0.32), (0.10, 0.34)]
+RRELU = [(0.07, 0.28), (0.09, 0.31), (0.08, 0.31)]
+
+
+@pytest.fixture
+def cifar_sweep(tmp_path):
+  for setting, values in (("relu", RELU), ("rrelu", RRELU)):
+    for seed, (train_error, test_error) in enumerate(values):
+      fake_run(tmp_path, setting, seed, {"train_error": train_error, "test_error": test_error,
+                                         "train_loss": 0.5 + seed, "test_loss": 1.0 + seed})
+  return tmp_path
+
+
+def test_means_sds_and_paired_interval_match_a_hand_computation(cifar_sweep):
+  markdown = report.results_markdown(report.read_runs(str(cifar_sweep)), str(cifar_sweep))
+  # ReLU test: mean 32.00, sd sqrt(((-2)^2 + 0 + 2^2) / 2) = 2.00. Train: mean 7.00,
+  # sd sqrt((4 + 1 + 9) / 2) = sqrt(7) = 2.6458. Paper Table 3: 0.32 and 12.45.
+  assert table_row(markdown, "ReLU") == ["ReLU", "7.00 ± 2.65", "0.32", "32.00 ± 2.00", "12.45",
+                                         "3"]
+  # RReLU test: mean 30.00, sd sqrt((4 + 1 + 1) / 2) = sqrt(3) = 1.7321.
+  rrelu = table_row(markdown, "RReLU (y = x / 5.5 at test)")
+  assert rrelu == ["RReLU (y = x / 5.5 at test)", "8.00 ± 1.00", "0.55", "30.00 ± 1.73", "11.19",
+                   "3"]
+  # Paired test differences: -2, -1, -3 pp; mean -2, sd 1; t(0.975, 2) = 4.302653;
+  # half-width 4.302653 * 1 / sqrt(3) = 2.4841 -> [-4.48, +0.48].
+  # Training: +2, +3, -2 pp; mean 1, sd sqrt((1 + 4 + 9) / 2) = sqrt(7);
+  # half-width 4.302653 * 2.6458 / sqrt(3) = 6.5725 -> [-5.57, +7.57].
+  # Paper: 11.19 - 12.45 = -1.26.
+  diff = table_row(markdown, "RReLU (y = x / 5.5 at test)", section=1)
+  assert diff == ["RReLU (y = x / 5.5 at test)", "+1.00 [-5.57, +7.57]", "-2.00 [-4.48, +0.48]",
+                  "-1.26", "3"]
+  assert "Table 3: CIFAR-10" in markdown and "†" not in markdown
+
+
+def test_paired_difference_uses_only_common_seeds_and_student_t():
+  d = report.paired_difference({0: 1.0, 1: 3.0, 2: 2.0, 7: 100.0}, {0: 0.0, 1: 1.0, 2: 1.0})
+  assert d.n == 3 and d.mean == pytest.approx(4 / 3)
+  sd = math.sqrt(((1 - 4 / 3) ** 2 + (2 - 4 / 3) ** 2 + (1 - 4 / 3) ** 2) / 2)
+  assert d.half_width == pytest.approx(4.302653 * sd / math.sqrt(3), rel=1e-6)
+  one = report.paired_difference({0: 1.0}, {0: 0.5})
+  assert one.n == 1 and one.mean == 0.5 and math.isnan(one.half_width)
+
+
+def test_unfinished_runs_are_listed_not_counted(cifar_sweep):
+  fake_run(cifar_sweep, "prelu", 0, {"train_error": 0.0, "test_error": 0.0, "train_loss": 0.0,
+                                     "test_loss": 0.0}, finished=False)
+  markdown = report.results_markdown(report.read_runs(str(cifar_sweep)), str(cifar_sweep))
+  assert "| PReLU |" not in markdown
+  assert "prelu/seed0 (epoch 2 of 3)" in markdown
+
+
+@pytest.mark.parametrize("dataset,model,classes,title,dagger", [
+    ("tfds:cifar100", "nin", 100, "Table 4: CIFAR-100", False),
+    ("folder:/data/ndsb", "ndsb", 121, "Table 5: NDSB", False),
+    ("folder:/data/cifar10-mini", "nin", 10, "Table 3: CIFAR-10", True),
+])
+def test_the_paper_table_follows_the_dataset(tmp_path, dataset, model, classes, title, dagger):
+  for setting in ("relu", "leaky_relu_5.5"):
+    for seed in (0, 1):
+      fake_run(tmp_path, setting, seed, {"train_error": 0.1, "test_error": 0.2 + 0.01 * seed,
+                                         "train_loss": 0.8, "test_loss": 0.7 + 0.01 * seed},
+               dataset=dataset, model=model, num_classes=classes)
+  markdown = report.results_markdown(report.read_runs(str(tmp_path)), str(tmp_path))
+  assert title in markdown
+  assert ("†" in markdown) == dagger
+  if model == "ndsb":  # log-losses, the paper's Table 5 beside them.
+    assert table_row(markdown, "Leaky ReLU, a=5.5") == [
+        "Leaky ReLU, a=5.5", "0.8000 ± 0.0000", "0.7831", "0.7050 ± 0.0071", "0.7391", "2"]
+
+
+def test_write_report_writes_the_three_artefacts(cifar_sweep, tmp_path_factory):
+  out = tmp_path_factory.mktemp("out")
+  paths = report.write_report(str(cifar_sweep), str(out))
+  for name in ("results.md", "curves.png", "rectifiers.png"):
+    assert os.path.getsize(paths[name]) > 0 and paths[name].startswith(str(out))
+
+
+def test_no_finished_runs_is_a_clear_error(tmp_path):
+  fake_run(tmp_path, "relu", 0, {"train_error": 0.1, "test_error": 0.2, "train_loss": 0.1,
+                                 "test_loss": 0.2}, finished=False)
+  with pytest.raises(ValueError, match="No finished runs"):
+    report.results_markdown(report.read_runs(str(tmp_path)), str(tmp_path))

@@ -1,0 +1,140 @@
+"""sweep.py end to end on a tiny config: every artefact, skipping, resuming, config guards."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import ml_collections
+import pytest
+
+import sweep
+import train
+from configs import quickstart
+from tests.conftest import REPO
+
+SETTINGS = ("relu", "rrelu")
+SEEDS = (0, 1)
+
+
+def tiny_config() -> ml_collections.ConfigDict:
+  """NIN at 1/16 width on digits, 2 steps an epoch, 2 epochs: seconds per run."""
+  config = quickstart.get_config("relu")
+  config.model_options = ml_collections.ConfigDict({"width": 0.0625, "kernel_init": "he"})
+  config.batch_size = 8
+  config.eval_batch_size = 120
+  config.steps_per_epoch = 2
+  config.num_epochs = 2
+  config.eval_every_epochs = 1
+  config.checkpoint_every_epochs = 1
+  config.warmup_epochs = 0.0
+  config.lr_decay_epochs = ()
+  config.learning_rate = 0.02
+  return config
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("sweep"))
+  summaries = sweep.run_sweep(tiny_config(), workdir, SETTINGS, SEEDS)
+  return workdir, summaries
+
+
+def test_sweep_writes_every_run_and_the_report(swept):
+  workdir, summaries = swept
+  assert sorted(summaries) == [(s, k) for s in SETTINGS for k in SEEDS]
+  for (setting, seed), summary in summaries.items():
+    assert summary["rectifier"] == setting and summary["seed"] == seed
+    assert summary["epoch"] == 2
+    run = sweep.run_dir(workdir, setting, seed)
+    for name in ("config.json", "metrics.jsonl", "summary.json", sweep.RUN_CONFIG):
+      assert os.path.exists(os.path.join(run, name)), (run, name)
+  for name in ("results.md", "curves.png", "rectifiers.png", "sweep.json"):
+    assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+  markdown = open(os.path.join(workdir, "results.md")).read()
+  assert "| ReLU |" in markdown and "| RReLU (y = x / 5.5 at test) |" in markdown
+  assert "Difference to ReLU" in markdown
+
+
+def test_seeds_differ_and_settings_share_a_seed_stream(swept):
+  workdir, summaries = swept
+  # Different seeds give different runs; the sweep did not reuse one run for both.
+  assert summaries[("relu", 0)]["train_loss"] != summaries[("relu", 1)]["train_loss"]
+
+
+def test_rerun_skips_finished_runs(swept, monkeypatch):
+  workdir, summaries = swept
+  def fail(*args, **kwargs):
+    raise AssertionError("a finished run was trained again")
+  monkeypatch.setattr(train, "train_and_evaluate", fail)
+  again = sweep.run_sweep(tiny_config(), workdir, SETTINGS, SEEDS, report=False)
+  assert again == summaries
+
+
+def test_unfinished_run_is_resumed_alone(tmp_path, monkeypatch):
+  workdir = str(tmp_path)
+  config = tiny_config()
+  sweep.run_sweep(config, workdir, ("relu",), (0, 1), report=False)
+  # An interrupted run: killed during epoch 2, so no summary, no epoch-2 checkpoint (step 4)
+  # and metrics up to epoch 1.
+  run = sweep.run_dir(workdir, "relu", 1)
+  os.remove(os.path.join(run, "summary.json"))
+  shutil.rmtree(os.path.join(run, "checkpoints", "4"))
+  with open(os.path.join(run, "metrics.jsonl")) as f:
+    first_row = f.readline()
+  with open(os.path.join(run, "metrics.jsonl"), "w") as f:
+    f.write(first_row)
+  trained = []
+  real = train.train_and_evaluate
+  monkeypatch.setattr(train, "train_and_evaluate",
+                      lambda c, w: trained.append((c.rectifier, c.seed)) or real(c, w))
+  summaries = sweep.run_sweep(config, workdir, ("relu",), (0, 1), report=False)
+  assert trained == [("relu", 1)]
+  assert summaries[("relu", 1)]["epoch"] == 2
+
+
+def test_a_different_recipe_in_the_same_workdir_is_refused(swept):
+  workdir, _ = swept
+  config = tiny_config()
+  config.learning_rate = 0.5
+  with pytest.raises(ValueError, match="different config"):
+    sweep.run_sweep(config, workdir, SETTINGS, SEEDS)
+
+
+def test_unknown_setting_fails_before_any_run(tmp_path):
+  with pytest.raises(ValueError):
+    sweep.run_sweep(tiny_config(), str(tmp_path), ("relu", "relux"), (0,))
+  assert not os.path.exists(os.path.join(tmp_path, "relu"))
+
+
+@pytest.mark.parametrize("text,seeds", [("3", [0, 1, 2]), ("0,4,7", [0, 4, 7]), ("5,", [5])])
+def test_parse_seeds(text, seeds):
+  assert sweep.parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["0", "x", "1,1", "-1,2"])
+def test_parse_seeds_rejects(text):
+  with pytest.raises(ValueError):
+    sweep.parse_seeds(text)
+
+
+def test_command_line_parallel_subprocesses_and_overrides(tmp_path):
+  """The CLI with --parallel=2: config overrides reach every run (through the written run
+  config), runs go to subprocesses, and the report is written."""
+  workdir = str(tmp_path / "cli")
+  cmd = [sys.executable, "sweep.py", "--config=configs/quickstart.py", f"--workdir={workdir}",
+         "--seeds=1", "--settings=relu,leaky_relu_5.5", "--parallel=2",
+         "--config.model_options.width=0.0625", "--config.batch_size=8",
+         "--config.steps_per_epoch=2", "--config.num_epochs=1", "--config.eval_batch_size=120",
+         "--config.warmup_epochs=0", "--config.lr_decay_epochs=()"]
+  out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  for setting in ("relu", "leaky_relu_5.5"):
+    run = sweep.run_dir(workdir, setting, 0)
+    with open(os.path.join(run, "config.json")) as f:
+      config = json.load(f)
+    assert config["model_options"]["width"] == 0.0625 and config["num_epochs"] == 1
+    assert config["rectifier"] == setting
+    assert os.path.exists(os.path.join(run, "train.log"))
+  assert os.path.exists(os.path.join(workdir, "results.md"))
