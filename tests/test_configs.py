@@ -50,7 +50,9 @@ def plankton_folder(root, classes=3, per_class=6):
 @pytest.mark.parametrize("name", ["nin_cifar10", "nin_cifar100", "inception_bn_cifar100"])
 def test_tfds_config_trains_a_step_on_mocked_data(name, tmp_path):
   tfds = pytest.importorskip("tensorflow_datasets")
-  config = shrink(load(name))
+  # Inception-BN's 66 rectifiers make its RReLU step the slowest compile of the suite;
+  # the RReLU path is trained in test_train.py, so this checks the recipe with ReLU.
+  config = shrink(load(name, "relu" if name.startswith("inception") else None))
   with tfds.testing.mock_data(num_examples=8):
     summary = train.train_and_evaluate(config, str(tmp_path))
   assert np.isfinite(summary["test_loss"]) and summary["step"] == 1

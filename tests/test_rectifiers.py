@@ -298,8 +298,8 @@ def test_rrelu_noise_does_not_depend_on_how_the_batch_is_sharded():
   import os
   import subprocess
   import sys
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             JAX_PLATFORMS="cpu")
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4")
   result = subprocess.run([sys.executable, "-c", SHARDING_SCRIPT.format(impls=IMPLS)], env=env,
                           capture_output=True, text=True, timeout=120)
   assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]

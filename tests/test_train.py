@@ -220,7 +220,8 @@ WORKER = textwrap.dedent("""
 def run_workers(config, workdir, devices_per_process, processes=1):
   env_base = {**os.environ, "CONFIG": config.to_json(), "WORKDIR": str(workdir),
               "NUM_PROCESSES": str(processes), "PYTHONPATH": str(REPO),
-              "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_per_process}"}
+              "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "
+                           f"--xla_force_host_platform_device_count={devices_per_process}"}
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     env_base["COORDINATOR"] = f"127.0.0.1:{s.getsockname()[1]}"
