@@ -11,10 +11,12 @@ run; the rectifier and the seed are set per run. At the end `report.py` writes r
 curves.png and rectifiers.png into WORKDIR (also runnable alone over existing runs).
 
 `--parallel=K` runs K trainings at once as subprocesses, each with single-threaded XLA and,
-where the machine has K cores, pinned to its own core. On the 2-core development machine two
-single-threaded runs trained ~2x the images per second of one run using both cores (NIN at
-width 0.125: ~210 images/s per process vs ~220 for one two-threaded process), because
-XLA:CPU's intra-op threading does not pay off for convolutions this small.
+where the machine has K cores, pinned to its own core (taskset). Measured on the shared 2-core
+development machine (NIN at width 0.125, batch 32, train.train_step, two rounds with
+benchmarks/train_step_bench.py): two single-threaded processes, one per core, trained 1,325
+and 1,370 images/s in total; one process using both cores 392 and 725. XLA:CPU's intra-op
+threading does not pay off for convolutions this small. For a large model on one machine,
+or on accelerators, keep the default --parallel=1.
 """
 
 from __future__ import annotations
