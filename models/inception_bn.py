@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from models import conv as conv_lib
+from models import options
 from rectifiers.linen import RectifierFactory, rectifier_factory
 
 # "xavier" is Glorot uniform; the mxnet notebook used its Xavier(magnitude=2.34, "in"),
@@ -119,13 +120,9 @@ class InceptionBN(nn.Module):
   param_dtype: Any = jnp.float32
 
   def __post_init__(self) -> None:
-    if self.kernel_init not in KERNEL_INITS:
-      raise ValueError(f"kernel_init must be one of {tuple(KERNEL_INITS)}, "
-                       f"got {self.kernel_init!r}.")
-    if not self.width > 0:
-      raise ValueError(f"width must be > 0, got {self.width!r}.")
-    if not 0 <= self.bn_momentum < 1:
-      raise ValueError(f"bn_momentum must be in [0, 1), got {self.bn_momentum!r}.")
+    options.check_choice("kernel_init", self.kernel_init, KERNEL_INITS)
+    options.check_width(self.width)
+    options.check_fraction("bn_momentum", self.bn_momentum)
     if not self.bn_epsilon > 0:
       raise ValueError(f"bn_epsilon must be > 0, got {self.bn_epsilon!r}.")
     conv_lib.conv_general_dilated_for(self.conv_grad)  # Raises on an unknown value.
@@ -136,7 +133,7 @@ class InceptionBN(nn.Module):
     rectifier = rectifier_factory(self.rectifier)
 
     def unit(x: jax.Array, name: str, features: int, kernel: int, stride: int = 1):
-      return ConvBN(max(1, round(features * self.width)), kernel, stride, rectifier,
+      return ConvBN(options.scaled_channels(features, self.width), kernel, stride, rectifier,
                     KERNEL_INITS[self.kernel_init], self.bn_momentum, self.bn_epsilon,
                     self.dtype, self.param_dtype, self.conv_grad, name=name)(x, train)
 

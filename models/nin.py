@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from models import conv as conv_lib
-from models import pooling
+from models import options, pooling
 from rectifiers.linen import RectifierFactory, rectifier_factory
 
 # "nin": N(0, 0.05), the public NIN recipe (references.md §2); "he": He et al. 2015.
@@ -63,21 +63,15 @@ class NetworkInNetwork(nn.Module):
   param_dtype: Any = jnp.float32
 
   def __post_init__(self) -> None:
-    if self.second_pool not in pooling.POOL_KINDS:
-      raise ValueError(f"second_pool must be one of {pooling.POOL_KINDS}, "
-                       f"got {self.second_pool!r}.")
-    if self.kernel_init not in KERNEL_INITS:
-      raise ValueError(f"kernel_init must be one of {tuple(KERNEL_INITS)}, "
-                       f"got {self.kernel_init!r}.")
-    if not self.width > 0:
-      raise ValueError(f"width must be > 0, got {self.width!r}.")
-    if not 0 <= self.dropout_rate < 1:
-      raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate!r}.")
+    options.check_choice("second_pool", self.second_pool, pooling.POOL_KINDS)
+    options.check_choice("kernel_init", self.kernel_init, KERNEL_INITS)
+    options.check_width(self.width)
+    options.check_fraction("dropout_rate", self.dropout_rate)
     conv_lib.conv_general_dilated_for(self.conv_grad)  # Raises on an unknown value.
     super().__post_init__()
 
   def _channels(self, c: int) -> int:
-    return max(1, round(c * self.width))
+    return options.scaled_channels(c, self.width)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
