@@ -11,7 +11,6 @@ replicated; XLA inserts the gradient all-reduce. Notebooks call `train_and_evalu
 from __future__ import annotations
 
 import base64
-import dataclasses
 import functools
 import json
 import math
@@ -19,7 +18,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import flax
@@ -59,25 +58,32 @@ class ConfigError(ValueError):
 # --- Configuration ---------------------------------------------------------------------------
 
 
+def _has_default_type(value: Any, default: Any) -> bool:
+  """Whether `value` fits the type of its default (ints pass for floats, lists for tuples)."""
+  if isinstance(value, bool) or isinstance(default, bool):
+    return isinstance(value, bool) and isinstance(default, bool)
+  if isinstance(default, float):
+    return isinstance(value, (int, float))
+  if isinstance(default, tuple):
+    return isinstance(value, (tuple, list))
+  return isinstance(value, type(default))
+
+
 def _check_keys(config: Mapping[str, Any], reference: Mapping[str, Any], prefix: str = "") -> None:
   for key, value in config.items():
     if key not in reference:
       raise ConfigError(f"Unknown config key {prefix + key!r}; the valid keys at this level are "
                         f"{sorted(reference)} (see configs/default.py).")
-    if isinstance(reference[key], Mapping) and key != "model_options":
+    default = reference[key]
+    if key == "model_options":  # free-form: models.create checks them.
+      continue
+    if isinstance(default, Mapping):
       if not isinstance(value, Mapping):
         raise ConfigError(f"config.{prefix + key} must be a group of keys, got {value!r}.")
-      _check_keys(value, reference[key], f"{prefix}{key}.")
-    elif reference[key] is not None and not isinstance(reference[key], Mapping):
-      expected = type(reference[key])
-      ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
-      if isinstance(value, bool) and expected is not bool:
-        ok = False
-      if expected is tuple:
-        ok = isinstance(value, (tuple, list))
-      if not ok:
-        raise ConfigError(f"config.{prefix + key} must be a {expected.__name__}, got {value!r} "
-                          f"({type(value).__name__}).")
+      _check_keys(value, default, f"{prefix}{key}.")
+    elif default is not None and not _has_default_type(value, default):
+      raise ConfigError(f"config.{prefix + key} must be a {type(default).__name__}, got "
+                        f"{value!r} ({type(value).__name__}).")
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -378,16 +384,6 @@ class _SignalGuard:
 # --- The loop ------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class _Setup:
-  dataset: input_pipeline.Dataset
-  model: nn.Module
-  augment_config: augment.AugmentConfig
-  mesh: Mesh
-  steps_per_epoch: int
-  total_steps: int
-
-
 def _load_data(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
   try:
     return input_pipeline.load(
@@ -547,12 +543,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       epoch_metrics = add_metrics(epoch_metrics, metrics)
       step += 1
       images_seen += config.batch_size
-      if step % config.log_every_steps == 0 or progress.tty:
-        if step % config.log_every_steps == 0:
-          check_finite(jax.device_get(epoch_metrics))
-        elapsed = train_time + time.time() - t0
-        loss = float(metrics["loss"] / metrics["count"]) if step % config.log_every_steps == 0 else None
-        progress.update(step, loss, images_seen / max(elapsed, 1e-9))
+      at_log_step = step % config.log_every_steps == 0
+      if at_log_step:
+        check_finite(jax.device_get(epoch_metrics))
+      if at_log_step or progress.tty:
+        loss = float(metrics["loss"] / metrics["count"]) if at_log_step else None
+        progress.update(step, loss, images_seen / max(train_time + time.time() - t0, 1e-9))
       if guard.received is not None:
         progress.clear()
         check_finite(jax.device_get(epoch_metrics))
