@@ -11,33 +11,21 @@ import pytest
 
 import sweep
 import train
-from configs import quickstart
-from tests.conftest import REPO
+from tests.conftest import REPO, tiny_config
 
 SETTINGS = ("relu", "rrelu")
 SEEDS = (0, 1)
 
 
-def tiny_config() -> ml_collections.ConfigDict:
-  """NIN at 1/16 width on digits, 2 steps an epoch, 2 epochs: seconds per run."""
-  config = quickstart.get_config("relu")
-  config.model_options = ml_collections.ConfigDict({"width": 0.0625, "kernel_init": "he"})
-  config.batch_size = 8
-  config.eval_batch_size = 120
-  config.steps_per_epoch = 2
-  config.num_epochs = 2
-  config.eval_every_epochs = 1
-  config.checkpoint_every_epochs = 1
-  config.warmup_epochs = 0.0
-  config.lr_decay_epochs = ()
-  config.learning_rate = 0.02
-  return config
+def tiny_sweep_config() -> ml_collections.ConfigDict:
+  """conftest's tiny NIN on digits, 2 steps an epoch: seconds per run."""
+  return tiny_config("relu", steps_per_epoch=2)
 
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("sweep"))
-  summaries = sweep.run_sweep(tiny_config(), workdir, SETTINGS, SEEDS)
+  summaries = sweep.run_sweep(tiny_sweep_config(), workdir, SETTINGS, SEEDS)
   return workdir, summaries
 
 
@@ -68,13 +56,13 @@ def test_rerun_skips_finished_runs(swept, monkeypatch):
   def fail(*args, **kwargs):
     raise AssertionError("a finished run was trained again")
   monkeypatch.setattr(train, "train_and_evaluate", fail)
-  again = sweep.run_sweep(tiny_config(), workdir, SETTINGS, SEEDS, report=False)
+  again = sweep.run_sweep(tiny_sweep_config(), workdir, SETTINGS, SEEDS, report=False)
   assert again == summaries
 
 
 def test_unfinished_run_is_resumed_alone(tmp_path, monkeypatch):
   workdir = str(tmp_path)
-  config = tiny_config()
+  config = tiny_sweep_config()
   sweep.run_sweep(config, workdir, ("relu",), (0, 1), report=False)
   # An interrupted run: killed during epoch 2, so no summary, no epoch-2 checkpoint (step 4)
   # and metrics up to epoch 1.
@@ -96,7 +84,7 @@ def test_unfinished_run_is_resumed_alone(tmp_path, monkeypatch):
 
 def test_a_different_recipe_in_the_same_workdir_is_refused(swept):
   workdir, _ = swept
-  config = tiny_config()
+  config = tiny_sweep_config()
   config.learning_rate = 0.5
   with pytest.raises(ValueError, match="different config"):
     sweep.run_sweep(config, workdir, SETTINGS, SEEDS)
@@ -104,7 +92,7 @@ def test_a_different_recipe_in_the_same_workdir_is_refused(swept):
 
 def test_unknown_setting_fails_before_any_run(tmp_path):
   with pytest.raises(ValueError):
-    sweep.run_sweep(tiny_config(), str(tmp_path), ("relu", "relux"), (0,))
+    sweep.run_sweep(tiny_sweep_config(), str(tmp_path), ("relu", "relux"), (0,))
   assert not os.path.exists(os.path.join(tmp_path, "relu"))
 
 

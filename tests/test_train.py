@@ -16,26 +16,7 @@ import pytest
 import input_pipeline
 import models
 import train
-from configs import quickstart
-from tests.conftest import REPO
-
-
-def tiny_config(**overrides) -> ml_collections.ConfigDict:
-  """A NIN at 1/16 width, 3 steps an epoch: seconds per run on two cores."""
-  config = quickstart.get_config("rrelu")
-  config.model_options = ml_collections.ConfigDict({"width": 0.0625, "kernel_init": "he"})
-  config.batch_size = 8
-  config.eval_batch_size = 120
-  config.steps_per_epoch = 3
-  config.num_epochs = 2
-  config.eval_every_epochs = 1
-  config.checkpoint_every_epochs = 1
-  config.log_every_steps = 2
-  config.warmup_epochs = 0.0
-  config.lr_decay_epochs = ()
-  config.learning_rate = 0.02
-  config.update_from_flattened_dict(overrides)
-  return config
+from tests.conftest import REPO, tiny_config
 
 
 def final_params(workdir) -> list[np.ndarray]:
