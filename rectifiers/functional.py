@@ -47,7 +47,7 @@ def _check_positive_finite(fn: str, name: str, value: Any) -> None:
     if not (math.isfinite(value) and value > 0):
       raise ValueError(f"{fn}: {name} must be finite and > 0, got {value!r}.")
   elif not hasattr(value, "dtype"):
-    # Arrays (also traced ones, e.g. under vmap over `a`) are accepted unchecked.
+    # Arrays are checked by the caller, which knows the shape they must broadcast to.
     raise TypeError(f"{fn}: {name} must be a real number or an array, got {value!r}.")
 
 
@@ -71,9 +71,13 @@ def _reciprocal(a: Any, dtype: jnp.dtype) -> jax.Array:
 
 
 def relu(x: jax.Array) -> jax.Array:
-  """ReLU, paper Eq. 1: y = x for x >= 0, y = 0 for x < 0; dy/dx = 1 at x = 0."""
+  """ReLU, paper Eq. 1: y = x for x >= 0, y = 0 for x < 0; dy/dx = 1 at x = 0.
+
+  NaN stays NaN (as in `jax.nn.relu` and the other three rectifiers), so that a diverging
+  network shows itself instead of being silently rectified to 0.
+  """
   x = _check_float_input(x, "relu")
-  return jnp.where(x >= 0, x, jnp.zeros_like(x))
+  return jnp.where(x < 0, jnp.zeros_like(x), x)
 
 
 def leaky_relu(x: jax.Array, a: float = 100.0) -> jax.Array:
@@ -86,7 +90,25 @@ def leaky_relu(x: jax.Array, a: float = 100.0) -> jax.Array:
   """
   x = _check_float_input(x, "leaky_relu")
   _check_positive_finite("leaky_relu", "a", a)
+  if not _is_concrete_number(a):
+    _check_divisor_array(x, a)
   return jnp.where(x >= 0, x, x * _reciprocal(a, x.dtype))
+
+
+def _check_divisor_array(x: jax.Array, a: Any) -> None:
+  """An array `a`: shape () or (C,) on x's last axis, like PReLU's slope; every value finite
+  and > 0 when the values are known (not traced, e.g. under vmap over `a`)."""
+  shape = np.shape(a)
+  if len(shape) > 1 or (len(shape) == 1 and (x.ndim == 0 or shape[0] != x.shape[-1])):
+    channels = x.shape[-1] if x.ndim else "none (x is a scalar)"
+    raise ValueError(f"leaky_relu: a must have shape () or (C,) with C = x.shape[-1] = "
+                     f"{channels}, got shape {shape}.")
+  if isinstance(a, jax.core.Tracer):
+    return
+  values = np.asarray(a, np.float64)
+  if bad := [v for v in values.ravel().tolist() if not (math.isfinite(v) and v > 0)]:
+    raise ValueError(f"leaky_relu: a must be finite and > 0 everywhere, got {bad[:5]} "
+                     f"among {values.size} values.")
 
 
 def prelu(x: jax.Array, slope: jax.Array) -> jax.Array:

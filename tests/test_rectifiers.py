@@ -376,3 +376,34 @@ def test_integer_inputs_are_rejected(fn):
 def test_prelu_rejects_slope_of_wrong_shape():
   with pytest.raises(ValueError, match=r"slope must have shape \(\) or \(C,\) with C = x.shape\[-1\] = 4, got shape \(3,\)"):
     R.prelu(jnp.ones((2, 4)), jnp.ones((3,)))
+
+
+@pytest.mark.parametrize("fn", [
+    R.relu, lambda x: R.leaky_relu(x, 5.5), lambda x: R.prelu(x, 0.25),
+    lambda x: R.rrelu(x, jax.random.key(0)),
+    lambda x: R.rrelu(x, None, deterministic=True),
+], ids=["relu", "leaky", "prelu", "rrelu_train", "rrelu_test"])
+def test_nan_stays_nan_like_jax_nn_relu(fn):
+  x = jnp.asarray([np.nan, -1.0, 0.0, 2.0], jnp.float32)
+  y = np.asarray(fn(x))
+  assert np.isnan(y[0]) and np.isnan(np.asarray(jax.nn.relu(x))[0])
+  assert np.all(np.isfinite(y[1:]))
+
+
+@pytest.mark.parametrize("a,match", [
+    (np.array([0.0, 2.0, 3.0], np.float32), r"a must be finite and > 0 everywhere, got \[0.0\]"),
+    (np.array([2.0, np.inf, 3.0], np.float32), r"a must be finite and > 0 everywhere, got \[inf\]"),
+    (np.ones((2,), np.float32), r"a must have shape \(\) or \(C,\) with C = x.shape\[-1\] = 3, got shape \(2,\)"),
+    (np.ones((3, 3), np.float32), r"a must have shape \(\) or \(C,\) .* got shape \(3, 3\)"),
+])
+def test_leaky_relu_checks_an_array_divisor(a, match):
+  with pytest.raises(ValueError, match=match):
+    R.leaky_relu(-jnp.ones((2, 3)), jnp.asarray(a))
+
+
+def test_leaky_relu_takes_a_per_channel_divisor_and_vmaps_over_it():
+  x = -jnp.ones((2, 3))
+  np.testing.assert_allclose(R.leaky_relu(x, jnp.asarray([1.0, 2.0, 4.0])),
+                             np.tile([-1.0, -0.5, -0.25], (2, 1)))
+  out = jax.vmap(lambda a: R.leaky_relu(x, a))(jnp.asarray([2.0, 4.0]))
+  np.testing.assert_allclose(out[:, 0, 0], [-0.5, -0.25])
