@@ -93,7 +93,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
               "keep_checkpoints", "log_every_steps"):
     if config[key] < 1:
       raise ConfigError(f"config.{key} must be >= 1, got {config[key]}.")
-  for key in ("steps_per_epoch", "eval_batch_size", "worker_count", "holdout", "image_size"):
+  for key in ("steps_per_epoch", "eval_batch_size", "worker_count", "holdout", "image_size",
+              "train_examples", "train_eval_examples"):
     if config[key] < 0:
       raise ConfigError(f"config.{key} must be >= 0, got {config[key]}.")
   if config.dtype not in DTYPES:
@@ -390,7 +391,8 @@ def _load_data(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
         config.dataset, data_dir=config.data_dir or None, train_split=config.train_split,
         test_split=config.test_split, image_size=config.image_size or None,
         grayscale=config.grayscale, holdout=config.holdout, skip_corrupt=config.skip_corrupt,
-        cache_dir=config.cache_dir or None)
+        cache_dir=config.cache_dir or None, train_examples=config.train_examples,
+        subset_seed=config.subset_seed)
   except ValueError as e:
     raise ConfigError(f"config.dataset: {e}") from None
 
@@ -411,6 +413,17 @@ def load_checkpoint(workdir: str, step: int | None = None) -> dict[str, Any]:
     restored = manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract), extra=ocp.args.JsonRestore()))
   return {**restored.state, "extra": restored.extra, "step": step}
+
+
+def train_eval_subset(train: input_pipeline.Source, size: int) -> input_pipeline.Source:
+  """The training examples evaluated in deterministic mode at every evaluation: a fixed
+  random subset of `size` (seed 0, the same for every run of a split), all if fewer."""
+  if size <= 0:
+    return input_pipeline.take(train, np.zeros((0,), np.int64))
+  if size >= len(train):
+    return train
+  return input_pipeline.take(
+      train, np.sort(np.random.RandomState(0).choice(len(train), size, replace=False)))
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
@@ -476,10 +489,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   outputs = _Outputs(workdir)
   outputs.write_json("config.json", json.loads(config.to_json_best_effort()))
+  train_eval_source = train_eval_subset(dataset.train, config.train_eval_examples)
   outputs.write_json("dataset.json", {
       "spec": config.dataset, "class_names": list(dataset.class_names),
       "num_classes": dataset.num_classes, "image_shape": list(dataset.image_shape),
-      "train_examples": len(dataset.train), "test_examples": len(dataset.test)})
+      "train_examples": len(dataset.train), "test_examples": len(dataset.test),
+      "full_train_examples": dataset.full_train_examples, "subset_seed": dataset.subset_seed,
+      "train_eval_examples": len(train_eval_source)})
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
   logging.info("%s with %s: %d parameters; %d devices in %d processes; %d steps per epoch.",
                config.model, config.rectifier, num_params, len(jax.devices()), process_count,
@@ -521,16 +537,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           f"The last good checkpoint is at step {last} in {checkpoints.directory}. Lower "
           f"config.learning_rate or add config.warmup_epochs, then rerun (it resumes there).")
 
-  def evaluate() -> dict[str, float]:
+  def evaluate_on(source, prefix: str) -> dict[str, float]:
     sums = None
-    for local in input_pipeline.eval_batches(dataset.test, batch_size=eval_batch_size // process_count,
+    for local in input_pipeline.eval_batches(source, batch_size=eval_batch_size // process_count,
                                              shard_index=process_index, shard_count=process_count):
       out = jit_eval_step(state, input_pipeline.to_device(local, data_sharding), mean_image)
       sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
     sums = jax.device_get(sums)
-    return {"test_error": float(sums["errors"] / sums["count"]),
-            "test_loss": float(sums["loss"] / sums["count"]),
-            "test_examples": int(sums["count"])}
+    return {f"{prefix}_error": float(sums["errors"] / sums["count"]),
+            f"{prefix}_loss": float(sums["loss"] / sums["count"]),
+            f"{prefix}_examples": int(sums["count"])}
+
+  def evaluate() -> dict[str, float]:
+    row = evaluate_on(dataset.test, "test")
+    if len(train_eval_source):
+      row.update(evaluate_on(train_eval_source, "train_eval"))
+    return row
 
   step = int(state.step)
   progress = _Progress(total_steps, steps_per_epoch, config.log_every_steps)

@@ -21,6 +21,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.skip_corrupt = False  # folder: skip unreadable images (counted in the log) instead of failing.
   config.cache_dir = ""       # folder: decoded-array cache; "" is ~/.cache/rectifiers.
   config.worker_count = 0     # grain worker processes for the training iterator.
+  # Train on a stratified subset of the training split (class proportions kept): 0 uses all
+  # of it. Subsets of one subset_seed are nested (500 examples lie inside 2,000).
+  config.train_examples = 0
+  config.subset_seed = 0
 
   # Inputs are raw pixels minus the per-pixel training mean (the paper's "raw images"),
   # times input_scale: 1/255 keeps the public recipes' learning rates stable on 0-255 data.
@@ -57,6 +61,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Evaluation, logging and checkpoints.
   config.eval_batch_size = 0  # 0: batch_size.
   config.eval_every_epochs = 1
+  # Each evaluation also measures the deterministic-mode (test-time) error and log-loss on a
+  # fixed random subset of this many training examples (all if fewer): train_eval_error and
+  # train_eval_loss; test_error - train_eval_error is the generalisation gap. 0 turns it off.
+  config.train_eval_examples = 2000
   config.log_every_steps = 50
   config.checkpoint_every_epochs = 1
   config.keep_checkpoints = 2

@@ -18,11 +18,16 @@ from input_pipeline.sources import ArraySource
 from input_pipeline.sources import Dataset
 from input_pipeline.sources import DatasetNotPreparedError
 from input_pipeline.sources import default_cache_dir
+from input_pipeline.sources import labels_of
 from input_pipeline.sources import load
+from input_pipeline.sources import Source
+from input_pipeline.sources import stratified_subset
+from input_pipeline.sources import take
 from input_pipeline.sources import VALID_SPECS
 
 __all__ = [
-    "ArraySource", "CorruptImagesError", "Dataset", "DatasetNotPreparedError",
+    "ArraySource", "CorruptImagesError", "Dataset", "DatasetNotPreparedError", "Source",
     "VALID_SPECS", "augment", "default_cache_dir", "eval_batches", "load",
-    "steps_per_epoch", "to_device", "train_iterator",
+    "labels_of", "steps_per_epoch", "stratified_subset", "take", "to_device",
+    "train_iterator",
 ]

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -91,6 +91,34 @@ class _TfdsSource:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
+class SubsetSource:
+  """The examples of `source` at `indices`, in that order (no copy)."""
+
+  source: Source
+  indices: np.ndarray
+
+  def __len__(self) -> int:
+    return len(self.indices)
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    return self.source[int(self.indices[index])]
+
+
+def take(source: Source, indices: np.ndarray) -> Source:
+  """The sub-source of `source` at `indices`: a copy for in-memory arrays, a view otherwise."""
+  if isinstance(source, ArraySource):
+    return source.take(indices)
+  return SubsetSource(source, np.asarray(indices, np.int64))
+
+
+def labels_of(source: Source) -> np.ndarray:
+  """Every label of `source` as int32 (reads each example unless the source holds arrays)."""
+  if isinstance(source, ArraySource):
+    return source.labels
+  return np.fromiter((source[i]["label"] for i in range(len(source))), np.int32, len(source))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
   """A classification dataset: train/test sources plus what models and runs need.
 
@@ -103,6 +131,9 @@ class Dataset:
     mean_image: float32 (H, W, C) per-pixel mean of the train split (the paper's
       "raw images" minus the mean image, references.md §2).
     skipped_files: unreadable files left out because skip_corrupt=True.
+    full_train_examples: size of the training split before `train_examples` took a
+      subset of it (equal to len(train) when the whole split is used).
+    subset_seed: the seed of that stratified subset; None when the whole split is used.
   """
 
   train: Source
@@ -112,6 +143,8 @@ class Dataset:
   image_shape: tuple[int, int, int]
   mean_image: np.ndarray
   skipped_files: tuple[str, ...] = ()
+  full_train_examples: int = 0
+  subset_seed: int | None = None
 
 
 def default_cache_dir() -> Path:
@@ -122,7 +155,8 @@ def default_cache_dir() -> Path:
 def load(spec: str, *, data_dir: str | None = None, train_split: str = "train",
          test_split: str = "test", image_size: int | None = None, grayscale: bool = False,
          holdout: int = 0, skip_corrupt: bool = False,
-         cache_dir: str | None = None) -> Dataset:
+         cache_dir: str | None = None, train_examples: int = 0,
+         subset_seed: int = 0) -> Dataset:
   """Loads the dataset named by `spec`; see VALID_SPECS for the forms.
 
   Args:
@@ -139,6 +173,11 @@ def load(spec: str, *, data_dir: str | None = None, train_split: str = "train",
       instead of stopping with the list of their paths.
     cache_dir: where decoded folders and TFDS mean images are cached
       (default: $RECTIFIERS_CACHE or ~/.cache/rectifiers).
+    train_examples: train on a stratified subset of this many examples of the
+      training split (class proportions kept, `stratified_subset`); 0 uses all of it.
+      The mean image is the subset's.
+    subset_seed: the seed of that subset. Subsets of one seed are nested: the
+      500-example subset lies inside the 2,000-example one.
 
   Returns:
     The Dataset.
@@ -150,19 +189,24 @@ def load(spec: str, *, data_dir: str | None = None, train_split: str = "train",
   """
   kind, _, arg = spec.partition(":")
   cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+  if train_examples < 0:
+    raise ValueError(f"train_examples must be >= 0 (0: the whole training split), got "
+                     f"{train_examples}.")
+  subset = _Subset(train_examples, subset_seed)
   if kind == "tfds" and arg:
     _only_folder_options(spec, image_size=image_size, holdout=holdout)
     return _load_tfds(arg, data_dir=data_dir, train_split=train_split,
-                      test_split=test_split, grayscale=grayscale, cache_dir=cache)
+                      test_split=test_split, grayscale=grayscale, cache_dir=cache,
+                      subset=subset)
   if kind == "folder" and arg:
     _only_tfds_splits(spec, train_split, test_split)
     return _load_folder(Path(arg).expanduser(), image_size=image_size,
                         grayscale=grayscale, holdout=holdout, skip_corrupt=skip_corrupt,
-                        cache_dir=cache)
+                        cache_dir=cache, subset=subset)
   if spec == "digits":
     _only_folder_options(spec, image_size=image_size, holdout=holdout)
     _only_tfds_splits(spec, train_split, test_split)
-    return _load_digits()
+    return _load_digits(subset)
   raise ValueError(f"Unknown dataset spec {spec!r}. Valid forms: {VALID_SPECS}.")
 
 
@@ -199,17 +243,17 @@ def mean_image(source: Source, chunk: int = 1024) -> np.ndarray:
   return (total / len(source)).astype(np.float32)
 
 
-def stratified_holdout(labels: np.ndarray, size: int,
-                       seed: int = HOLDOUT_SEED) -> tuple[np.ndarray, np.ndarray]:
-  """Splits indices into (keep, held_out), held_out of `size` with class proportions kept.
+def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+  """Sorted indices of `size` examples drawn with the class proportions of `labels`.
 
   Each class gives its proportional share, rounded by largest remainder; members are
   drawn with np.random.RandomState, whose stream NumPy keeps fixed across versions,
-  so the split is the same on every machine and release.
+  so the subset is the same on every machine and release. For one seed, a larger
+  subset contains every smaller one whose class shares are not larger.
   """
   n = len(labels)
-  if not 0 < size < n:
-    raise ValueError(f"holdout={size} must be in [1, {n - 1}] for {n} examples.")
+  if not 0 < size <= n:
+    raise ValueError(f"size={size} must be in [1, {n}] for {n} examples.")
   classes, counts = np.unique(labels, return_counts=True)
   quota = size * counts / n
   share = np.floor(quota).astype(int)
@@ -217,13 +261,41 @@ def stratified_holdout(labels: np.ndarray, size: int,
   order = np.argsort(-(quota - share), kind="stable")
   share[order[: size - share.sum()]] += 1
   rng = np.random.RandomState(seed)
-  held = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, share)]
-  held_out = np.sort(np.concatenate(held))
-  keep = np.setdiff1d(np.arange(n), held_out)
-  return keep, held_out
+  chosen = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, share)]
+  return np.sort(np.concatenate(chosen))
 
 
-def _load_digits() -> Dataset:
+def stratified_holdout(labels: np.ndarray, size: int,
+                       seed: int = HOLDOUT_SEED) -> tuple[np.ndarray, np.ndarray]:
+  """Splits indices into (keep, held_out), held_out a `stratified_subset` of `size`."""
+  n = len(labels)
+  if not 0 < size < n:
+    raise ValueError(f"holdout={size} must be in [1, {n - 1}] for {n} examples.")
+  held_out = stratified_subset(labels, size, seed)
+  return np.setdiff1d(np.arange(n), held_out), held_out
+
+
+@dataclasses.dataclass(frozen=True)
+class _Subset:
+  """The `train_examples` / `subset_seed` request of `load`."""
+
+  size: int
+  seed: int
+
+  def apply(self, train: Source, labels: np.ndarray | None = None) -> tuple[Source, dict]:
+    """(the training source to use, the Dataset fields that record it)."""
+    n = len(train)
+    if not self.size or self.size == n:
+      return train, {"full_train_examples": n, "subset_seed": None}
+    if self.size > n:
+      raise ValueError(f"train_examples={self.size} but the training split has {n} "
+                       f"examples; use at most {n} (0 for all of them).")
+    labels = labels_of(train) if labels is None else labels
+    indices = stratified_subset(labels, self.size, self.seed)
+    return take(train, indices), {"full_train_examples": n, "subset_seed": self.seed}
+
+
+def _load_digits(subset: _Subset) -> Dataset:
   from sklearn import datasets  # pylint: disable=g-import-not-at-top
   digits = datasets.load_digits()
   # sklearn's pixels are counts (0..16) of set pixels in 4x4 blocks; scale to the usual 0..255.
@@ -231,14 +303,14 @@ def _load_digits() -> Dataset:
   labels = digits.target.astype(np.int32)
   everything = ArraySource(images, labels)
   keep, held_out = stratified_holdout(labels, DIGITS_TEST_SIZE)
-  train = everything.take(keep)
+  train, recorded = subset.apply(everything.take(keep))
   return Dataset(train=train, test=everything.take(held_out), num_classes=10,
                  class_names=tuple(str(d) for d in range(10)), image_shape=(8, 8, 1),
-                 mean_image=mean_image(train))
+                 mean_image=mean_image(train), **recorded)
 
 
 def _load_folder(path: Path, *, image_size: int | None, grayscale: bool, holdout: int,
-                 skip_corrupt: bool, cache_dir: Path) -> Dataset:
+                 skip_corrupt: bool, cache_dir: Path, subset: _Subset) -> Dataset:
   decoded = folder_lib.load_folder(path, image_size=image_size, grayscale=grayscale,
                                    skip_corrupt=skip_corrupt, cache_dir=cache_dir)
   train = ArraySource(decoded.train_images, decoded.train_labels)
@@ -255,10 +327,11 @@ def _load_folder(path: Path, *, image_size: int | None, grayscale: bool, holdout
     logging.warning("%s has no test/ folder and holdout=0: the test split is empty.", path)
     test = ArraySource(np.zeros((0,) + train.images.shape[1:], np.uint8),
                        np.zeros((0,), np.int32))
+  train, recorded = subset.apply(train)
   return Dataset(train=train, test=test, num_classes=len(decoded.class_names),
                  class_names=decoded.class_names,
                  image_shape=tuple(train.images.shape[1:]), mean_image=mean_image(train),
-                 skipped_files=decoded.skipped_files)
+                 skipped_files=decoded.skipped_files, **recorded)
 
 
 def _not_prepared_message(name: str, builder: Any, data_dir: str | None) -> str:
@@ -273,7 +346,7 @@ def _not_prepared_message(name: str, builder: Any, data_dir: str | None) -> str:
 
 
 def _load_tfds(name: str, *, data_dir: str | None, train_split: str, test_split: str,
-               grayscale: bool, cache_dir: Path) -> Dataset:
+               grayscale: bool, cache_dir: Path, subset: _Subset) -> Dataset:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   try:
     raw_train, raw_test = tfds.data_source(
@@ -303,15 +376,28 @@ def _load_tfds(name: str, *, data_dir: str | None, train_split: str, test_split:
   test = _TfdsSource(raw_test, image_key, label_key)
   key = json.dumps([name, str(info.version), train_split, len(train),
                     str(info.data_dir)]).encode()
-  mean_path = cache_dir / f"tfds-{name.replace('/', '_').replace(':', '_')}-mean-" \
-                          f"{hashlib.sha256(key).hexdigest()[:16]}.npy"
-  if mean_path.exists():
-    mean = np.load(mean_path)
-  else:
-    logging.info("Computing the mean image of %s[%s] (%d examples), cached at %s.",
-                 name, train_split, len(train), mean_path)
-    mean = mean_image(train)
-    folder_lib.atomic_save(mean_path, lambda f: np.save(f, mean))
+  prefix, digest = f"tfds-{name.replace('/', '_').replace(':', '_')}", \
+      hashlib.sha256(key).hexdigest()[:16]
+  labels = None
+  if subset.size and subset.size != len(train):
+    # Stratifying needs every label, and reading a TFDS label decodes its whole record.
+    labels = _cached_array(cache_dir / f"{prefix}-labels-{digest}.npy",
+                           lambda: labels_of(train), f"the labels of {name}[{train_split}]")
+  train, recorded = subset.apply(train, labels)
+  suffix = "" if recorded["subset_seed"] is None else f"-subset{len(train)}s{subset.seed}"
+  mean = _cached_array(cache_dir / f"{prefix}-mean-{digest}{suffix}.npy",
+                       lambda: mean_image(train),
+                       f"the mean image of {name}[{train_split}] ({len(train)} examples)")
   label = features[label_key]
   return Dataset(train=train, test=test, num_classes=int(label.num_classes),
-                 class_names=tuple(label.names), image_shape=shape, mean_image=mean)
+                 class_names=tuple(label.names), image_shape=shape, mean_image=mean,
+                 **recorded)
+
+
+def _cached_array(path: Path, compute: Callable[[], np.ndarray], what: str) -> np.ndarray:
+  if path.exists():
+    return np.load(path)
+  logging.info("Computing %s, cached at %s.", what, path)
+  array = compute()
+  folder_lib.atomic_save(path, lambda f: np.save(f, array))
+  return array

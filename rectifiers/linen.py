@@ -86,15 +86,54 @@ class RReLU(nn.Module):
                    impl=self.impl)
 
 
+class ELU(nn.Module):
+  """ELU (Clevert et al. 2016, Eq. 1): y = x for x > 0, alpha (exp(x) - 1) otherwise
+  (`jax.nn.elu`). A smooth baseline from after the paper, not a rectifier of it."""
+
+  alpha: float = 1.0
+
+  @nn.compact
+  def __call__(self, x: jax.Array, deterministic: bool | None = None) -> jax.Array:
+    del deterministic
+    return jax.nn.elu(x, self.alpha)
+
+
+class GELU(nn.Module):
+  """GELU (Hendrycks & Gimpel 2016): y = x Φ(x), Φ the standard normal CDF
+  (`jax.nn.gelu`); exact by default, `approximate=True` is the tanh form."""
+
+  approximate: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array, deterministic: bool | None = None) -> jax.Array:
+    del deterministic
+    return jax.nn.gelu(x, approximate=self.approximate)
+
+
+class SiLU(nn.Module):
+  """SiLU / swish (Elfwing et al. 2018; Ramachandran et al. 2017): y = x σ(x)
+  (`jax.nn.silu`)."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array, deterministic: bool | None = None) -> jax.Array:
+    del deterministic
+    return jax.nn.silu(x)
+
+
 RECTIFIERS: dict[str, type[nn.Module]] = {
     "relu": ReLU,
     "leaky_relu": LeakyReLU,
     "prelu": PReLU,
     "rrelu": RReLU,
+    "elu": ELU,
+    "gelu": GELU,
+    "silu": SiLU,
 }
 
 # The five settings compared in the paper (Tables 3-5).
 PAPER_SETTINGS = ("relu", "leaky_relu_100", "leaky_relu_5.5", "prelu", "rrelu")
+# Smooth activations from after 2015: the baseline a reader today compares the paper's to.
+MODERN_SETTINGS = ("elu", "gelu", "silu")
 
 _LEAKY_SHORTHAND = re.compile(r"leaky_relu_(\d+(?:\.\d*)?)")
 _CALL_FORM = re.compile(r"(\w+)\((.*)\)", re.DOTALL)
@@ -157,6 +196,8 @@ def _validate(factory: functools.partial) -> None:
   cls, kwargs = factory.func, factory.keywords
   if cls is LeakyReLU:
     F._check_positive_finite("leaky_relu", "a", kwargs.get("a", LeakyReLU.a))
+  elif cls is ELU:
+    F._check_positive_finite("elu", "alpha", kwargs.get("alpha", ELU.alpha))
   elif cls is RReLU:
     F.rrelu_test_slope(kwargs.get("lower", RReLU.lower), kwargs.get("upper", RReLU.upper),
                        kwargs.get("sample", RReLU.sample),

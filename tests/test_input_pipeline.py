@@ -322,3 +322,50 @@ def test_to_device_places_the_batch_on_the_mesh():
   on_device = input_pipeline.to_device(batch, sharding)
   assert on_device["image"].shape == (8, 2, 2, 1) and on_device["image"].sharding == sharding
   np.testing.assert_array_equal(np.asarray(on_device["label"]), batch["label"])
+
+
+# Training-set size.
+
+
+def test_stratified_subset_keeps_class_proportions_and_is_nested():
+  labels = np.repeat(np.arange(4), [400, 200, 100, 100])
+  small = sources.stratified_subset(labels, 80, seed=3)
+  large = sources.stratified_subset(labels, 320, seed=3)
+  assert np.bincount(labels[small]).tolist() == [40, 20, 10, 10]
+  assert np.bincount(labels[large]).tolist() == [160, 80, 40, 40]
+  assert np.all(np.diff(small) > 0) and set(small) <= set(large)
+  other_seed = sources.stratified_subset(labels, 80, seed=4)
+  assert not np.array_equal(small, other_seed)
+  with pytest.raises(ValueError, match=r"size=801 must be in \[1, 800\]"):
+    sources.stratified_subset(labels, 801, seed=0)
+
+
+def test_train_examples_takes_a_stratified_subset_and_records_it():
+  full = input_pipeline.load("digits")
+  ds = input_pipeline.load("digits", train_examples=200, subset_seed=1)
+  assert len(ds.train) == 200 and len(ds.test) == len(full.test) == 360
+  assert (ds.full_train_examples, ds.subset_seed) == (1437, 1)
+  assert np.bincount(ds.train.labels, minlength=10).min() >= 19  # 20 ± 1 per class
+  rows = {(img.tobytes(), int(lab)) for img, lab in zip(full.train.images, full.train.labels)}
+  assert all((img.tobytes(), int(lab)) in rows for img, lab in zip(ds.train.images, ds.train.labels))
+  np.testing.assert_allclose(ds.mean_image, ds.train.images.mean(0), rtol=1e-5)
+  assert (full.full_train_examples, full.subset_seed) == (1437, None)
+  with pytest.raises(ValueError, match="train_examples=2000 but the training split has 1437"):
+    input_pipeline.load("digits", train_examples=2000)
+  with pytest.raises(ValueError, match="train_examples must be >= 0"):
+    input_pipeline.load("digits", train_examples=-1)
+
+
+def test_tfds_train_examples_subsets_a_random_access_source(tmp_path):
+  with _mock_tfds(num_examples=40):
+    full = input_pipeline.load("tfds:cifar10", data_dir=str(tmp_path / "tfds"),
+                               cache_dir=str(tmp_path / "cache"))
+    ds = input_pipeline.load("tfds:cifar10", data_dir=str(tmp_path / "tfds"),
+                             cache_dir=str(tmp_path / "cache"), train_examples=20)
+    labels = input_pipeline.labels_of(full.train)
+    chosen = sources.stratified_subset(labels, 20, seed=0)
+    assert len(ds.train) == 20 and ds.full_train_examples == 40 and ds.subset_seed == 0
+    for i, j in enumerate(chosen):
+      np.testing.assert_array_equal(ds.train[i]["image"], full.train[int(j)]["image"])
+    images = np.stack([ds.train[i]["image"] for i in range(20)])
+    np.testing.assert_allclose(ds.mean_image, images.mean(0), rtol=1e-5)

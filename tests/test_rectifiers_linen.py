@@ -110,3 +110,30 @@ def test_rectifier_factory_rejects_bad_specs_with_a_useful_message(spec, match):
 
 def test_rectifier_factory_passes_callables_through():
   assert L.rectifier_factory(L.ReLU) is L.ReLU
+
+
+@pytest.mark.parametrize("spec,reference", [
+    ("elu", jax.nn.elu),
+    ("elu(alpha=0.5)", lambda x: jax.nn.elu(x, 0.5)),
+    ("gelu", lambda x: jax.nn.gelu(x, approximate=False)),
+    ("gelu(approximate=True)", lambda x: jax.nn.gelu(x, approximate=True)),
+    ("silu", jax.nn.silu),
+])
+def test_modern_activations_are_jax_nn_and_parameter_free(spec, reference):
+  module = L.rectifier_factory(spec)()
+  variables = module.init(jax.random.key(0), X, deterministic=False)
+  assert jax.tree.leaves(variables) == []
+  np.testing.assert_array_equal(np.asarray(module.apply({}, X, deterministic=False)),
+                                np.asarray(reference(X)))
+
+
+def test_exact_gelu_is_x_times_the_normal_cdf():
+  from scipy import stats
+  x = np.linspace(-4, 4, 17)
+  y = L.rectifier_factory("gelu")().apply({}, jnp.asarray(x, jnp.float32))
+  np.testing.assert_allclose(np.asarray(y), x * stats.norm.cdf(x), atol=1e-6)
+
+
+def test_elu_rejects_a_non_positive_alpha():
+  with pytest.raises(ValueError, match="alpha must be finite and > 0"):
+    L.rectifier_factory("elu(alpha=-1)")

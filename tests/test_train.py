@@ -47,9 +47,15 @@ def test_run_writes_config_metrics_summary_curves_and_checkpoints(digits_run):
               "images_per_sec", "wall_time"):
     assert np.isfinite(rows[-1][key]), key
   assert rows[-1]["test_examples"] == 360  # every digits test image, exactly once
+  # Deterministic-mode error on the training images: all 1,437 (fewer than 2,000).
+  assert rows[-1]["train_eval_examples"] == 1437
+  assert 0 <= rows[-1]["train_eval_error"] <= 1 and np.isfinite(rows[-1]["train_eval_loss"])
   assert summary["test_error"] == rows[-1]["test_error"]
-  assert json.loads((workdir / "dataset.json").read_text())["class_names"] == [
-      str(i) for i in range(10)]
+  assert summary["train_eval_error"] == rows[-1]["train_eval_error"]
+  record = json.loads((workdir / "dataset.json").read_text())
+  assert record["class_names"] == [str(i) for i in range(10)]
+  assert (record["train_examples"], record["full_train_examples"], record["subset_seed"],
+          record["train_eval_examples"]) == (1437, 1437, None, 1437)
   assert sorted(os.listdir(workdir / "checkpoints")) == ["3", "6"]
 
 
@@ -71,6 +77,19 @@ def test_cifar10_mini_training_lowers_the_loss(cifar10_mini, tmp_path):
   # NIN starts on a plateau at ln(10); 60 steps move it measurably (2.31 -> 2.25 here).
   assert rows[-1]["train_loss"] < rows[0]["train_loss"] - 0.02
   assert summary["test_loss"] < np.log(10)  # better than uniform guessing on 10 classes
+
+
+def test_train_examples_and_train_eval_examples_subset_the_training_split(tmp_path):
+  config = tiny_config(num_epochs=1, train_examples=300, subset_seed=2,
+                       train_eval_examples=100)
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  record = json.loads((tmp_path / "dataset.json").read_text())
+  assert (record["train_examples"], record["full_train_examples"], record["subset_seed"],
+          record["train_eval_examples"]) == (300, 1437, 2, 100)
+  assert summary["train_eval_examples"] == 100 and summary["test_examples"] == 360
+  subset = train.train_eval_subset(input_pipeline.load("digits").train, 100)
+  assert len(subset) == 100
+  assert len(train.train_eval_subset(input_pipeline.load("digits").train, 0)) == 0
 
 
 def test_mocked_tfds_cifar10_trains(tmp_path):
