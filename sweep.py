@@ -245,7 +245,7 @@ def _run_subprocesses(config: ml_collections.ConfigDict, runs: list[Run],
         logging.info("Starting %s / seed %d (slot %d): %s", run.setting, run.seed, slot,
                      " ".join(cmd))
         active[slot] = (run, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                              env=env, cwd=_HERE), log)
+                                              env=env), log)
       time.sleep(1.0)
       for slot, (run, proc, log) in list(active.items()):
         if proc.poll() is None:
