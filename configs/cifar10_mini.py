@@ -22,19 +22,20 @@ import ml_collections
 
 from configs import default
 
-# The data lives beside the checkout (../shared/data from the repo root); resolved from this
-# file so that the config works from any working directory.
+# The data lives beside the checkout (../shared/data from the repository root). Found from
+# this file, so that the config works from any directory, and named relative to the working
+# directory, so that run records name no path of this machine.
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.normpath(os.path.join(_REPO, "..", "shared", "data", "cifar10-mini"))
 
 
 def get_config(rectifier: str = "rrelu") -> ml_collections.ConfigDict:
   config = default.get_config()
-  config.dataset = f"folder:{DATA}"
+  config.dataset = "folder:" + os.path.relpath(DATA)
   config.model = "nin"
   config.rectifier = rectifier
-  config.model_options = ml_collections.ConfigDict(
-      {"width": 0.125, "kernel_init": "he", "dropout_rate": 0.5})
+  config.model_options = default.model_options(
+      "nin", width=0.125, kernel_init="he", dropout_rate=0.5)
   config.batch_size = 32
   config.eval_batch_size = 500
   config.num_epochs = 16

@@ -6,6 +6,16 @@
 import ml_collections
 
 
+def model_options(model: str, **values) -> ml_collections.ConfigDict:
+  """Every option of `models.create(model, ...)` at its default, with `values` set: a config
+  lists them all, so `--config.model_options.KEY=VALUE` works for each of them."""
+  import models  # pylint: disable=g-import-not-at-top
+  options = models.default_options(model)
+  if unknown := sorted(set(values) - set(options)):
+    raise ValueError(f"{model} has no option(s) {unknown}; its options: {sorted(options)}.")
+  return ml_collections.ConfigDict({**options, **values})
+
+
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
@@ -37,11 +47,20 @@ def get_config() -> ml_collections.ConfigDict:
   config.augment.crop_size = 0
   config.augment.flip = False
   config.augment.ndsb = False
+  # The NDSB warp (ndsb=True): rotation in [-rotation, rotation] degrees, shear factor in
+  # [-shear, shear], aspect ratio and scale uniform in their ranges, `fill` (a raw pixel
+  # value) outside the image. rotation=0, shear=0, aspect=scale=(1, 1) turn the warp off.
+  config.augment.rotation = 180.0
+  config.augment.shear = 0.5
+  config.augment.aspect = (0.5, 1.5)
+  config.augment.scale = (0.3, 1.7)
+  config.augment.fill = 255.0
 
-  # Model: models.create(model, num_classes=..., rectifier=rectifier, **model_options).
+  # Model: models.create(model, num_classes=..., rectifier=rectifier, **model_options); the
+  # options are the model's (models.default_options), each listed with its default.
   config.model = "nin"
   config.rectifier = "relu"   # a name of rectifiers.linen.rectifier_factory, e.g. "rrelu".
-  config.model_options = ml_collections.ConfigDict()
+  config.model_options = model_options(config.model)
   config.dtype = "float32"    # computation dtype: "float32" or "bfloat16"; parameters stay float32.
 
   # Optimisation: SGD with momentum, L2 weight decay on the parameters named in

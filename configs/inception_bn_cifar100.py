@@ -21,7 +21,7 @@ def get_config(rectifier: str = "rrelu") -> ml_collections.ConfigDict:
   config.dataset = "tfds:cifar100"
   config.model = "inception_bn"
   config.rectifier = rectifier
-  config.model_options = ml_collections.ConfigDict({"conv_grad": "xla"})
+  config.model_options = default.model_options("inception_bn", conv_grad="xla")
   config.augment.crop = "random"
   config.augment.crop_size = 28
   config.augment.flip = True

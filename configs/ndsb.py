@@ -31,7 +31,7 @@ def get_config(rectifier: str = "rrelu") -> ml_collections.ConfigDict:
   config.holdout = 5336
   config.model = "ndsb"
   config.rectifier = rectifier
-  config.model_options = ml_collections.ConfigDict({"conv_grad": "xla"})
+  config.model_options = default.model_options("ndsb", conv_grad="xla")
   config.augment.ndsb = True
   config.augment.crop_size = 70
   config.batch_size = 128

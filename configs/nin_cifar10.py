@@ -27,7 +27,7 @@ def get_config(rectifier: str = "rrelu") -> ml_collections.ConfigDict:
   config.dataset = "tfds:cifar10"
   config.model = "nin"
   config.rectifier = rectifier
-  config.model_options = ml_collections.ConfigDict({"kernel_init": "nin", "conv_grad": "xla"})
+  config.model_options = default.model_options("nin", kernel_init="nin", conv_grad="xla")
   config.batch_size = 128
   config.num_epochs = 260
   config.learning_rate = 0.1

@@ -19,8 +19,8 @@ def get_config(rectifier: str = "rrelu") -> ml_collections.ConfigDict:
   config.rectifier = rectifier
   # conv_grad="forward": convolution gradients as forward convolutions and matrix products
   # (models/conv.py), XLA:CPU's fast paths; this config is meant for CPUs.
-  config.model_options = ml_collections.ConfigDict(
-      {"width": 0.25, "kernel_init": "he", "conv_grad": "forward"})
+  config.model_options = default.model_options(
+      "nin", width=0.25, kernel_init="he", conv_grad="forward")
   config.batch_size = 64
   config.num_epochs = 30
   config.learning_rate = 0.05

@@ -35,6 +35,17 @@ def valid_options(name: str) -> tuple[str, ...]:
   return tuple(f.name for f in fields if f.init and f.name not in ("parent", "name"))
 
 
+# Options that training sets from elsewhere: the class count from the data, the rectifier
+# and dtype from their own config keys.
+_SET_BY_TRAINING = ("num_classes", "rectifier", "dtype", "param_dtype")
+
+
+def default_options(name: str) -> dict[str, Any]:
+  """The other options of `create(name, ...)` with their defaults (width, dropout_rate, ...)."""
+  return {f.name: f.default for f in dataclasses.fields(_model_class(name))
+          if f.init and f.name not in ("parent", "name", *_SET_BY_TRAINING)}
+
+
 def _model_class(name: str) -> type[nn.Module]:
   if name not in MODELS:
     raise ValueError(f"Unknown model {name!r}; valid names: {', '.join(MODELS)}.")
@@ -59,5 +70,5 @@ def create(name: str, *, num_classes: int, rectifier: str | Callable[..., nn.Mod
   return cls(num_classes=num_classes, rectifier=rectifier, **options)
 
 
-__all__ = ["MODELS", "create", "valid_options", "NetworkInNetwork", "NDSBNet", "InceptionBN",
+__all__ = ["MODELS", "create", "default_options", "valid_options", "NetworkInNetwork", "NDSBNet", "InceptionBN",
            "spatial_pyramid_pool"]

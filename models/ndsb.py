@@ -38,6 +38,16 @@ KERNEL_INITS: dict[str, Callable[..., Any]] = {
 }
 
 
+def min_input_size() -> int:
+  """The smallest square input the layers accept (28): after the three ceil-mode pools
+  (70 -> 35 -> 17 -> 6 at the paper's size) conv4_5, unpadded, needs a 3x3 map."""
+  size = 1
+  while pooling.ceil_mode_size(pooling.ceil_mode_size(pooling.ceil_mode_size(
+      size, 3, 2), 3, 2), 3, 3) < 3:
+    size += 1
+  return size
+
+
 class NDSBNet(nn.Module):
   """NDSB net with a pluggable rectifier; `__call__(x, train)` maps (B, 70, 70, C) to logits.
 
@@ -93,6 +103,10 @@ class NDSBNet(nn.Module):
       x = rectifier(name=f"{name}_act")(x, deterministic=not train)
       return nn.Dropout(self.dropout_rate, deterministic=not train)(x)
 
+    if x.ndim != 4 or min(x.shape[1:3]) < (smallest := min_input_size()):
+      raise ValueError(f"NDSBNet needs NHWC images of at least {smallest}x{smallest} pixels, "
+                       f"got shape {x.shape}; the paper resizes to 80x80 and crops 70x70 "
+                       "(configs/ndsb.py: image_size=80, augment.ndsb=True).")
     x = x.astype(self.dtype)
     for i in range(1, 3):
       x = conv(x, f"conv1_{i}", 32)
