@@ -37,7 +37,7 @@ class CorruptImagesError(ValueError):
     more_line = f"\n  ... and {more} more" if more > 0 else ""
     super().__init__(
         f"{len(self.errors)} image file(s) could not be decoded:\n{listed}{more_line}\n"
-        "Fix or delete them, or pass skip_corrupt=True (config: data.skip_corrupt) to "
+        "Fix or delete them, or pass skip_corrupt=True (config.skip_corrupt=True) to "
         "leave them out.")
 
 
@@ -147,6 +147,23 @@ def _decode_folder(root: Path, splits: dict[str, dict[str, list[Path]]],
   return arrays
 
 
+def _read_cache(path: Path, root: Path) -> dict[str, np.ndarray] | None:
+  """The cached arrays, or None (with a warning) if the file is truncated or damaged."""
+  try:
+    with np.load(path) as cached:
+      arrays = {k: cached[k] for k in cached.files}
+    missing = {"train_images", "train_labels", "errors", "class_names"} - set(arrays)
+    if missing:
+      raise ValueError(f"it lacks {sorted(missing)}")
+  except Exception as e:  # pylint: disable=broad-except
+    # np.load raises many types for a damaged archive (BadZipFile, EOFError, ValueError...).
+    logging.warning("The image cache %s is unreadable (%s: %s); decoding %s again.", path,
+                    type(e).__name__, e, root)
+    return None
+  logging.info("Loading decoded images of %s from %s.", root, path)
+  return arrays
+
+
 def load_folder(root: Path, *, image_size: int | None, grayscale: bool,
                 skip_corrupt: bool, cache_dir: Path) -> DecodedFolder:
   """Decodes ROOT/train (and ROOT/test if present), using the cache when it is current.
@@ -171,19 +188,17 @@ def load_folder(root: Path, *, image_size: int | None, grayscale: bool,
   unknown = sorted(set(splits.get("test", {})) - set(class_names))
   if unknown:
     raise ValueError(f"{root / 'test'} has class folders that train/ lacks: {unknown}.")
-  for c, files in splits["train"].items():
-    if not files:
-      logging.warning("Class folder %s has no images.", train_dir / c)
+  if empty := [str(train_dir / c) for c, files in splits["train"].items() if not files]:
+    raise ValueError(f"{len(empty)} class folder(s) have no images: {', '.join(empty[:5])}"
+                     f"{' ...' if len(empty) > 5 else ''}. Every folder of train/ is a class: "
+                     f"add its images or remove it (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))}).")
 
   files = [p for by_class in splits.values() for c in by_class for p in by_class[c]]
   class_dirs = [root / split / c for split, by_class in splits.items() for c in by_class]
   key = _cache_key(root, class_dirs, files, image_size, grayscale)
   cache_path = Path(cache_dir) / f"folder-{root.resolve().name}-{key}.npz"
-  if cache_path.exists():
-    logging.info("Loading decoded images of %s from %s.", root, cache_path)
-    with np.load(cache_path) as cached:
-      arrays = dict(cached)
-  else:
+  arrays = _read_cache(cache_path, root) if cache_path.exists() else None
+  if arrays is None:
     arrays = _decode_folder(root, splits, class_names, image_size, grayscale)
     atomic_save(cache_path, lambda f: np.savez(f, **arrays))
     logging.info("Cached decoded images of %s at %s.", root, cache_path)
