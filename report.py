@@ -28,12 +28,13 @@ import dataclasses
 import json
 import math
 import os
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from scipy import stats
+
+from training import run_directory
 
 # --- The paper's numbers -------------------------------------------------------------------
 
@@ -65,7 +66,8 @@ PAPER_TABLES: dict[str, dict[str, Any]] = {
 
 DISPLAY_NAMES = {"relu": "ReLU", "leaky_relu_100": "Leaky ReLU, a=100",
                  "leaky_relu_5.5": "Leaky ReLU, a=5.5", "prelu": "PReLU",
-                 "rrelu": "RReLU (y = x / 5.5 at test)"}
+                 "rrelu": "RReLU (y = x / 5.5 at test)", "elu": "ELU", "gelu": "GELU",
+                 "silu": "SiLU"}
 BASELINE = "relu"
 
 
@@ -87,62 +89,13 @@ def paper_table_for(dataset: str, model: str, num_classes: int | None) -> tuple[
 
 # --- Reading runs --------------------------------------------------------------------------
 
-
-@dataclasses.dataclass
-class RunRecord:
-  setting: str
-  seed: int
-  path: str
-  rows: list[dict[str, Any]]
-  summary: dict[str, Any] | None
-  config: dict[str, Any]
-  dataset: dict[str, Any]
-
-  @property
-  def num_epochs(self) -> int | None:
-    return self.config.get("num_epochs")
-
-  @property
-  def finished(self) -> bool:
-    return (self.summary is not None and bool(self.rows)
-            and self.num_epochs is not None and self.rows[-1]["epoch"] >= self.num_epochs)
-
-  @property
-  def final(self) -> dict[str, Any]:
-    return self.rows[-1]
-
-
-def _read_json(path: str) -> Any:
-  with open(path) as f:
-    return json.load(f)
+RunRecord = run_directory.SweepRun
 
 
 def read_runs(workdir: str) -> list[RunRecord]:
-  """Every `workdir/<setting>/seed<k>` holding a metrics.jsonl, sorted by setting and seed."""
-  runs = []
-  if not os.path.isdir(workdir):
-    raise FileNotFoundError(f"No sweep directory {workdir}.")
-  for setting in sorted(os.listdir(workdir)):
-    setting_dir = os.path.join(workdir, setting)
-    if not os.path.isdir(setting_dir):
-      continue
-    for name in os.listdir(setting_dir):
-      match = re.fullmatch(r"seed(\d+)", name)
-      path = os.path.join(setting_dir, name)
-      if not match or not os.path.exists(os.path.join(path, "metrics.jsonl")):
-        continue
-      with open(os.path.join(path, "metrics.jsonl")) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-      if not rows:
-        continue
-      summary_path = os.path.join(path, "summary.json")
-      config_path = os.path.join(path, "config.json")
-      dataset_path = os.path.join(path, "dataset.json")
-      runs.append(RunRecord(
-          setting=setting, seed=int(match.group(1)), path=path, rows=rows,
-          summary=_read_json(summary_path) if os.path.exists(summary_path) else None,
-          config=_read_json(config_path) if os.path.exists(config_path) else {},
-          dataset=_read_json(dataset_path) if os.path.exists(dataset_path) else {}))
+  """Every `workdir/<setting>/seed<k>` with metrics (run_directory.read_sweep), sorted by
+  setting (the paper's order, then the modern activations) and seed."""
+  runs = run_directory.read_sweep(workdir)
   runs.sort(key=lambda r: (_setting_order(r.setting), r.seed))
   return runs
 
@@ -150,6 +103,14 @@ def read_runs(workdir: str) -> list[RunRecord]:
 def _setting_order(setting: str) -> tuple[int, str]:
   order = list(DISPLAY_NAMES)
   return (order.index(setting) if setting in order else len(order), setting)
+
+
+def check_one_recipe(runs: list[RunRecord]) -> None:
+  """Refuses to compare runs whose configs differ in anything but the rectifier and seed."""
+  if differing := run_directory.differing_settings(runs):
+    raise ValueError(f"The runs differ in {sorted(differing)}, not only in the rectifier and "
+                     "seed: they are not one comparison. Report each recipe from its own "
+                     "directory.")
 
 
 # --- Statistics ----------------------------------------------------------------------------
@@ -223,16 +184,42 @@ def _fmt_diff(d: PairedDiff, metric: str) -> str:
 
 
 def _values(runs: list[RunRecord], key: str) -> dict[str, dict[int, float]]:
-  """{setting: {seed: value}}: the final row's `key`, or the minimum test error over epochs
-  for key="best_test_error"."""
+  """{setting: {seed: value}}: the final row's `key`; "best_test_error" is the minimum test
+  error over epochs and "gap" the final test error minus the test-mode training error."""
   out: dict[str, dict[int, float]] = {}
   for r in runs:
     if key == "best_test_error":
       value = min(float(row["test_error"]) for row in r.rows)
+    elif key == "gap":
+      value = float(r.final["test_error"]) - float(r.final["train_eval_error"])
     else:
       value = float(r.final[key])
     out.setdefault(r.setting, {})[r.seed] = value
   return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+  """A column of the results table: a metrics key, its label and its unit ("error": %)."""
+  key: str
+  label: str
+  metric: str
+  paper_index: int | None = None  # which of the paper's (train, test) numbers it matches.
+
+
+def _columns(metric: str, has_train_eval: bool) -> list[Column]:
+  if metric == "error":
+    columns = [Column("train_error", "train error, training mode (%)", "error", 0)]
+    if has_train_eval:
+      columns.append(Column("train_eval_error", "train error, test mode (%)", "error"))
+    columns.append(Column("test_error", "test error (%)", "error", 1))
+    if has_train_eval:
+      columns.append(Column("gap", "gap: test − train test mode (points)", "error"))
+    return columns
+  columns = [Column("train_loss", "train log-loss, training mode", "log-loss", 0)]
+  if has_train_eval:
+    columns.append(Column("train_eval_loss", "train log-loss, test mode", "log-loss"))
+  return columns + [Column("test_loss", "val log-loss", "log-loss", 1)]
 
 
 def results_markdown(runs: list[RunRecord], workdir: str = "") -> str:
@@ -242,35 +229,34 @@ def results_markdown(runs: list[RunRecord], workdir: str = "") -> str:
   if not finished:
     raise ValueError("No finished runs to report on"
                      + (f" in {workdir}" if workdir else "") + ".")
+  check_one_recipe(finished)
   first = finished[0]
   dataset = first.config.get("dataset", (first.summary or {}).get("dataset", "?"))
   model = first.config.get("model", (first.summary or {}).get("model", "?"))
-  num_classes = first.dataset.get("num_classes")
-  table_key, same_experiment = paper_table_for(dataset, model, num_classes)
+  table_key, same_experiment = paper_table_for(dataset, model, first.dataset.get("num_classes"))
   paper = PAPER_TABLES[table_key]
-  metric = paper["metric"]
-  # Error tables report error rates; the NDSB table reports log-losses.
-  train_key, test_key = (("train_error", "test_error") if metric == "error"
-                         else ("train_loss", "test_loss"))
-  train_label, test_label = (("Training error (%)", "Test error (%)") if metric == "error"
-                             else ("Train log-loss", "Val log-loss"))
-  train_vals, test_vals = _values(finished, train_key), _values(finished, test_key)
-  best_vals = _values(finished, "best_test_error")
-  loss_vals = _values(finished, "test_loss")
-  settings = sorted(train_vals, key=_setting_order)
+  metric = paper["metric"]  # error tables report error rates; the NDSB table log-losses.
+  has_train_eval = all("train_eval_error" in r.final for r in finished)
+  columns = _columns(metric, has_train_eval)
+  values = {c.key: _values(finished, c.key) for c in columns}
+  best_vals, loss_vals = _values(finished, "best_test_error"), _values(finished, "test_loss")
+  settings = sorted(values[columns[0].key], key=_setting_order)
   epochs = sorted({r.final["epoch"] for r in finished})
   seeds = sorted({r.seed for r in finished})
+  train_examples = sorted({r.dataset.get("train_examples") for r in finished} - {None})
 
   # Columns of the paper's numbers; for another dataset they are labelled as a reference.
   paper_label = "paper" if same_experiment else "paper CIFAR-10 †"
-  lines = [f"# Rectifier comparison: {model} on {dataset}", ""]
+  lines = [f"# Rectifier comparison: {model} on {dataset}"
+           + (f", {train_examples[0]:,} training images" if len(train_examples) == 1 else ""),
+           ""]
   lines += [f"{len(finished)} finished runs: {len(settings)} settings × seeds {seeds}; "
             f"numbers at the final epoch ({', '.join(map(str, epochs))}), mean ± standard "
-            f"deviation over seeds (ddof=1). "
-            + ("Errors in %. " if metric == "error" else "")
-            + ("Training numbers are training-mode running averages over the last epoch "
-               "(dropout and random slopes on), as cxxnet reported them; test numbers are "
-               "deterministic mode."), ""]
+            "deviation over seeds (ddof=1). Training mode: running averages over the last "
+            "epoch with dropout and random slopes on, as cxxnet reported them (the paper's "
+            "tables). Test mode: deterministic, as at test time"
+            + (" (on a fixed subset of the training images, `train_eval_examples`)"
+               if has_train_eval else "") + ".", ""]
   if same_experiment:
     lines += [f"Paper: {paper['title']}.", ""]
   else:
@@ -278,40 +264,43 @@ def results_markdown(runs: list[RunRecord], workdir: str = "") -> str:
               f"{paper['title']} (50,000 training images, the full-width network), shown as "
               "the reference this study is compared against, not as expected values.", ""]
 
-  header = (f"| Activation | {train_label} | {paper_label} | {test_label} | {paper_label} "
-            "| seeds |")
-  lines += [header, "|---|---:|---:|---:|---:|---:|"]
+  header = ["Activation"]
+  for c in columns:
+    header += [c.label] + ([paper_label] if c.paper_index is not None else [])
+  lines += ["| " + " | ".join(header + ["seeds"]) + " |",
+            "|---|" + "---:|" * (len(header) - 1) + "---:|"]
   for s in settings:
-    ref = paper["values"].get(s, (None, None))
-    lines.append(
-        f"| {display_name(s)} | {_fmt_mean_sd(mean_sd(list(train_vals[s].values())), metric)} "
-        f"| {_fmt(ref[0], metric)} | {_fmt_mean_sd(mean_sd(list(test_vals[s].values())), metric)} "
-        f"| {_fmt(ref[1], metric)} | {len(test_vals[s])} |")
+    cells = [display_name(s)]
+    for c in columns:
+      cells.append(_fmt_mean_sd(mean_sd(list(values[c.key][s].values())), c.metric))
+      if c.paper_index is not None:
+        cells.append(_fmt(paper["values"].get(s, (None, None))[c.paper_index], c.metric))
+    lines.append("| " + " | ".join(cells + [str(len(values[columns[0].key][s]))]) + " |")
   lines.append("")
 
-  if BASELINE in train_vals:
+  if BASELINE in settings:
     unit = " (percentage points)" if metric == "error" else ""
     lines += [f"## Difference to ReLU{unit}, paired over seeds", "",
               "Seed k of a setting minus seed k of ReLU (same initialisation stream and data "
               "order), mean and 95% interval mean ± t(0.975, n−1)·sd/√n. An interval that "
-              "excludes 0 is a difference the seeds resolve; negative is better.", ""]
-    lines += [f"| Activation | Δ {train_label.split(' (')[0].lower()} [95% CI] "
-              f"| Δ {test_label.split(' (')[0].lower()} [95% CI] "
-              f"| Δ {test_label.split(' (')[0].lower()}, {paper_label} | pairs |",
-              "|---|---:|---:|---:|---:|"]
+              "excludes 0 is a difference the seeds resolve; negative is lower.", ""]
+    test_column = next(c for c in columns if c.paper_index == 1)
+    lines += ["| " + " | ".join(["Activation"] + [f"Δ {c.label.split(' (')[0]} [95% CI]"
+                                                  for c in columns]
+                               + [f"Δ {test_column.label.split(' (')[0]}, {paper_label}",
+                                  "pairs"]) + " |",
+              "|---|" + "---:|" * (len(columns) + 2)]
     base_ref = paper["values"].get(BASELINE, (None, None))
     for s in settings:
       if s == BASELINE:
         continue
-      dtrain = paired_difference(train_vals[s], train_vals[BASELINE])
-      dtest = paired_difference(test_vals[s], test_vals[BASELINE])
+      diffs = [paired_difference(values[c.key][s], values[c.key][BASELINE]) for c in columns]
       ref = paper["values"].get(s, (None, None))
-      paper_diff = None
-      if ref[1] is not None and base_ref[1] is not None:
-        paper_diff = ref[1] - base_ref[1]
-      lines.append(f"| {display_name(s)} | {_fmt_diff(dtrain, metric)} "
-                   f"| {_fmt_diff(dtest, metric)} | {_fmt(paper_diff, metric, signed=True)} "
-                   f"| {dtest.n} |")
+      paper_diff = (ref[1] - base_ref[1] if ref[1] is not None and base_ref[1] is not None
+                    else None)
+      lines.append("| " + " | ".join(
+          [display_name(s)] + [_fmt_diff(d, c.metric) for d, c in zip(diffs, columns)]
+          + [_fmt(paper_diff, metric, signed=True), str(diffs[-1].n)]) + " |")
     lines.append("")
   else:
     lines += ["No ReLU runs: no differences to ReLU.", ""]
@@ -331,13 +320,16 @@ def results_markdown(runs: list[RunRecord], workdir: str = "") -> str:
                  f"| {dloss} |")
   lines.append("")
 
-  lines += ["## Runs", "", "| Activation | seed | epochs | train error (%) | test error (%) "
-            "| test log-loss | images/s | run |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+  extra = " train error, test mode (%) |" if has_train_eval else ""
+  lines += ["## Runs", "", "| Activation | seed | epochs | train error (%) |" + extra
+            + " test error (%) | test log-loss | images/s | run |",
+            "|---|---:|---:|---:|" + "---:|" * has_train_eval + "---:|---:|---:|---|"]
   for r in finished:
     f = r.final
     rel = os.path.relpath(r.path, workdir) if workdir else r.path
+    extra = f" {100 * f['train_eval_error']:.2f} |" if has_train_eval else ""
     lines.append(f"| {display_name(r.setting)} | {r.seed} | {f['epoch']} "
-                 f"| {100 * f['train_error']:.2f} | {100 * f['test_error']:.2f} "
+                 f"| {100 * f['train_error']:.2f} |{extra} {100 * f['test_error']:.2f} "
                  f"| {f['test_loss']:.4f} | {f.get('images_per_sec', math.nan):.0f} | {rel} |")
   lines.append("")
   if unfinished:
@@ -392,6 +384,11 @@ def plot_curves(runs: list[RunRecord], path: str, title: str = "",
         n = len(by_setting[setting])
         ax.plot(epochs, mean, color=color, label=f"{display_name(setting)} (n={n})")
         ax.fill_between(epochs, mean - sd, mean + sd, color=color, alpha=0.2, linewidth=0)
+        eval_key = key.replace("train_", "train_eval_")
+        if split == "train" and all(eval_key in r.rows[-1] for r in by_setting[setting]):
+          epochs, mean, _ = _curve(by_setting[setting], eval_key)
+          ax.plot(epochs, mean, color=color, linestyle="--", linewidth=1,
+                  label=f"{display_name(setting)}, test mode")
       ax.grid(alpha=0.3)
       if row == 0:
         ax.set_title(f"ReLU vs {display_name(s)}" if len(pair) == 2 else display_name(s),
@@ -411,7 +408,8 @@ def plot_curves(runs: list[RunRecord], path: str, title: str = "",
 def plot_rectifiers(path: str) -> None:
   """The paper's Figure 1 on [-4, 4]: ReLU; Leaky ReLU a=100 and a=5.5; PReLU at its
   initial slope 0.25 (learned per channel); RReLU's training range of slopes 1/u..1/l =
-  1/8..1/3 (a ~ U(3, 8)) and its test-time line x / 5.5."""
+  1/8..1/3 (a ~ U(3, 8)) and its test-time line x / 5.5; and, in a fifth panel, the
+  smooth activations after 2015 that the studies compare them with (ELU, GELU, SiLU)."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -419,7 +417,7 @@ def plot_rectifiers(path: str) -> None:
   import jax.numpy as jnp
   x = np.linspace(-4, 4, 401)
   xj = jnp.asarray(x, jnp.float32)
-  fig, axes = plt.subplots(1, 4, figsize=(13, 3.4), sharey=True)
+  fig, axes = plt.subplots(1, 5, figsize=(16, 3.4), sharey=True)
   panels = [
       ("ReLU", [(np.asarray(F.relu(xj)), "y = max(0, x)", "-")]),
       ("Leaky ReLU (a fixed)", [(np.asarray(F.leaky_relu(xj, 100.0)), "a = 100", "-"),
@@ -438,6 +436,13 @@ def plot_rectifiers(path: str) -> None:
   ax.plot(x, np.asarray(F.rrelu(xj, None, 3.0, 8.0, deterministic=True)), color="tab:red",
           label="test: y = x / 5.5")
   ax.set_title("RReLU (a random in training)", fontsize=10)
+  ax = axes[4]
+  import jax  # pylint: disable=g-import-not-at-top
+  for y, label, style in ((jax.nn.elu(xj), "ELU", "-"),
+                          (jax.nn.gelu(xj, approximate=False), "GELU", "--"),
+                          (jax.nn.silu(xj), "SiLU", ":")):
+    ax.plot(x, np.asarray(y), style, label=label)
+  ax.set_title("After the paper (smooth)", fontsize=10)
   for ax in axes:
     ax.axhline(0, color="k", linewidth=0.5)
     ax.axvline(0, color="k", linewidth=0.5)

@@ -4,11 +4,24 @@ r"""The paper's comparison in one command: rectifier settings x seeds, one run d
     python sweep.py --config=configs/cifar10_mini.py --seeds=3 --parallel=2 \
         --workdir=runs/cifar10-mini --config.num_epochs=40
 
-Runs live in `WORKDIR/<setting>/seed<k>` (`train.py`'s outputs). A run whose `summary.json`
-exists and whose metrics reached `num_epochs` is skipped; any other is (re)started, and
-train.py resumes it from its last checkpoint. `--config.KEY=VALUE` overrides apply to every
-run; the rectifier and the seed are set per run. At the end `report.py` writes results.md,
+Runs live in `WORKDIR/<setting>/seed<k>`, each a run directory of train.py
+(training/run_directory.py). A finished run is skipped, any other is (re)started and
+resumes from its checkpoint. `--config.KEY=VALUE` overrides apply to every run; the
+rectifier and the seed are set per run. At the end `report.py` writes results.md,
 curves.png and rectifiers.png into WORKDIR (also runnable alone over existing runs).
+
+The rules:
+- **One config.** `WORKDIR/sweep.json` records the base config; a later sweep in the same
+  WORKDIR may add settings and seeds, and change only what train.py lets a rerun change
+  (run_directory.NEUTRAL_KEYS). Anything else is refused before any run starts.
+- **One sweep per WORKDIR** at a time (an OS lock on `WORKDIR/.lock`); each training also
+  holds its own run's lock.
+- **Failures**: a run that raises or exits non-zero is recorded; the others still run,
+  the report covers the finished ones, and the sweep exits 1 naming each failed run.
+- **Signals**: SIGINT or SIGTERM stops the sweep. The running trainings (in this process,
+  or `--parallel` subprocesses, which get the signal forwarded) save a checkpoint and
+  stop; the sweep waits for them and exits 128 + the signal number with one line. Rerun
+  the same command to resume. Subprocesses also stop if the sweep itself is killed.
 
 `--parallel=K` runs K trainings at once as subprocesses, each with single-threaded XLA and,
 where the machine has K cores, pinned to its own core (taskset). Measured on the shared 2-core
@@ -21,9 +34,12 @@ or on accelerators, keep the default --parallel=1.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import datetime
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -34,11 +50,13 @@ from absl import logging
 import ml_collections
 
 from rectifiers import linen as rectifiers_linen
+from training import run_directory, signals
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-RUN_CONFIG = "sweep_config.json"   # the exact config of a run, written before it starts.
+SWEEP_RECORD = "sweep.json"
 # One XLA:CPU thread per subprocess: measured faster in aggregate than sharing cores (above).
 SINGLE_THREAD_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+STOP_TIMEOUT_S = 600  # how long a stopping training may take to save before it is killed.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +67,15 @@ class Run:
   workdir: str
 
 
-def run_dir(workdir: str, setting: str, seed: int) -> str:
-  return os.path.join(workdir, setting, f"seed{seed}")
+class SweepStopped(Exception):
+  """A signal stopped the sweep; the runs it interrupted saved checkpoints."""
+
+  def __init__(self, signum: int, message: str):
+    super().__init__(message)
+    self.signum = signum
+
+
+run_dir = run_directory.sweep_run_path
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -70,6 +95,28 @@ def parse_seeds(text: str) -> list[int]:
   return seeds
 
 
+def parse_settings(text: str) -> list[str]:
+  """Splits at the commas outside parentheses: 'relu,rrelu(lower=5, upper=10)' gives
+  ['relu', 'rrelu(lower=5, upper=10)']."""
+  settings, depth, current = [], 0, ""
+  for char in text:
+    depth += {"(": 1, ")": -1}.get(char, 0)
+    if depth < 0:
+      raise ValueError(f"--settings has an unmatched ')': {text!r}.")
+    if char == "," and depth == 0:
+      settings.append(current.strip())
+      current = ""
+    else:
+      current += char
+  if depth:
+    raise ValueError(f"--settings has an unmatched '(': {text!r}.")
+  settings = [s for s in settings + [current.strip()] if s]
+  if not settings or len(set(settings)) != len(settings):
+    raise ValueError(f"--settings must name at least one rectifier, without repeats; got "
+                     f"{text!r}.")
+  return settings
+
+
 def run_config(config: ml_collections.ConfigDict, setting: str,
                seed: int) -> ml_collections.ConfigDict:
   """The base config with this run's rectifier and seed."""
@@ -79,84 +126,45 @@ def run_config(config: ml_collections.ConfigDict, setting: str,
   return config
 
 
-def _config_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  # The same normalisation as train.py's config.json (tuples become lists).
-  return json.loads(config.to_json_best_effort())
-
-
-def is_finished(path: str, num_epochs: int) -> bool:
-  """Whether the run in `path` wrote its summary after reaching `num_epochs`."""
-  summary, metrics = os.path.join(path, "summary.json"), os.path.join(path, "metrics.jsonl")
-  if not (os.path.exists(summary) and os.path.exists(metrics)):
-    return False
-  with open(metrics) as f:
-    rows = [json.loads(line) for line in f if line.strip()]
-  return bool(rows) and rows[-1]["epoch"] >= num_epochs
-
-
-def _check_same_config(path: str, config: ml_collections.ConfigDict) -> None:
-  """Refuses to resume or skip a run that was started with another config: a sweep whose runs
-  silently differ in their recipe would compare nothing."""
-  previous = os.path.join(path, RUN_CONFIG)
-  if not os.path.exists(previous):
-    return
-  with open(previous) as f:
-    old = json.load(f)
-  new = _config_json(config)
-  if old != new:
-    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    raise ValueError(
-        f"{path} was started with a different config (keys {changed} differ). Use another "
-        f"--workdir for a different recipe, or delete {path} to redo that run.")
-
-
-def _write_run_config(path: str, config: ml_collections.ConfigDict) -> str:
-  os.makedirs(path, exist_ok=True)
-  out = os.path.join(path, RUN_CONFIG)
-  tmp = out + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(_config_json(config), f, indent=2, sort_keys=True)
-  os.replace(tmp, out)
-  return out
-
-
-def _load_run_config(path: str) -> ml_collections.ConfigDict:
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
-
-
 def plan(config: ml_collections.ConfigDict, workdir: str, settings: Sequence[str],
          seeds: Sequence[int]) -> tuple[list[Run], list[Run]]:
-  """Splits the sweep into (to_run, finished). Seed-major order: every setting's seed 0
-  first, so that an interrupted sweep already holds complete comparisons."""
+  """Splits the sweep into (to_run, finished), refusing runs started with another config
+  (train.py's rule). Seed-major order: every setting's seed 0 first, so that an
+  interrupted sweep already holds complete comparisons."""
+  import train  # pylint: disable=g-import-not-at-top
   for setting in settings:
     rectifiers_linen.rectifier_factory(setting)  # a clear error for a typo, before any run.
+  defaults = train.config_record(train.default_config.get_config())
   to_run, finished = [], []
   for seed in seeds:
     for setting in settings:
       run = Run(setting, seed, run_dir(workdir, setting, seed))
       cfg = run_config(config, setting, seed)
-      _check_same_config(run.workdir, cfg)
-      (finished if is_finished(run.workdir, cfg.num_epochs) else to_run).append(run)
+      run_directory.RunDirectory(run.workdir, writer=False).check_config(
+          train.config_record(cfg), defaults)
+      record = run_directory.read_run(run.workdir)
+      done = record.finished and record.config.get("num_epochs") == cfg.num_epochs
+      (finished if done else to_run).append(run)
   return to_run, finished
 
 
-def _subprocess_env(slot: int, parallel: int) -> tuple[dict[str, str], list[str]]:
-  """Environment and command prefix for the subprocess in `slot`: single-threaded XLA, pinned
-  to core `slot` when there are enough cores (taskset, where available)."""
-  env = dict(os.environ)
-  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + SINGLE_THREAD_XLA_FLAGS).strip()
-  # Workers share the parent's compilation cache: seeds of a setting compile the same program.
-  prefix: list[str] = []
-  cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-  if len(cores) >= parallel and _has_taskset():
-    prefix = ["taskset", "-c", str(cores[slot])]
-  return env, prefix
-
-
-def _has_taskset() -> bool:
-  from shutil import which
-  return which("taskset") is not None
+def _record_sweep(config: ml_collections.ConfigDict, workdir: str, settings: Sequence[str],
+                  seeds: Sequence[int], parallel: int) -> None:
+  """Adds this invocation to WORKDIR/sweep.json after checking the base config against the
+  recorded one (the rectifier and seed of the base config do not matter)."""
+  import train  # pylint: disable=g-import-not-at-top
+  path = os.path.join(workdir, SWEEP_RECORD)
+  base = {**train.config_record(config), "rectifier": None, "seed": None}
+  record = run_directory.read_json(path) if os.path.exists(path) else {"invocations": []}
+  if "config" in record:
+    run_directory.check_resumable(
+        record["config"], base, train.config_record(train.default_config.get_config()),
+        reached_epoch=0, where=workdir)
+  record["config"] = base
+  record["invocations"].append({
+      "settings": list(settings), "seeds": list(seeds), "parallel": parallel,
+      "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+  run_directory.write_json(path, record)
 
 
 def run_sweep(config: ml_collections.ConfigDict, workdir: str,
@@ -178,156 +186,244 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str,
     {(setting, seed): summary} for every run of the sweep, finished before or now.
 
   Raises:
-    RuntimeError: some runs failed (the others still ran; their logs are named).
+    RuntimeError: some runs failed (the others still ran; their errors are listed).
+    SweepStopped: a signal stopped the sweep (running trainings saved checkpoints).
+    ValueError, run_directory.RunDirectoryError: before any run, for bad arguments, a
+      WORKDIR in use, or a config that differs from the recorded one.
   """
   if parallel < 1:
     raise ValueError(f"parallel must be >= 1, got {parallel}.")
-  to_run, finished = plan(config, workdir, list(settings), list(seeds))
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "sweep.json"), "w") as f:
-    json.dump({"settings": list(settings), "seeds": list(seeds), "parallel": parallel,
-               "config": _config_json(config)}, f, indent=2, sort_keys=True)
-  logging.info("Sweep in %s: %d runs finished, %d to run (%d at a time).", workdir,
-               len(finished), len(to_run), parallel)
-  for run in finished:
-    logging.info("Skipping %s (finished).", run.workdir)
-
-  failures: list[str] = []
-  start = time.time()
-  if parallel == 1:
-    import train  # here, so that `--run_one` subprocesses and the tests import it once.
-    for run in to_run:
-      cfg = run_config(config, run.setting, run.seed)
-      _write_run_config(run.workdir, cfg)
-      logging.info("Training %s / seed %d in %s.", run.setting, run.seed, run.workdir)
-      try:
-        train.train_and_evaluate(cfg, run.workdir)
-      except (train.ConfigError, FloatingPointError) as e:
-        failures.append(f"{run.workdir}: {e}")
-        logging.error("%s failed: %s", run.workdir, e)
-  else:
-    failures = _run_subprocesses(config, to_run, parallel)
-  logging.info("Sweep trained %d runs in %.0f s.", len(to_run) - len(failures),
-               time.time() - start)
-
-  summaries = {}
-  for seed in seeds:
-    for setting in settings:
-      path = os.path.join(run_dir(workdir, setting, seed), "summary.json")
-      if os.path.exists(path):
-        with open(path) as f:
-          summaries[(setting, seed)] = json.load(f)
-  if report:
-    import report as report_lib
-    report_lib.write_report(workdir)
+  with run_directory.DirectoryLock(workdir, what="sweep"):
+    to_run, finished = plan(config, workdir, list(settings), list(seeds))
+    _record_sweep(config, workdir, settings, seeds, parallel)
+    logging.info("Sweep in %s: %d runs finished, %d to run (%d at a time).", workdir,
+                 len(finished), len(to_run), parallel)
+    start = time.time()
+    train_runs = _run_in_process if parallel == 1 else _run_subprocesses
+    failures = train_runs(config, to_run, parallel)
+    logging.info("Sweep trained %d runs in %.0f s.", len(to_run) - len(failures),
+                 time.time() - start)
+    summaries = {}
+    for seed in seeds:
+      for setting in settings:
+        record = run_directory.read_run(run_dir(workdir, setting, seed))
+        if record.finished:
+          summaries[(setting, seed)] = record.summary
+    if report and summaries:
+      import report as report_lib  # pylint: disable=g-import-not-at-top
+      report_lib.write_report(workdir)
   if failures:
     raise RuntimeError(f"{len(failures)} of {len(to_run)} runs failed:\n" + "\n".join(failures))
   return summaries
 
 
+def _stop_message(signum: int, stopped: int, left: int) -> str:
+  return (f"Sweep stopped by {signal.Signals(signum).name}: {stopped} running training(s) "
+          f"saved a checkpoint and stopped, {left} not started. Rerun the same command to "
+          "resume.")
+
+
+class _RaiseOnSignal(signals.StopRequest):
+  """Outside a training (loading data, compiling, reporting) a stop signal has nothing to
+  save: it interrupts at once. train.py's own handler replaces this one while it trains."""
+
+  def _handle(self, signum, frame):
+    super()._handle(signum, frame)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _run_in_process(config: ml_collections.ConfigDict, runs: list[Run], parallel: int
+                    ) -> list[str]:
+  del parallel
+  import train  # pylint: disable=g-import-not-at-top
+  failures = []
+  with _RaiseOnSignal() as stop:
+    for i, run in enumerate(runs):
+      logging.info("Training %s / seed %d in %s.", run.setting, run.seed, run.workdir)
+      try:
+        train.train_and_evaluate(run_config(config, run.setting, run.seed), run.workdir)
+      except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", None) or stop.received or signal.SIGINT
+        raise SweepStopped(signum, _stop_message(signum, 1, len(runs) - i - 1)) from e
+      except Exception as e:  # pylint: disable=broad-except
+        # The rule for in-process and subprocess runs alike: a failed run is recorded and
+        # the others still run.
+        failures.append(f"{run.workdir}: {type(e).__name__}: {e}")
+        logging.exception("%s failed.", run.workdir)
+  return failures
+
+
+def _subprocess_env(slot: int, parallel: int) -> tuple[dict[str, str], list[str]]:
+  """Environment and command prefix for the subprocess in `slot`: single-threaded XLA, pinned
+  to core `slot` when there are enough cores (taskset, where available)."""
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + SINGLE_THREAD_XLA_FLAGS).strip()
+  # Workers share the parent's compilation cache: seeds of a setting compile the same program.
+  prefix: list[str] = []
+  cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+  if len(cores) >= parallel and _has_taskset():
+    prefix = ["taskset", "-c", str(cores[slot])]
+  return env, prefix
+
+
+def _has_taskset() -> bool:
+  from shutil import which  # pylint: disable=g-import-not-at-top
+  return which("taskset") is not None
+
+
+def _stop_with_parent() -> None:
+  """In the child, before exec: its own session (a terminal's Ctrl-C reaches the sweep only,
+  which forwards it once) and SIGTERM when the sweep dies (Linux PR_SET_PDEATHSIG)."""
+  os.setsid()
+  try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+  except (OSError, AttributeError):
+    pass
+
+
 def _run_subprocesses(config: ml_collections.ConfigDict, runs: list[Run],
                       parallel: int) -> list[str]:
-  """Runs `runs` K at a time, each `python sweep.py --run_one=...` with its log beside it."""
+  """Runs `runs` K at a time, each `python sweep.py --run_one` (its config on stdin) with
+  its log in the run directory's train.log."""
+  import train  # pylint: disable=g-import-not-at-top
   pending = list(runs)
   active: dict[int, tuple[Run, subprocess.Popen, Any]] = {}  # slot -> (run, process, log)
   failures = []
-  try:
-    while pending or active:
-      for slot in range(parallel):
-        if slot in active or not pending:
-          continue
-        run = pending.pop(0)
-        cfg_path = _write_run_config(run.workdir, run_config(config, run.setting, run.seed))
-        env, prefix = _subprocess_env(slot, parallel)
-        log = open(os.path.join(run.workdir, "train.log"), "a")
-        cmd = [*prefix, sys.executable, os.path.join(_HERE, "sweep.py"),
-               f"--run_one={cfg_path}", f"--workdir={run.workdir}"]
-        logging.info("Starting %s / seed %d (slot %d): %s", run.setting, run.seed, slot,
-                     " ".join(cmd))
-        active[slot] = (run, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                              env=env), log)
-      time.sleep(1.0)
-      for slot, (run, proc, log) in list(active.items()):
-        if proc.poll() is None:
-          continue
-        log.close()
-        del active[slot]
-        if proc.returncode:
-          failures.append(f"{run.workdir}: exit status {proc.returncode}; see "
-                          f"{run.workdir}/train.log")
-          logging.error("%s failed (exit status %d).", run.workdir, proc.returncode)
-        else:
-          logging.info("Finished %s / seed %d.", run.setting, run.seed)
-  finally:
-    # On an interrupt, pass it on: train.py saves a checkpoint and the next sweep resumes.
-    for run, proc, log in active.values():
-      if proc.poll() is None:
-        proc.terminate()
-    for run, proc, log in active.values():
-      try:
-        proc.wait(timeout=120)
-      except subprocess.TimeoutExpired:
-        proc.kill()
-      log.close()
+  with signals.StopRequest() as stop:
+    stopping = None  # how many trainings the stop signal was forwarded to.
+    try:
+      while pending or active:
+        for slot in range(parallel):
+          if slot in active or not pending or stop.received:
+            continue
+          run = pending.pop(0)
+          os.makedirs(run.workdir, exist_ok=True)
+          env, prefix = _subprocess_env(slot, parallel)
+          log = open(os.path.join(run.workdir, "train.log"), "a")
+          cmd = [*prefix, sys.executable, os.path.join(_HERE, "sweep.py"), "--run_one",
+                 f"--workdir={run.workdir}"]
+          logging.info("Starting %s / seed %d (slot %d): %s", run.setting, run.seed, slot,
+                       " ".join(cmd))
+          proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log,
+                                  stderr=subprocess.STDOUT, env=env, text=True,
+                                  preexec_fn=_stop_with_parent)
+          proc.stdin.write(json.dumps(train.config_record(
+              run_config(config, run.setting, run.seed))))
+          proc.stdin.close()
+          active[slot] = (run, proc, log)
+        if stop.received and stopping is None:
+          for _, proc, _ in active.values():
+            proc.send_signal(signal.SIGTERM)
+          stopping = len(active)
+        time.sleep(0.2)
+        for slot, (run, proc, log) in list(active.items()):
+          if proc.poll() is None:
+            continue
+          log.close()
+          del active[slot]
+          if stop.received and proc.returncode in (130, -signal.SIGTERM):
+            continue
+          if proc.returncode:
+            failures.append(f"{run.workdir}: exit status {proc.returncode}; see "
+                            f"{run.workdir}/train.log")
+            logging.error("%s failed (exit status %d).", run.workdir, proc.returncode)
+          else:
+            logging.info("Finished %s / seed %d.", run.setting, run.seed)
+        if stop.received and not active:
+          raise SweepStopped(stop.received,
+                             _stop_message(stop.received, stopping or 0, len(pending)))
+    finally:
+      _stop_all(active)
   return failures
+
+
+def _stop_all(active: dict[int, tuple[Run, subprocess.Popen, Any]]) -> None:
+  """Leaves no training behind: SIGTERM (they save), then SIGKILL after STOP_TIMEOUT_S."""
+  for _, proc, _ in active.values():
+    if proc.poll() is None:
+      proc.send_signal(signal.SIGTERM)
+  deadline = time.time() + STOP_TIMEOUT_S
+  for run, proc, log in active.values():
+    try:
+      proc.wait(timeout=max(deadline - time.time(), 1))
+    except subprocess.TimeoutExpired:
+      logging.error("%s did not stop within %d s of SIGTERM; killing it.", run.workdir,
+                    STOP_TIMEOUT_S)
+      proc.kill()
+      proc.wait()
+    log.close()
 
 
 # --- Command line --------------------------------------------------------------------------
 
 
-def _enable_compilation_cache() -> None:
+def enable_compilation_cache() -> None:
   """A persistent XLA cache: the seeds of one setting compile the same programs (the seed is a
   runtime argument), so only the first seed pays the compile. Subprocesses inherit it."""
-  import jax
+  import jax  # pylint: disable=g-import-not-at-top
   cache = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                                 os.path.join(os.path.expanduser("~"), ".cache", "rectifiers",
                                              "xla"))
   jax.config.update("jax_compilation_cache_dir", cache)
 
 
+def _run_one(workdir: str) -> None:
+  """A `--parallel` worker: trains the config JSON read from stdin in `workdir`."""
+  import train  # pylint: disable=g-import-not-at-top
+  config = ml_collections.ConfigDict(json.load(sys.stdin))
+  try:
+    train.train_and_evaluate(config, workdir)
+  except train.EXPECTED_ERRORS as e:
+    logging.error("%s", e)
+    sys.exit(1)
+  except KeyboardInterrupt as e:
+    logging.warning("%s", e)
+    sys.exit(130)
+
+
 def main(argv: list[str]) -> None:
-  from absl import app, flags
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
   FLAGS = flags.FLAGS
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  import train
-  train._quiet_library_info_logs()
-  _enable_compilation_cache()
-  if FLAGS.run_one:  # a worker of --parallel: one run from its written config.
-    try:
-      train.train_and_evaluate(_load_run_config(FLAGS.run_one), FLAGS.workdir)
-    except KeyboardInterrupt as e:
-      logging.warning("%s", e)
-      sys.exit(130)
+  import train  # pylint: disable=g-import-not-at-top
+  train.quiet_library_info_logs()
+  enable_compilation_cache()
+  if FLAGS.run_one:
+    _run_one(FLAGS.workdir)
     return
   if FLAGS.config is None:
     raise app.UsageError("--config is required (e.g. --config=configs/cifar10_mini.py).")
-  settings = [s.strip() for s in FLAGS.settings.split(",") if s.strip()]
   try:
-    run_sweep(FLAGS.config, FLAGS.workdir, settings, parse_seeds(FLAGS.seeds),
-              parallel=FLAGS.parallel)
-  except (ValueError, RuntimeError) as e:
+    run_sweep(FLAGS.config, FLAGS.workdir, parse_settings(FLAGS.settings),
+              parse_seeds(FLAGS.seeds), parallel=FLAGS.parallel)
+  except SweepStopped as e:
+    logging.warning("%s", e)
+    sys.exit(128 + e.signum)
+  except (ValueError, RuntimeError, run_directory.RunDirectoryError) as e:
     logging.error("%s", e)
     sys.exit(1)
   print(f"Sweep done; report in {os.path.join(FLAGS.workdir, 'results.md')}")
 
 
 def _define_flags() -> None:
-  from absl import flags
-  from ml_collections import config_flags
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   config_flags.DEFINE_config_file(
       "config", None, "A configs/*.py file; its rectifier argument is ignored (the sweep sets "
       "it per run). --config.KEY=VALUE overrides apply to every run.", lock_config=True)
   flags.DEFINE_string("workdir", None, "The sweep's directory: WORKDIR/<setting>/seed<k>.")
   flags.DEFINE_string("seeds", "3", "A count N (seeds 0..N-1) or a list '0,1,2'.")
   flags.DEFINE_string("settings", ",".join(rectifiers_linen.PAPER_SETTINGS),
-                      "Comma-separated rectifier specs (default: the paper's five).")
+                      "Comma-separated rectifier specs (default: the paper's five); commas "
+                      "inside a spec's parentheses stay in it.")
   flags.DEFINE_integer("parallel", 1, "Runs at once (subprocesses, one XLA thread each).")
-  flags.DEFINE_string("run_one", None, "Internal: train the run config in this JSON file.")
+  flags.DEFINE_bool("run_one", False, "Internal: train the config JSON on stdin in --workdir.")
   flags.mark_flags_as_required(["workdir"])
 
 
 if __name__ == "__main__":
-  from absl import app
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from training import command_line  # pylint: disable=g-import-not-at-top
   _define_flags()
-  app.run(main)
+  app.run(main, flags_parser=command_line.parse_flags)

@@ -99,7 +99,7 @@ def _build_train(model_name: str, rectifier: str, batch: int, width: float, dtyp
   config.model_options.width = width
   config.model_options.conv_grad = conv_grad
   model = models.create(config.model, num_classes=num_classes, rectifier=config.rectifier,
-                        **train._model_options(config))
+                        **train.model_options(config))
   tx = train.make_optimizer(config, train.learning_rate_schedule(config, steps_per_epoch=390))
   augment_config = augment.AugmentConfig(**config.augment.to_dict())
   state = jax.jit(functools.partial(train.create_train_state, config, model, IMAGE_SHAPE, tx))(

@@ -1,5 +1,6 @@
 """sweep.py end to end on a tiny config: every artefact, skipping, resuming, config guards."""
 
+import glob
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import pytest
 
 import sweep
 import train
+from training import run_directory
 from tests.conftest import REPO, tiny_config
 
 SETTINGS = ("relu", "rrelu")
@@ -36,7 +38,7 @@ def test_sweep_writes_every_run_and_the_report(swept):
     assert summary["rectifier"] == setting and summary["seed"] == seed
     assert summary["epoch"] == 2
     run = sweep.run_dir(workdir, setting, seed)
-    for name in ("config.json", "metrics.jsonl", "summary.json", sweep.RUN_CONFIG):
+    for name in ("config.json", "dataset.json", "metrics.jsonl", "summary.json"):
       assert os.path.exists(os.path.join(run, name)), (run, name)
   for name in ("results.md", "curves.png", "rectifiers.png", "sweep.json"):
     assert os.path.getsize(os.path.join(workdir, name)) > 0, name
@@ -86,8 +88,11 @@ def test_a_different_recipe_in_the_same_workdir_is_refused(swept):
   workdir, _ = swept
   config = tiny_sweep_config()
   config.learning_rate = 0.5
-  with pytest.raises(ValueError, match="different config"):
+  before = {p: os.path.getmtime(p) for p in glob.glob(f"{workdir}/**/*.json*", recursive=True)}
+  with pytest.raises(run_directory.ConfigMismatchError,
+                     match=r"learning_rate: 0.02 \(recorded\) -> 0.5 \(now\)"):
     sweep.run_sweep(config, workdir, SETTINGS, SEEDS)
+  assert {p: os.path.getmtime(p) for p in before} == before  # nothing was written
 
 
 def test_unknown_setting_fails_before_any_run(tmp_path):

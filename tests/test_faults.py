@@ -1,0 +1,326 @@
+"""What a run directory guarantees under faults: refused reruns, one writer, kill -9 at any
+point, damaged checkpoints, and signals to a sweep (training/run_directory.py's rules)."""
+
+import glob
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import jax
+import numpy as np
+import pytest
+
+import sweep
+import train
+from tests.conftest import REPO, tiny_config
+from training import checkpoints, run_directory
+
+# 3 steps an epoch; evaluations at steps 3, 6, 9; checkpoints at 6 and 9 (the end).
+FAULT_CONFIG = dict(num_epochs=3, checkpoint_every_epochs=2, keep_checkpoints=3)
+TIMING_KEYS = ("wall_time", "images_per_sec")
+
+
+def rows(workdir):
+  return run_directory.read_run(str(workdir)).rows
+
+
+def same_rows(a, b):
+  strip = lambda rs: [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rs]
+  return strip(rows(a)) == strip(rows(b))
+
+
+def final_params(workdir):
+  return jax.tree.leaves(train.load_checkpoint(str(workdir))["state"]["params"])
+
+
+def assert_bit_identical(a, b):
+  assert same_rows(a, b), (rows(a), rows(b))
+  for x, y in zip(final_params(a), final_params(b), strict=True):
+    np.testing.assert_array_equal(x, y)
+
+
+def file_digests(workdir):
+  out = {}
+  for path in sorted(glob.glob(f"{workdir}/**/*", recursive=True)):
+    if os.path.isfile(path) and not path.endswith(run_directory.LOCK):
+      with open(path, "rb") as f:
+        out[os.path.relpath(path, workdir)] = hashlib.sha256(f.read()).hexdigest()
+  return out
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  """An uninterrupted run of FAULT_CONFIG."""
+  workdir = tmp_path_factory.mktemp("reference")
+  train.train_and_evaluate(tiny_config(**FAULT_CONFIG), str(workdir))
+  return workdir
+
+
+# --- A rerun with another config ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key,value", [
+    ("rectifier", "relu"), ("rectifier", "prelu"), ("batch_size", 4), ("seed", 1),
+    ("model_options.width", 0.125), ("model", "inception_bn"), ("learning_rate", 0.05),
+    ("lr_decay_epochs", (1,)), ("dtype", "bfloat16"), ("train_examples", 500),
+    ("augment.flip", True), ("train_eval_examples", 100), ("num_epochs", 2),
+])
+def test_a_rerun_with_a_result_changing_key_is_refused_and_writes_nothing(reference, key, value):
+  before = file_digests(reference)
+  config = tiny_config(**FAULT_CONFIG)
+  if key == "model":
+    config.model_options = train.default_config.model_options("inception_bn", width=0.0625)
+  config.update_from_flattened_dict({key: value})
+  with pytest.raises(run_directory.ConfigMismatchError, match=rf"  {key}: .* \(recorded\) -> "):
+    train.train_and_evaluate(config, str(reference))
+  assert file_digests(reference) == before
+
+
+def test_a_finished_run_rerun_with_neutral_changes_returns_its_summary(reference):
+  before = file_digests(reference)
+  config = tiny_config(**{**FAULT_CONFIG, "eval_every_epochs": 2, "keep_checkpoints": 1,
+                          "log_every_steps": 1})
+  summary = train.train_and_evaluate(config, str(reference))
+  assert summary == run_directory.read_run(str(reference)).summary
+  assert file_digests(reference) == before
+
+
+def test_a_larger_num_epochs_continues_the_run(reference, tmp_path):
+  shorter = tmp_path / "shorter"
+  train.train_and_evaluate(tiny_config(**{**FAULT_CONFIG, "num_epochs": 2}), str(shorter))
+  assert run_directory.read_run(str(shorter)).finished
+  train.train_and_evaluate(tiny_config(**FAULT_CONFIG), str(shorter))
+  assert run_directory.read_run(str(shorter)).config["num_epochs"] == 3
+  assert_bit_identical(shorter, reference)
+
+
+# --- One writer ------------------------------------------------------------------------------
+
+
+def test_a_second_training_on_a_workdir_in_use_stops_at_once(tmp_path):
+  cmd = [sys.executable, "train.py", "--config=configs/quickstart.py", f"--workdir={tmp_path}",
+         "--config.model_options.width=0.0625", "--config.batch_size=8",
+         "--config.steps_per_epoch=30", "--config.num_epochs=2", "--config.eval_batch_size=120",
+         "--config.eval_every_epochs=1"]
+  first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+  deadline = time.time() + 120
+  while not (tmp_path / run_directory.CONFIG).exists() and time.time() < deadline:
+    time.sleep(0.2)
+  second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+  out = first.communicate(timeout=600)[0]
+  assert first.returncode == 0, out[-3000:]
+  assert second.returncode == 1
+  assert f"is in use by pid {first.pid} on host" in second.stderr
+  assert len(second.stderr.strip().splitlines()) == 1  # one line, no traceback
+  assert [r["step"] for r in rows(tmp_path)] == [30, 60]
+
+
+# --- kill -9 at any point ------------------------------------------------------------------------
+
+KILL_WORKER = textwrap.dedent("""
+    import json, os, signal
+    import ml_collections
+    import orbax.checkpoint as ocp
+    import input_pipeline, train
+    from training import checkpoints, run_directory
+
+    point, at = os.environ["KILL_AT"].split(":")
+    at = int(at)
+    die = lambda: os.kill(os.getpid(), signal.SIGKILL)
+    if point == "row":      # right after the metrics row at step `at` was written
+      append_row = run_directory.RunDirectory.append_row
+      def patched(self, row):
+        append_row(self, row)
+        if row["step"] == at: die()
+      run_directory.RunDirectory.append_row = patched
+    elif point == "save":   # inside orbax's save of step `at`, before it is finalized
+      save, write = checkpoints.Checkpoints.save, ocp.JsonCheckpointHandler.async_save
+      saving = []
+      def patched_save(self, step, *args):
+        saving.append(step)
+        return save(self, step, *args)
+      def patched_write(self, *args, **kwargs):
+        if saving[-1] == at: die()
+        return write(self, *args, **kwargs)
+      checkpoints.Checkpoints.save = patched_save
+      ocp.JsonCheckpointHandler.async_save = patched_write
+    elif point == "digest":  # step `at` finalized by orbax, its digest not yet written
+      digests = checkpoints._digests
+      def patched(step_dir):
+        if os.path.basename(step_dir) == str(at): die()
+        return digests(step_dir)
+      checkpoints._digests = patched
+    elif point == "step":   # while training step `at` + 1 (between checkpoints)
+      iterator = input_pipeline.train_iterator
+      def patched(*args, **kwargs):
+        it, count = iterator(*args, **kwargs), [0]
+        class Dying:
+          get_state, set_state = it.get_state, it.set_state
+          def __next__(self):
+            count[0] += 1
+            if count[0] > at: die()
+            return next(it)
+        return Dying()
+      input_pipeline.train_iterator = patched
+    train.train_and_evaluate(ml_collections.ConfigDict(json.loads(os.environ["CONFIG"])),
+                             os.environ["WORKDIR"])
+""")
+
+
+@pytest.mark.parametrize("kill_at,rows_before,resumed_from", [
+    ("row:3", [3], None),       # before the first checkpoint: a row no checkpoint backs
+    ("save:6", [3, 6], None),   # during the first save: no checkpoint, both rows redone
+    ("digest:6", [3, 6], 6),    # saved, digest not yet written: the only checkpoint is used
+    ("step:7", [3, 6], 6),      # between checkpoints
+    ("digest:9", [3, 6, 9], 6),  # the last save without its digest: an unfinished checkpoint
+])
+def test_kill_9_then_resume_ends_bit_identical_with_unique_ordered_rows(
+    reference, tmp_path, caplog, kill_at, rows_before, resumed_from):
+  config = tiny_config(**FAULT_CONFIG)
+  env = {**os.environ, "CONFIG": config.to_json(), "WORKDIR": str(tmp_path),
+         "KILL_AT": kill_at, "PYTHONPATH": str(REPO)}
+  killed = subprocess.run([sys.executable, "-c", KILL_WORKER], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+  assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+  assert [r["step"] for r in rows(tmp_path)] == rows_before
+  with caplog.at_level(logging.INFO):
+    train.train_and_evaluate(config, str(tmp_path))
+  resumed = "Resumed from the checkpoint at step" in caplog.text
+  assert resumed == (resumed_from is not None)
+  if resumed_from is not None:
+    assert f"Resumed from the checkpoint at step {resumed_from} " in caplog.text
+  assert [r["step"] for r in rows(tmp_path)] == [3, 6, 9]
+  assert_bit_identical(tmp_path, reference)
+  aside = tmp_path / run_directory.UNUSABLE
+  unusable = sorted(os.listdir(aside)) if aside.exists() else []
+  assert unusable == (["9", "9.reason.txt"] if kill_at == "digest:9" else [])
+
+
+# --- Damaged checkpoints -------------------------------------------------------------------------
+
+
+def _flip_a_byte_of_the_largest_file(step_dir):
+  files = [f for f in glob.glob(f"{step_dir}/state/**/*", recursive=True) if os.path.isfile(f)]
+  largest = max(files, key=os.path.getsize)
+  data = bytearray(open(largest, "rb").read())
+  data[len(data) // 2] ^= 0xFF
+  open(largest, "wb").write(bytes(data))
+  return largest
+
+
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_and_is_kept_aside(
+    reference, tmp_path):
+  run = tmp_path / "run"
+  shutil.copytree(reference, run)
+  damaged = _flip_a_byte_of_the_largest_file(run / "checkpoints" / "9")
+  # Continue to 4 epochs: the run must resume from step 6, not from the damaged step 9.
+  longer = tiny_config(**{**FAULT_CONFIG, "num_epochs": 4})
+  train.train_and_evaluate(longer, str(run))
+  aside = run / run_directory.UNUSABLE
+  assert sorted(os.listdir(aside)) == ["9", "9.reason.txt"]
+  reason = (aside / "9.reason.txt").read_text()
+  assert os.path.relpath(damaged, run / "checkpoints" / "9") in reason
+  assert "does not match its SHA-256 digest" in reason
+  assert [r["step"] for r in rows(run)] == [3, 6, 9, 12]
+  # Steps 7-9 were recomputed from checkpoint 6: the same rows as the reference's.
+  strip = lambda rs: [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rs]
+  assert strip(rows(run)[:3]) == strip(rows(reference))
+
+
+def test_without_digests_an_orbax_error_also_falls_back(reference, tmp_path):
+  run = tmp_path / "run"
+  shutil.copytree(reference, run)
+  for digest in glob.glob(f"{run}/checkpoints/*/{checkpoints.DIGEST}"):
+    os.remove(digest)  # a run written before digests existed
+  os.remove(run / "checkpoints" / "9" / "state" / "_METADATA")
+  train.train_and_evaluate(tiny_config(**{**FAULT_CONFIG, "num_epochs": 4}), str(run))
+  assert "Error" in (run / run_directory.UNUSABLE / "9.reason.txt").read_text()
+  assert [r["step"] for r in rows(run)] == [3, 6, 9, 12]
+
+
+def test_with_every_checkpoint_damaged_the_error_says_so_and_nothing_is_deleted(
+    reference, tmp_path):
+  run = tmp_path / "run"
+  shutil.copytree(reference, run)
+  for step in ("6", "9"):
+    _flip_a_byte_of_the_largest_file(run / "checkpoints" / step)
+  with pytest.raises(checkpoints.NoUsableCheckpointError,
+                     match=r"No usable checkpoint .*step 9 \(.*\); step 6 \(.*\)"):
+    train.train_and_evaluate(tiny_config(**{**FAULT_CONFIG, "num_epochs": 4}), str(run))
+  assert sorted(os.listdir(run / run_directory.UNUSABLE)) == [
+      "6", "6.reason.txt", "9", "9.reason.txt"]
+  assert [r["step"] for r in rows(run)] == [3, 6, 9]  # the record is left as it was
+
+
+def test_load_checkpoint_refuses_a_damaged_checkpoint(reference, tmp_path):
+  run = tmp_path / "run"
+  shutil.copytree(reference, run)
+  _flip_a_byte_of_the_largest_file(run / "checkpoints" / "9")
+  with pytest.raises(checkpoints.NoUsableCheckpointError, match="step 9 .* is damaged"):
+    train.load_checkpoint(str(run))
+
+
+# --- Signals to a sweep --------------------------------------------------------------------------
+
+SWEEP_ARGS = ["--config=configs/quickstart.py", "--seeds=1", "--settings=relu,rrelu",
+              "--config.model_options.width=0.0625", "--config.batch_size=8",
+              "--config.steps_per_epoch=1000", "--config.num_epochs=2",
+              "--config.eval_batch_size=120", "--config.warmup_epochs=0",
+              "--config.lr_decay_epochs=()", "--config.checkpoint_every_epochs=1",
+              "--config.eval_every_epochs=1", "--config.log_every_steps=100"]
+
+
+def _sweep(workdir, *extra):
+  return [sys.executable, "sweep.py", f"--workdir={workdir}", *SWEEP_ARGS, *extra]
+
+
+def _alive(pid):
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  return True
+
+
+@pytest.mark.parametrize("parallel", [2, 1])
+def test_sigterm_stops_a_sweep_and_every_training_and_a_rerun_resumes_exactly(
+    tmp_path, parallel):
+  stopped, uninterrupted = tmp_path / "stopped", tmp_path / "uninterrupted"
+  ref = subprocess.run(_sweep(uninterrupted, f"--parallel={parallel}"), cwd=REPO,
+                       capture_output=True, text=True, timeout=600)
+  assert ref.returncode == 0, ref.stderr[-3000:]
+
+  proc = subprocess.Popen(_sweep(stopped, f"--parallel={parallel}"), cwd=REPO,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  first_rows = [sweep.run_dir(str(stopped), s, 0) + "/metrics.jsonl"
+                for s in ("relu", "rrelu")][: parallel]
+  deadline = time.time() + 300
+  while not all(os.path.exists(p) and os.path.getsize(p) for p in first_rows):
+    assert time.time() < deadline and proc.poll() is None, proc.communicate()[1][-3000:]
+    time.sleep(0.1)
+  holders = [int(open(os.path.dirname(p) + "/.lock").read().split()[1]) for p in first_rows]
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+  assert "Sweep stopped by SIGTERM" in err and "Rerun the same command to resume" in err
+  assert "Traceback" not in err
+  assert not any(_alive(pid) for pid in holders)  # no training left behind
+  for path in first_rows:
+    assert [r["step"] for r in run_directory.read_rows(path)] == [1000]
+
+  rerun = subprocess.run(_sweep(stopped, f"--parallel={parallel}"), cwd=REPO,
+                         capture_output=True, text=True, timeout=600)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  for setting in ("relu", "rrelu"):
+    a = sweep.run_dir(str(stopped), setting, 0)
+    b = sweep.run_dir(str(uninterrupted), setting, 0)
+    assert [r["step"] for r in rows(a)] == [1000, 2000]
+    assert_bit_identical(a, b)

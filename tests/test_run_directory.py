@@ -1,0 +1,168 @@
+"""The run directory's rules without training: config differences, rows, the lock, finishing."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from tests.conftest import REPO
+from training import run_directory as rd
+
+DEFAULTS = {"seed": 0, "rectifier": "relu", "num_epochs": 10, "eval_every_epochs": 1,
+            "keep_checkpoints": 2, "batch_size": 128, "new_key": "old behaviour",
+            "model_options": {"width": 1.0}}
+
+
+def test_config_differences_list_each_differing_key_with_both_values():
+  old = {**DEFAULTS, "rectifier": "rrelu", "model_options": {"width": 0.25}}
+  new = {**DEFAULTS, "rectifier": "relu", "model_options": {"width": 0.5}, "batch_size": 64}
+  assert rd.config_differences(old, new, DEFAULTS) == [
+      ("batch_size", 128, 64), ("model_options.width", 0.25, 0.5), ("rectifier", "rrelu", "relu")]
+
+
+def test_keys_missing_from_an_older_record_stand_for_their_defaults():
+  old = {k: v for k, v in DEFAULTS.items() if k != "new_key"}
+  assert rd.config_differences(old, DEFAULTS, DEFAULTS) == []
+  changed = {**DEFAULTS, "new_key": "new behaviour"}
+  assert rd.config_differences(old, changed, DEFAULTS) == [
+      ("new_key", "old behaviour", "new behaviour")]
+
+
+def test_tuples_lists_and_integral_floats_compare_equal():
+  assert rd.config_differences({"e": (13,), "w": 2}, {"e": [13.0], "w": 2.0}, {}) == []
+
+
+def test_neutral_keys_may_change_and_num_epochs_may_not_fall_below_the_reached_epoch():
+  new = {**DEFAULTS, "eval_every_epochs": 5, "keep_checkpoints": 9, "num_epochs": 20}
+  rd.check_resumable(DEFAULTS, new, DEFAULTS, reached_epoch=10, where="W")
+  rd.check_resumable(DEFAULTS, {**DEFAULTS, "num_epochs": 6}, DEFAULTS, reached_epoch=6,
+                     where="W")
+  with pytest.raises(rd.ConfigMismatchError, match=r"num_epochs: 10 \(recorded\) -> 5 \(now\) "
+                                                   r"\(the run has reached epoch 6\)"):
+    rd.check_resumable(DEFAULTS, {**DEFAULTS, "num_epochs": 5}, DEFAULTS, reached_epoch=6,
+                       where="W")
+
+
+def test_a_result_changing_key_is_refused_with_every_difference_and_the_fix():
+  new = {**DEFAULTS, "seed": 3, "batch_size": 32, "eval_every_epochs": 2}
+  with pytest.raises(rd.ConfigMismatchError) as e:
+    rd.check_resumable(DEFAULTS, new, DEFAULTS, reached_epoch=1, where="runs/x")
+  message = str(e.value)
+  assert "batch_size: 128 (recorded) -> 32 (now)" in message
+  assert "seed: 0 (recorded) -> 3 (now)" in message
+  assert "eval_every_epochs" not in message
+  assert "Use a new workdir" in message and "runs/x/config.json" in message
+
+
+def test_rows_skip_a_torn_last_line_but_refuse_a_damaged_one(tmp_path):
+  path = tmp_path / rd.METRICS
+  path.write_text('{"epoch": 1, "step": 3}\n{"epoch": 2, "st')
+  assert rd.read_rows(str(path)) == [{"epoch": 1, "step": 3}]
+  path.write_text('{"epoch": 1, "st\n{"epoch": 2, "step": 6}\n')
+  with pytest.raises(rd.RunDirectoryError, match="line 1, is not JSON"):
+    rd.read_rows(str(path))
+
+
+def test_rows_are_kept_through_a_step_appended_in_order_and_the_summary_removed(tmp_path):
+  with rd.RunDirectory(str(tmp_path)) as run:
+    for step in (3, 6, 9):
+      run.append_row({"epoch": step // 3, "step": step})
+    with pytest.raises(rd.RunDirectoryError, match="Row at step 6 after one at step 9"):
+      run.append_row({"epoch": 2, "step": 6})
+    run.finish({"step": 9})
+    run.keep_rows_through(6)
+    assert [r["step"] for r in run.read().rows] == [3, 6]
+    assert run.read().summary is None
+    run.keep_rows_through(None)
+    assert run.read().rows == []
+
+
+def test_finished_means_a_summary_at_the_last_row_that_reached_num_epochs(tmp_path):
+  rows = [{"epoch": 1, "step": 3}, {"epoch": 2, "step": 6}]
+  assert rd.is_finished_record({"num_epochs": 2}, rows, {"step": 6})
+  assert not rd.is_finished_record({"num_epochs": 2}, rows, None)
+  assert not rd.is_finished_record({"num_epochs": 3}, rows, {"step": 6})
+  assert not rd.is_finished_record({"num_epochs": 2}, rows, {"step": 3})  # a stale summary
+  assert not rd.is_finished_record({"num_epochs": 2}, [], {"step": 6})
+
+
+def test_json_files_are_replaced_whole(tmp_path):
+  path = str(tmp_path / "x.json")
+  rd.write_json(path, {"a": (1, 2)})
+  assert rd.read_json(path) == {"a": [1, 2]}
+  assert os.listdir(tmp_path) == ["x.json"]  # no temporary file left behind
+
+
+HOLD_LOCK = textwrap.dedent("""
+    import sys, time
+    from training import run_directory
+    with run_directory.DirectoryLock(sys.argv[1]):
+      print("locked", flush=True)
+      time.sleep(60)
+""")
+
+
+def _hold_lock(path):
+  proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)], cwd=REPO,
+                          stdout=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+  assert proc.stdout.readline().strip() == "locked"
+  return proc
+
+
+def test_a_second_writer_is_refused_with_the_holders_pid_and_host(tmp_path):
+  holder = _hold_lock(tmp_path)
+  try:
+    with pytest.raises(rd.RunInUseError, match=rf"is in use by pid {holder.pid} on host "):
+      with rd.RunDirectory(str(tmp_path)):
+        pass
+  finally:
+    holder.kill()
+    holder.wait()
+
+
+def test_a_lock_left_by_a_killed_process_never_blocks(tmp_path):
+  holder = _hold_lock(tmp_path)
+  holder.kill()  # SIGKILL: no clean-up ran; the lock file stays.
+  holder.wait()
+  assert (tmp_path / rd.LOCK).exists()
+  with rd.RunDirectory(str(tmp_path)):
+    assert f"pid {os.getpid()} " in (tmp_path / rd.LOCK).read_text()
+
+
+def test_an_unwritable_workdir_fails_clearly(tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("")
+  with pytest.raises(rd.RunDirectoryError, match="Cannot write to the run directory .*a_file/run"):
+    with rd.RunDirectory(str(blocker / "run")):
+      pass
+
+
+def test_a_workdir_with_records_but_no_config_is_refused(tmp_path):
+  (tmp_path / rd.METRICS).write_text('{"epoch": 1, "step": 3}\n')
+  with pytest.raises(rd.RunDirectoryError, match="no config.json"):
+    rd.RunDirectory(str(tmp_path), writer=False).check_config(DEFAULTS, DEFAULTS)
+
+
+def test_read_sweep_finds_setting_and_seed_directories(tmp_path):
+  for setting, seed in (("relu", 0), ("rrelu", 1)):
+    path = rd.sweep_run_path(str(tmp_path), setting, seed)
+    os.makedirs(path)
+    with open(os.path.join(path, rd.METRICS), "w") as f:
+      f.write(json.dumps({"epoch": 1, "step": 3}) + "\n")
+  os.makedirs(tmp_path / "relu" / "notes")
+  runs = rd.read_sweep(str(tmp_path))
+  assert [(r.setting, r.seed, len(r.rows)) for r in runs] == [("relu", 0, 1), ("rrelu", 1, 1)]
+
+
+def test_differing_settings_ignore_rectifier_seed_and_neutral_keys():
+  a = rd.RunRecord("a", {**DEFAULTS, "rectifier": "relu", "seed": 0}, {}, [], None)
+  b = rd.RunRecord("b", {**DEFAULTS, "rectifier": "prelu", "seed": 1, "eval_every_epochs": 3},
+                   {}, [], None)
+  assert rd.differing_settings([a, b]) == set()
+  c = rd.RunRecord("c", {**DEFAULTS, "model_options": {"width": 2.0}}, {}, [], None)
+  assert rd.differing_settings([a, c]) == {"model_options.width"}

@@ -1,0 +1,80 @@
+"""One clock for a run's wall time, training throughput and ETA, and the progress line.
+
+`wall_time` in metrics.jsonl is the seconds of training and evaluation that produced the
+row: the clock starts when the loop starts (after loading data), continues from the value
+saved in the checkpoint when a run resumes, and does not count work a crash threw away.
+`images_per_sec` is training throughput since the previous row, evaluation excluded. The
+progress line's ETA comes from the same clock, so a terminal and a log file see the same
+numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+from absl import logging
+
+
+class RunClock:
+  """Wall time of the run (resumed from `elapsed` seconds) and training throughput."""
+
+  def __init__(self, elapsed: float = 0.0, clock=time.monotonic):
+    self._clock = clock
+    self._origin = clock() - elapsed
+    self._window_start, self._window_images = clock(), 0
+
+  def elapsed(self) -> float:
+    """Seconds of the run so far, across resumes."""
+    return self._clock() - self._origin
+
+  def count(self, images: int) -> None:
+    self._window_images += images
+
+  def images_per_sec(self) -> float:
+    """Training images per second since the last `new_window` (call it after each
+    evaluation, so that evaluations are left out)."""
+    return self._window_images / max(self._clock() - self._window_start, 1e-9)
+
+  def new_window(self) -> None:
+    self._window_start, self._window_images = self._clock(), 0
+
+
+class ProgressLine:
+  """A one-line progress bar on a terminal (process 0), log lines otherwise; both report
+  the same step, loss, images/s and ETA."""
+
+  def __init__(self, total_steps: int, steps_per_epoch: int, first_step: int, enabled: bool):
+    self.total, self.per_epoch, self.first_step = total_steps, steps_per_epoch, first_step
+    self.enabled = enabled
+    self.tty = enabled and sys.stderr.isatty()
+    self._start = time.monotonic()
+
+  def eta(self, step: int) -> float:
+    rate = (step - self.first_step) / max(time.monotonic() - self._start, 1e-9)
+    return (self.total - step) / rate if rate > 0 else math.nan
+
+  def update(self, step: int, loss: float | None, images_per_sec: float) -> None:
+    if not self.enabled or not (self.tty or loss is not None):
+      return
+    loss_text = f"loss {loss:.4f} " if loss is not None else ""
+    text = (f"epoch {step / self.per_epoch:6.2f} step {step}/{self.total} {loss_text}"
+            f"{images_per_sec:7.1f} img/s ETA {format_seconds(self.eta(step))}")
+    if self.tty:
+      filled = int(24 * step / max(self.total, 1))
+      sys.stderr.write(f"\r[{'=' * filled}{' ' * (24 - filled)}] {text}")
+      sys.stderr.flush()
+    else:
+      logging.info(text)
+
+  def clear(self) -> None:
+    if self.tty:
+      sys.stderr.write("\n")
+
+
+def format_seconds(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "?"
+  seconds = int(seconds)
+  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

@@ -1,0 +1,388 @@
+"""The run directory: the files one training run writes, and the rules that make them a record.
+
+    WORKDIR/config.json     the run's config (written before training starts)
+    WORKDIR/dataset.json    the data it trains and evaluates on
+    WORKDIR/metrics.jsonl   one row per evaluation, steps strictly increasing
+    WORKDIR/summary.json    the final metrics; present only once the run has finished
+    WORKDIR/curves.png      its learning curves
+    WORKDIR/checkpoints/    orbax checkpoints (training/checkpoints.py)
+    WORKDIR/checkpoints.unusable/  checkpoints that could not be restored, moved aside
+    WORKDIR/.lock           held, with the operating system's file lock, by the one writer
+
+The rules (train.py, sweep.py and report.py read and write runs only through this module):
+
+1. **One writer.** A process writes a run only while it holds `.lock` (`fcntl.flock`); a
+   second one stops at once, naming the process and host that hold it. The kernel releases
+   the lock when its holder dies, so a crashed run never blocks the next.
+2. **One config.** `config.json` is the config the run was started with. A rerun may change
+   only keys that cannot change what was computed (`NEUTRAL_KEYS`: evaluation, logging and
+   checkpoint cadence, where data and caches live, a `num_epochs` not below the epoch
+   reached); any other difference stops it before anything is written, listing each key.
+   Keys missing from an older record stand for their defaults.
+3. **Records match checkpoints.** A resumed run first drops the metrics rows after the
+   checkpoint it resumes from (all rows when there is none), so rows are never doubled,
+   never out of order, and every row was produced by the training that continues.
+4. **Finished** means `summary.json` exists and the last row reached the recorded
+   `num_epochs`; the summary is written last and removed when a run trains further.
+5. **Atomic writes.** JSON files are replaced whole (write, fsync, rename); a torn last
+   metrics line (a crash mid-append) is ignored on reading and dropped on resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import errno
+import fcntl
+import json
+import os
+import socket
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+CONFIG, DATASET, METRICS, SUMMARY = "config.json", "dataset.json", "metrics.jsonl", "summary.json"
+CURVES, CHECKPOINTS, UNUSABLE, LOCK = ("curves.png", "checkpoints", "checkpoints.unusable",
+                                      ".lock")
+
+# Config keys a rerun may change: they decide when things are evaluated, logged and saved,
+# and where inputs and caches are read from, not what is computed. `num_epochs` may change
+# while it is not below the epoch the run has reached (the schedule is in absolute epochs).
+NEUTRAL_KEYS = frozenset({"eval_every_epochs", "log_every_steps", "checkpoint_every_epochs",
+                          "keep_checkpoints", "eval_batch_size", "worker_count", "cache_dir",
+                          "data_dir", "num_epochs", "cpu_devices"})
+
+
+class RunDirectoryError(RuntimeError):
+  """The run directory cannot be used as asked; the message says why and what to do."""
+
+
+class RunInUseError(RunDirectoryError):
+  """Another process holds the run directory's lock."""
+
+
+class ConfigMismatchError(RunDirectoryError):
+  """A rerun's config differs from the recorded one in a key that changes results."""
+
+
+# --- Files ---------------------------------------------------------------------------------
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Replaces `path` with `obj` as JSON, atomically: readers see the old file or the new one."""
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+    f.write("\n")
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def json_values(obj: Any) -> Any:
+  """`obj` as JSON gives it back (tuples become lists), the form every record is compared in."""
+  return json.loads(json.dumps(obj))
+
+
+def read_json(path: str) -> Any:
+  with open(path) as f:
+    return json.load(f)
+
+
+def read_rows(path: str) -> list[dict[str, Any]]:
+  """The rows of a metrics.jsonl; a torn last line (a crash mid-write) is left out."""
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    lines = f.read().split("\n")
+  rows = []
+  for i, line in enumerate(lines):
+    if not line.strip():
+      continue
+    try:
+      rows.append(json.loads(line))
+    except json.JSONDecodeError:
+      if i < len(lines) - 2:  # not the last line: the file is damaged, not torn.
+        raise RunDirectoryError(f"{path}, line {i + 1}, is not JSON: {line[:80]!r}.") from None
+  return rows
+
+
+# --- The config rule -------------------------------------------------------------------------
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """{"model_options.width": 0.25, ...}: nested groups as dotted keys."""
+  out = {}
+  for key, value in config.items():
+    if isinstance(value, Mapping):
+      out.update(flatten(value, f"{prefix}{key}."))
+    else:
+      out[prefix + key] = value
+  return out
+
+
+def config_differences(recorded: Mapping[str, Any], config: Mapping[str, Any],
+                       defaults: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+  """(key, recorded value, new value) for every key whose values differ, keys missing on
+  either side standing for their default; `defaults` is flattened like the configs."""
+  old, new, default = flatten(recorded), flatten(config), flatten(defaults)
+  missing = object()
+  diffs = []
+  for key in sorted(set(old) | set(new)):
+    a, b = old.get(key, default.get(key, missing)), new.get(key, default.get(key, missing))
+    if _normalise(a) != _normalise(b):
+      diffs.append((key, None if a is missing else a, None if b is missing else b))
+  return diffs
+
+
+def _normalise(value: Any) -> Any:
+  # JSON has no tuples; an int equals its float (epochs 13 and 13.0).
+  if isinstance(value, (list, tuple)):
+    return [_normalise(v) for v in value]
+  if isinstance(value, float) and value.is_integer():
+    return int(value)
+  return value
+
+
+def check_resumable(recorded: Mapping[str, Any], config: Mapping[str, Any],
+                    defaults: Mapping[str, Any], reached_epoch: float, where: str) -> None:
+  """Raises ConfigMismatchError unless `config` may continue the run recorded with
+  `recorded` that has reached `reached_epoch` (module rule 2)."""
+  lines = []
+  for key, old, new in config_differences(recorded, config, defaults):
+    if key == "num_epochs" and new is not None and new >= reached_epoch:
+      continue
+    if key in NEUTRAL_KEYS and key != "num_epochs":
+      continue
+    why = (f" (the run has reached epoch {reached_epoch:g})" if key == "num_epochs" else "")
+    lines.append(f"  {key}: {old!r} (recorded) -> {new!r} (now){why}")
+  if lines:
+    raise ConfigMismatchError(
+        f"{where} holds a run started with another config; continuing it would mix two "
+        "configs in one record. Differences:\n" + "\n".join(lines) + "\nNothing was "
+        f"written. Use a new workdir for this config, or rerun with the values in "
+        f"{os.path.join(where, CONFIG)}.")
+
+
+# --- Reading a run ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RunRecord:
+  """What a run directory holds, read without taking its lock (for reports and notebooks)."""
+
+  path: str
+  config: dict[str, Any]
+  dataset: dict[str, Any]
+  rows: list[dict[str, Any]]
+  summary: dict[str, Any] | None
+
+  @property
+  def finished(self) -> bool:
+    return is_finished_record(self.config, self.rows, self.summary)
+
+  @property
+  def final(self) -> dict[str, Any]:
+    return self.rows[-1]
+
+
+def is_finished_record(config: Mapping[str, Any], rows: list[dict[str, Any]],
+                       summary: Mapping[str, Any] | None) -> bool:
+  """Module rule 4: a summary, and a last row at the recorded num_epochs or beyond."""
+  num_epochs = config.get("num_epochs")
+  return (summary is not None and bool(rows) and num_epochs is not None
+          and rows[-1]["epoch"] >= num_epochs and summary.get("step") == rows[-1]["step"])
+
+
+def read_run(path: str) -> RunRecord:
+  """The run in `path`; missing files read as empty."""
+  def optional(name):
+    file = os.path.join(path, name)
+    return read_json(file) if os.path.exists(file) else None
+  return RunRecord(path=path, config=optional(CONFIG) or {}, dataset=optional(DATASET) or {},
+                   rows=read_rows(os.path.join(path, METRICS)), summary=optional(SUMMARY))
+
+
+def is_finished(path: str) -> bool:
+  return read_run(path).finished
+
+
+# --- The lock ------------------------------------------------------------------------------
+
+
+class DirectoryLock:
+  """An exclusive `fcntl.flock` on `directory/.lock`, with the holder's pid, host and
+  command written inside for the message a second process gets. Creates the directory;
+  fails with a clear message if it cannot be written."""
+
+  def __init__(self, directory: str, what: str = "run"):
+    self.directory, self.what = directory, what
+    self._file = None
+
+  def __enter__(self) -> DirectoryLock:
+    path = os.path.join(self.directory, LOCK)
+    try:
+      os.makedirs(self.directory, exist_ok=True)
+      fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+      raise RunDirectoryError(f"Cannot write to the {self.what} directory {self.directory}: "
+                              f"{e.strerror}. Choose a directory you can write to.") from None
+    self._file = os.fdopen(fd, "r+")
+    try:
+      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      holder = self._file.read().strip() or "another process"
+      self._file.close()
+      self._file = None
+      if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+        raise
+      raise RunInUseError(f"{self.directory} is in use by {holder}: one {self.what} writes "
+                          "there at a time. Wait for it to finish or stop it, or use another "
+                          "directory.") from None
+    self._file.seek(0)
+    self._file.truncate()
+    self._file.write(f"pid {os.getpid()} on host {socket.gethostname()} since "
+                     f"{datetime.datetime.now().isoformat(timespec='seconds')} "
+                     f"({' '.join(sys.argv)[:200]})\n")
+    self._file.flush()
+    try:  # Probe: the lock file's directory can be opened but may be read-only elsewhere.
+      probe = os.path.join(self.directory, f".write-test{os.getpid()}")
+      open(probe, "w").close()
+      os.remove(probe)
+    except OSError as e:
+      self.__exit__()
+      raise RunDirectoryError(f"Cannot write to the {self.what} directory {self.directory}: "
+                              f"{e.strerror}. Choose a directory you can write to.") from None
+    return self
+
+  def __exit__(self, *exc) -> None:
+    if self._file is not None:
+      fcntl.flock(self._file, fcntl.LOCK_UN)
+      self._file.close()
+      self._file = None
+
+
+# --- Writing a run -------------------------------------------------------------------------
+
+
+class RunDirectory:
+  """The writer of one run directory: hold it with `with RunDirectory(path) as run:`.
+
+  With `writer=False` (the other processes of a multi-process run) nothing is locked or
+  written, and the reading methods still work, so every process takes the same decisions.
+  """
+
+  def __init__(self, path: str, writer: bool = True):
+    self.path, self.writer = path, writer
+    self._lock = DirectoryLock(path) if writer else None
+
+  def __enter__(self) -> RunDirectory:
+    if self._lock is not None:
+      self._lock.__enter__()
+    return self
+
+  def __exit__(self, *exc) -> None:
+    if self._lock is not None:
+      self._lock.__exit__()
+
+  def file(self, name: str) -> str:
+    return os.path.join(self.path, name)
+
+  def read(self) -> RunRecord:
+    return read_run(self.path)
+
+  def check_config(self, config: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
+    """Rule 2, before anything is written; `config` and `defaults` as JSON-like dicts."""
+    record = self.read()
+    if not record.config:
+      if record.rows or os.path.isdir(self.file(CHECKPOINTS)):
+        raise RunDirectoryError(
+            f"{self.path} holds metrics or checkpoints but no {CONFIG}: it was not written "
+            "by this code, or was damaged. Use a new workdir.")
+      return
+    reached = record.rows[-1]["epoch"] if record.rows else 0
+    check_resumable(record.config, config, defaults, reached, self.path)
+
+  def start(self, config: Mapping[str, Any], dataset: Mapping[str, Any]) -> None:
+    """Records the config and the data (a compatible rerun updates the neutral keys)."""
+    if self.writer:
+      write_json(self.file(CONFIG), dict(config))
+      write_json(self.file(DATASET), dict(dataset))
+
+  def keep_rows_through(self, step: int | None) -> None:
+    """Rule 3: keeps the rows at steps <= `step` (none for None) and removes the summary
+    (training is about to continue)."""
+    if not self.writer:
+      return
+    rows = [r for r in self.read().rows if step is not None and r["step"] <= step]
+    tmp = self.file(METRICS) + ".tmp"
+    with open(tmp, "w") as f:
+      f.writelines(json.dumps(r) + "\n" for r in rows)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, self.file(METRICS))
+    if os.path.exists(self.file(SUMMARY)):
+      os.remove(self.file(SUMMARY))
+
+  def append_row(self, row: Mapping[str, Any]) -> None:
+    """Adds one evaluation's row; its step must follow the last row's."""
+    if not self.writer:
+      return
+    rows = self.read().rows
+    if rows and row["step"] <= rows[-1]["step"]:
+      raise RunDirectoryError(f"Row at step {row['step']} after one at step "
+                              f"{rows[-1]['step']} in {self.file(METRICS)}.")
+    with open(self.file(METRICS), "a") as f:
+      f.write(json.dumps(dict(row)) + "\n")
+      f.flush()
+      os.fsync(f.fileno())
+
+  def finish(self, summary: Mapping[str, Any]) -> None:
+    if self.writer:
+      write_json(self.file(SUMMARY), dict(summary))
+
+
+# --- A sweep's runs --------------------------------------------------------------------------
+
+
+def sweep_run_path(workdir: str, setting: str, seed: int) -> str:
+  """Where sweep.py puts one (setting, seed) run: WORKDIR/<setting>/seed<k>."""
+  return os.path.join(workdir, setting, f"seed{seed}")
+
+
+@dataclasses.dataclass
+class SweepRun(RunRecord):
+  """A run of a sweep: its record, and the setting and seed its place in the sweep names."""
+
+  setting: str = ""
+  seed: int = 0
+
+  @property
+  def num_epochs(self) -> int | None:
+    return self.config.get("num_epochs")
+
+
+def read_sweep(workdir: str) -> list[SweepRun]:
+  """Every WORKDIR/<setting>/seed<k> with at least one metrics row, in directory order."""
+  if not os.path.isdir(workdir):
+    raise FileNotFoundError(f"No sweep directory {workdir}.")
+  runs = []
+  for setting in sorted(os.listdir(workdir)):
+    if not os.path.isdir(os.path.join(workdir, setting)):
+      continue
+    for name in sorted(os.listdir(os.path.join(workdir, setting))):
+      if not (name.startswith("seed") and name[4:].isdigit()):
+        continue
+      record = read_run(os.path.join(workdir, setting, name))
+      if record.rows:
+        runs.append(SweepRun(**dataclasses.asdict(record), setting=setting, seed=int(name[4:])))
+  return runs
+
+
+def differing_settings(records: Iterable[RunRecord]) -> set[str]:
+  """The flattened config keys that differ between `records`, apart from rectifier and
+  seed: a sweep's runs must agree on everything else to be compared."""
+  flat = [flatten(r.config) for r in records]
+  keys = set().union(*flat) if flat else set()
+  return {k for k in keys if k not in ("rectifier", "seed") and k not in NEUTRAL_KEYS
+          and len({json.dumps(_normalise(f.get(k)), sort_keys=True) for f in flat}) > 1}

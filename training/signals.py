@@ -1,0 +1,52 @@
+"""SIGINT and SIGTERM as a request to stop cleanly: the loop sees a flag, saves and exits.
+
+A second signal while the first is being handled raises KeyboardInterrupt at once (the
+user insists). In a thread other than the main one (some notebook runners) no handler can
+be installed, and signals keep their default behaviour.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Stopped(KeyboardInterrupt):
+  """A run stopped on request after saving; `signum` is the signal that asked."""
+
+  def __init__(self, message: str, signum: int):
+    super().__init__(message)
+    self.signum = signum
+
+
+class StopRequest:
+  """`with StopRequest() as stop:` ... `if stop.received: save and leave`."""
+
+  def __init__(self):
+    self.received: int | None = None
+    self._previous: dict[int, Any] = {}
+
+  def __enter__(self) -> StopRequest:
+    try:
+      for sig in STOP_SIGNALS:
+        self._previous[sig] = signal.signal(sig, self._handle)
+    except ValueError:  # not the main thread.
+      pass
+    return self
+
+  def _handle(self, signum: int, frame: Any) -> None:
+    del frame
+    if self.received is not None:
+      raise KeyboardInterrupt(f"Stopped by a second signal ({signal.Signals(signum).name}) "
+                              "without saving.")
+    self.received = signum
+
+  @property
+  def name(self) -> str:
+    return signal.Signals(self.received).name if self.received else ""
+
+  def __exit__(self, *exc) -> None:
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
