@@ -166,8 +166,8 @@ def build_train_step(config: ml_collections.ConfigDict, mesh: Mesh, global_batch
   """Compiles `train.train_step` for `config` as train.py does: batch on the mesh's "data"
   axis, state replicated, the state donated."""
   model = models.create(config.model, num_classes=num_classes, rectifier=config.rectifier,
-                        **train._model_options(config))
-  augment_config = augment.AugmentConfig(**config.augment.to_dict())
+                        **train.model_options(config))
+  augment_config = train.augment_config(config)
   input_shape = augment.output_shape(image_shape, augment_config)
   tx = train.make_optimizer(config, train.learning_rate_schedule(config, NOMINAL_STEPS_PER_EPOCH))
   data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())

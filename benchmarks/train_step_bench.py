@@ -101,7 +101,7 @@ def _build_train(model_name: str, rectifier: str, batch: int, width: float, dtyp
   model = models.create(config.model, num_classes=num_classes, rectifier=config.rectifier,
                         **train.model_options(config))
   tx = train.make_optimizer(config, train.learning_rate_schedule(config, steps_per_epoch=390))
-  augment_config = augment.AugmentConfig(**config.augment.to_dict())
+  augment_config = train.augment_config(config)
   state = jax.jit(functools.partial(train.create_train_state, config, model, IMAGE_SHAPE, tx))(
       jax.random.key(0))
   rng = np.random.default_rng(0)
