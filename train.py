@@ -35,7 +35,7 @@ import models
 from configs import default as default_config
 from input_pipeline import augment
 from rectifiers import linen as rectifiers_linen
-from training import checkpoints, progress, run_directory, signals
+from training import checkpoints, devices, progress, run_directory, signals
 
 # Independent random streams, derived from the one seed by fold_in.
 PARAMS_STREAM, DROPOUT_STREAM, RRELU_STREAM, AUGMENT_STREAM = range(4)
@@ -138,6 +138,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     augment_config(config)
   except (ValueError, TypeError) as e:
     raise ConfigError(f"config.augment: {e}") from None
+
+
+def configure_devices(config: ml_collections.ConfigDict) -> None:
+  """On CPU, one single-threaded device per core unless config.cpu_devices says otherwise
+  (training/devices.py); a no-op once JAX's backend exists."""
+  value = config.get("cpu_devices", 0)
+  if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+    raise ConfigError(f"config.cpu_devices must be an int >= 0 (0: one device per core, 1: "
+                      f"XLA's single multi-threaded device), got {value!r}.")
+  devices.configure_cpu_devices(value)
 
 
 def model_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -362,6 +372,10 @@ class Setup:
   train_eval: input_pipeline.Source
 
   @property
+  def num_devices(self) -> int:
+    return self.data_sharding.mesh.size
+
+  @property
   def num_params(self) -> int:
     shapes = jax.eval_shape(self.init, jax.random.key(0)).params
     return int(sum(math.prod(x.shape) for x in jax.tree.leaves(shapes)))
@@ -406,13 +420,14 @@ class Setup:
 
 
 def setup(config: ml_collections.ConfigDict, dataset: input_pipeline.Dataset) -> Setup:
-  """Builds the model, the mesh over every device and the jitted steps."""
-  devices = jax.devices()
-  for key in ("batch_size", "eval_batch_size"):
-    if (config[key] or config.batch_size) % len(devices):
-      raise ConfigError(f"config.{key} ({config[key] or config.batch_size}) must be divisible "
-                        f"by the number of devices ({len(devices)}).")
-  mesh = Mesh(np.asarray(devices), ("data",))
+  """Builds the model, the mesh over the devices the batch divides, and the jitted steps."""
+  batch_sizes = (config.batch_size, config.eval_batch_size or config.batch_size)
+  mesh_devices = devices.mesh_devices(jax.devices(), batch_sizes)
+  for key, size in zip(("batch_size", "eval_batch_size"), batch_sizes):
+    if size % len(mesh_devices):
+      raise ConfigError(f"config.{key} ({size}) must be divisible by the number of devices "
+                        f"({len(mesh_devices)}).")
+  mesh = Mesh(np.asarray(mesh_devices), ("data",))
   data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
   steps_per_epoch = config.steps_per_epoch or input_pipeline.steps_per_epoch(
       len(dataset.train), config.batch_size)
@@ -463,6 +478,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   writing anything, a workdir that another process holds or that holds a run of another
   config (training/run_directory.py).
   """
+  configure_devices(config)
   validate_config(config)
   record = config_record(config)
   with run_directory.RunDirectory(workdir, writer=jax.process_index() == 0) as run:
@@ -480,9 +496,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       elapsed = restored.extra.get("wall_time", 0.0)
       logging.info("Resumed from the checkpoint at step %d of %s.", restored.step, workdir)
     run.keep_rows_through(restored.step if restored else None)
-    logging.info("%s with %s: %d parameters; %d devices in %d processes; %d steps per epoch.",
-                 config.model, config.rectifier, s.num_params, jax.device_count(),
-                 jax.process_count(), s.steps_per_epoch)
+    logging.info("%s with %s: %d parameters; %d %s devices in %d processes; %d steps per "
+                 "epoch.", config.model, config.rectifier, s.num_params, s.num_devices,
+                 jax.default_backend(), jax.process_count(), s.steps_per_epoch)
 
     step, rng, clock = int(state.step), jax.random.key(config.seed), progress.RunClock(elapsed)
 
@@ -521,7 +537,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if epoch % config.checkpoint_every_epochs == 0 or step == s.total_steps:
           save(step)
     saved.close()
-    summary = _summary(config, run.read().rows, s.num_params)
+    summary = _summary(config, run.read().rows, s)
     run.finish(summary)
     if run.writer:
       plot_curves(run.read().rows, run.file(run_directory.CURVES),
@@ -545,11 +561,11 @@ def _evaluation_row(s: Setup, state: TrainState, epoch: int, step: int,
 
 
 def _summary(config: ml_collections.ConfigDict, rows: list[dict[str, Any]],
-             num_params: int) -> dict[str, Any]:
+             s: Setup) -> dict[str, Any]:
   return {**rows[-1], "best_test_error": min(r["test_error"] for r in rows),
-          "num_params": num_params, "model": config.model, "rectifier": config.rectifier,
-          "dataset": config.dataset, "seed": config.seed, "devices": jax.device_count(),
-          "processes": jax.process_count()}
+          "num_params": s.num_params, "model": config.model, "rectifier": config.rectifier,
+          "dataset": config.dataset, "seed": config.seed, "devices": s.num_devices,
+          "backend": jax.default_backend(), "processes": jax.process_count()}
 
 
 def plot_curves(rows: list[dict[str, Any]], path: str, title: str) -> None:
@@ -593,6 +609,11 @@ def main(argv: list[str]) -> None:
   del argv
   FLAGS = flags.FLAGS
   quiet_library_info_logs()
+  try:
+    configure_devices(FLAGS.config)  # before jax.distributed or anything creates a backend.
+  except ConfigError as e:
+    logging.error("%s", e)
+    sys.exit(1)
   if FLAGS.multihost or FLAGS.coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS"):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address or None,

@@ -74,7 +74,7 @@ import models
 import train
 from input_pipeline import augment
 from models import conv as conv_lib
-from sweep import SINGLE_THREAD_XLA_FLAGS
+from training.devices import SINGLE_THREAD_XLA_FLAGS
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_CONFIGS = {"nin": "configs/nin_cifar10.py",

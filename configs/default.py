@@ -77,6 +77,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.lr_decay_epochs = ()  # epochs at which the learning rate is multiplied by lr_decay_factor.
   config.lr_decay_factor = 0.1
 
+  # Devices. On CPU: 0 = one single-threaded XLA device per core this process may use (the
+  # fastest layout measured here, training/devices.py); 1 = XLA's one multi-threaded device;
+  # N = N single-threaded devices. Ignored on GPU/TPU, where every device is used. A batch
+  # that does not divide over the devices uses fewer of them.
+  config.cpu_devices = 0
+
   # Evaluation, logging and checkpoints.
   config.eval_batch_size = 0  # 0: batch_size.
   config.eval_every_epochs = 1

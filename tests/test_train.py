@@ -17,6 +17,7 @@ import input_pipeline
 import models
 import train
 from tests.conftest import REPO, tiny_config
+from training import devices, run_directory
 
 
 def final_params(workdir) -> list[np.ndarray]:
@@ -217,11 +218,14 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def run_workers(config, workdir, devices_per_process, processes=1):
+def run_workers(config, workdir, devices_per_process=None, processes=1):
+  """Trains `config` in fresh processes; `devices_per_process` forces XLA's CPU device count
+  (None: the config's cpu_devices decides)."""
+  forced = (f" --xla_force_host_platform_device_count={devices_per_process}"
+            if devices_per_process else "")
   env_base = {**os.environ, "CONFIG": config.to_json(), "WORKDIR": str(workdir),
               "NUM_PROCESSES": str(processes), "PYTHONPATH": str(REPO),
-              "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "
-                           f"--xla_force_host_platform_device_count={devices_per_process}"}
+              "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + forced}
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     env_base["COORDINATOR"] = f"127.0.0.1:{s.getsockname()[1]}"
@@ -232,8 +236,10 @@ def run_workers(config, workdir, devices_per_process, processes=1):
   outputs = [p.communicate(timeout=600)[0] for p in procs]
   for p, out in zip(procs, outputs):
     assert p.returncode == 0, out[-4000:]
-  expected = f"DEVICES {devices_per_process * processes} PROCESSES {processes}"
-  assert all(expected in out for out in outputs), outputs[0][-2000:]
+  if devices_per_process:
+    expected = f"DEVICES {devices_per_process * processes} PROCESSES {processes}"
+    assert all(expected in out for out in outputs), outputs[0][-2000:]
+  return outputs
 
 
 @pytest.fixture(scope="module")
@@ -259,3 +265,37 @@ def test_four_devices_match_one_device(one_device_run, tmp_path):
 def test_two_processes_match_one_process(one_device_run, tmp_path):
   run_workers(tiny_config(), tmp_path, devices_per_process=2, processes=2)
   assert_same_run(one_device_run, tmp_path)
+
+
+def test_by_default_training_uses_one_single_threaded_device_per_core(one_device_run, tmp_path):
+  cores = devices.usable_cores()
+  run_workers(tiny_config(cpu_devices=0), tmp_path)
+  expected = max(n for n in range(1, cores + 1) if 8 % n == 0 and 120 % n == 0)
+  assert run_directory.read_run(str(tmp_path)).summary["devices"] == expected
+  assert_same_run(one_device_run, tmp_path)
+
+
+def test_a_batch_that_does_not_divide_uses_fewer_devices(tmp_path):
+  outputs = run_workers(tiny_config(cpu_devices=4, batch_size=6, eval_batch_size=6,
+                                    num_epochs=1), tmp_path)
+  assert run_directory.read_run(str(tmp_path)).summary["devices"] == 3
+  assert "do not divide over 4 devices: using 3 of them" in outputs[0]
+
+
+def test_an_existing_backend_is_kept_and_said_once():
+  script = textwrap.dedent("""
+      import jax, train
+      from tests.conftest import tiny_config
+      have = len(jax.devices())  # a notebook that touched JAX first
+      for _ in range(2):
+        train.configure_devices(tiny_config(cpu_devices=have + 2))
+      print("DEVICES", len(jax.devices()), have)
+  """)
+  out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+  assert out.returncode == 0, out.stderr[-2000:]
+  devices_now, had = out.stdout.split()[1:3]
+  assert devices_now == had
+  assert out.stderr.count("training uses its") == 1
+  with pytest.raises(train.ConfigError, match="cpu_devices must be an int >= 0"):
+    train.configure_devices(tiny_config(cpu_devices=-1))

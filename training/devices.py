@@ -1,0 +1,74 @@
+"""Which devices a run uses: every CPU core as its own device, and a mesh the batch divides.
+
+XLA:CPU runs one device's convolutions on a thread pool, and for these networks that pays
+off less than data parallelism over one single-threaded device per core: the NIN train step
+(batch 128) trained 125-131 images/s on one two-threaded device and 146-147 on two
+single-threaded ones (2-core machine, README "Performance"). `configure_cpu_devices` sets
+that layout up before JAX creates its CPU backend; afterwards it can only say what it found.
+The batch is split over the devices, so the run's numbers do not depend on their count
+(train_step draws its noise for the global batch), apart from float rounding.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from absl import logging
+import jax
+
+# One XLA:CPU thread per device: each device is one core's worth of work.
+SINGLE_THREAD_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+_FORCED_COUNT = "--xla_force_host_platform_device_count"
+
+
+def usable_cores() -> int:
+  """Cores this process may run on (its affinity mask, e.g. under taskset), else all."""
+  if hasattr(os, "sched_getaffinity"):
+    return len(os.sched_getaffinity(0))
+  return os.cpu_count() or 1
+
+
+def cpu_device_count(cpu_devices: int) -> int:
+  """config.cpu_devices as a device count: 0 is one per usable core."""
+  if cpu_devices < 0:
+    raise ValueError(f"cpu_devices must be >= 0 (0: one per core, 1: one XLA:CPU device "
+                     f"with its own threads, N: N single-threaded devices), got {cpu_devices}.")
+  return cpu_devices or usable_cores()
+
+
+def configure_cpu_devices(cpu_devices: int) -> None:
+  """Makes the CPU backend `cpu_device_count(cpu_devices)` devices, single-threaded when
+  there are several; call before JAX's first computation. An explicit
+  --xla_force_host_platform_device_count in XLA_FLAGS wins. If the backend already exists
+  (a notebook ran JAX first), says so once and leaves it as it is."""
+  wanted = cpu_device_count(cpu_devices)
+  flags = os.environ.get("XLA_FLAGS", "")
+  if _FORCED_COUNT in flags:
+    return
+  try:
+    jax.config.update("jax_num_cpu_devices", wanted)
+  except RuntimeError:  # JAX's backends exist already: nothing can change now.
+    have = len(jax.devices("cpu"))
+    if have != wanted:
+      logging.log_first_n(
+          logging.WARNING, "JAX's CPU backend was created before training set it up: "
+          "training uses its %d CPU device(s), not %d (config.cpu_devices=%d). Run training "
+          "before any other JAX call (e.g. first in a fresh kernel) to get them.", 1, have,
+          wanted, cpu_devices)
+    return
+  if wanted > 1 and "xla_cpu_multi_thread_eigen" not in flags:
+    os.environ["XLA_FLAGS"] = f"{flags} {SINGLE_THREAD_XLA_FLAGS}".strip()
+
+
+def mesh_devices(devices: Sequence[jax.Device], batch_sizes: Sequence[int]) -> list[jax.Device]:
+  """The first n of `devices`, n the largest count that divides every batch size; with
+  several processes all devices are needed (each feeds its own), so none are dropped."""
+  n = len(devices)
+  if jax.process_count() == 1:
+    while any(b % n for b in batch_sizes):
+      n -= 1
+  if n < len(devices):
+    logging.warning("The batch sizes %s do not divide over %d devices: using %d of them.",
+                    list(batch_sizes), len(devices), n)
+  return list(devices[:n])
