@@ -23,13 +23,14 @@ The rules:
   stop; the sweep waits for them and exits 128 + the signal number with one line. Rerun
   the same command to resume. Subprocesses also stop if the sweep itself is killed.
 
-`--parallel=K` runs K trainings at once as subprocesses, each with single-threaded XLA and,
-where the machine has K cores, pinned to its own core (taskset). Measured on the shared 2-core
-development machine (NIN at width 0.125, batch 32, train.train_step, two rounds with
-benchmarks/train_step_bench.py): two single-threaded processes, one per core, trained 1,325
-and 1,370 images/s in total; one process using both cores 392 and 725. XLA:CPU's intra-op
-threading does not pay off for convolutions this small. For a large model on one machine,
-or on accelerators, keep the default --parallel=1.
+Placement. `--parallel=1` (the default) trains one run at a time in this process, on every
+device (every GPU, or one CPU device per core). `--parallel=K` runs K trainings at once as
+subprocesses, each on its own `--devices_per_run=D` devices: on a machine with NVIDIA GPUs
+run i sees GPUs iD..iD+D-1 (CUDA_VISIBLE_DEVICES); on CPU it is pinned to cores iD..iD+D-1
+(taskset) with single-threaded XLA devices. Many small runs go faster side by side than one
+after another on all devices: on the shared 2-core development machine (NIN at width 0.125,
+batch 32, benchmarks/train_step_bench.py, two rounds) two single-threaded processes, one per
+core, trained 1,325 and 1,370 images/s in total, one process using both cores 392 and 725.
 """
 
 from __future__ import annotations
@@ -50,12 +51,10 @@ from absl import logging
 import ml_collections
 
 from rectifiers import linen as rectifiers_linen
-from training import run_directory, signals
+from training import devices, run_directory, signals
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SWEEP_RECORD = "sweep.json"
-# One XLA:CPU thread per subprocess: measured faster in aggregate than sharing cores (above).
-SINGLE_THREAD_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 STOP_TIMEOUT_S = 600  # how long a stopping training may take to save before it is killed.
 
 
@@ -149,7 +148,7 @@ def plan(config: ml_collections.ConfigDict, workdir: str, settings: Sequence[str
 
 
 def _record_sweep(config: ml_collections.ConfigDict, workdir: str, settings: Sequence[str],
-                  seeds: Sequence[int], parallel: int) -> None:
+                  seeds: Sequence[int], parallel: int, devices_per_run: int) -> None:
   """Adds this invocation to WORKDIR/sweep.json after checking the base config against the
   recorded one (the rectifier and seed of the base config do not matter)."""
   import train  # pylint: disable=g-import-not-at-top
@@ -163,13 +162,14 @@ def _record_sweep(config: ml_collections.ConfigDict, workdir: str, settings: Seq
   record["config"] = base
   record["invocations"].append({
       "settings": list(settings), "seeds": list(seeds), "parallel": parallel,
+      "devices_per_run": devices_per_run,
       "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
   run_directory.write_json(path, record)
 
 
 def run_sweep(config: ml_collections.ConfigDict, workdir: str,
               settings: Sequence[str] = rectifiers_linen.PAPER_SETTINGS,
-              seeds: Sequence[int] = (0, 1, 2), parallel: int = 1,
+              seeds: Sequence[int] = (0, 1, 2), parallel: int = 1, devices_per_run: int = 1,
               report: bool = True) -> dict[tuple[str, int], dict[str, Any]]:
   """Trains every (setting, seed) not yet finished, then writes the report.
 
@@ -178,8 +178,9 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str,
     workdir: the sweep's directory; runs go to `workdir/<setting>/seed<k>`.
     settings: rectifier specs, e.g. `rectifiers.linen.PAPER_SETTINGS`.
     seeds: the seeds; seed k of every setting forms one pair for the paired statistics.
-    parallel: 1 trains in this process (simplest, used by the tests); K > 1 runs K
-      single-threaded `sweep.py --run_one` subprocesses at a time.
+    parallel: 1 trains in this process on every device (simplest); K > 1 runs K
+      `sweep.py --run_one` subprocesses at a time, each on its own devices.
+    devices_per_run: with parallel > 1, the GPUs (or CPU cores) each run gets.
     report: write results.md and the figures at the end.
 
   Returns:
@@ -191,16 +192,17 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str,
     ValueError, run_directory.RunDirectoryError: before any run, for bad arguments, a
       WORKDIR in use, or a config that differs from the recorded one.
   """
-  if parallel < 1:
-    raise ValueError(f"parallel must be >= 1, got {parallel}.")
+  if parallel < 1 or devices_per_run < 1:
+    raise ValueError(f"parallel and devices_per_run must be >= 1, got {parallel} and "
+                     f"{devices_per_run}.")
   with run_directory.DirectoryLock(workdir, what="sweep"):
     to_run, finished = plan(config, workdir, list(settings), list(seeds))
-    _record_sweep(config, workdir, settings, seeds, parallel)
+    _record_sweep(config, workdir, settings, seeds, parallel, devices_per_run)
     logging.info("Sweep in %s: %d runs finished, %d to run (%d at a time).", workdir,
                  len(finished), len(to_run), parallel)
     start = time.time()
-    train_runs = _run_in_process if parallel == 1 else _run_subprocesses
-    failures = train_runs(config, to_run, parallel)
+    failures = (_run_in_process(config, to_run) if parallel == 1 else
+                _run_subprocesses(config, to_run, parallel, devices_per_run))
     logging.info("Sweep trained %d runs in %.0f s.", len(to_run) - len(failures),
                  time.time() - start)
     summaries = {}
@@ -232,9 +234,7 @@ class _RaiseOnSignal(signals.StopRequest):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def _run_in_process(config: ml_collections.ConfigDict, runs: list[Run], parallel: int
-                    ) -> list[str]:
-  del parallel
+def _run_in_process(config: ml_collections.ConfigDict, runs: list[Run]) -> list[str]:
   import train  # pylint: disable=g-import-not-at-top
   failures = []
   with _RaiseOnSignal() as stop:
@@ -253,17 +253,43 @@ def _run_in_process(config: ml_collections.ConfigDict, runs: list[Run], parallel
   return failures
 
 
-def _subprocess_env(slot: int, parallel: int) -> tuple[dict[str, str], list[str]]:
-  """Environment and command prefix for the subprocess in `slot`: single-threaded XLA, pinned
-  to core `slot` when there are enough cores (taskset, where available)."""
-  env = dict(os.environ)
-  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + SINGLE_THREAD_XLA_FLAGS).strip()
-  # Workers share the parent's compilation cache: seeds of a setting compile the same program.
-  prefix: list[str] = []
-  cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-  if len(cores) >= parallel and _has_taskset():
-    prefix = ["taskset", "-c", str(cores[slot])]
-  return env, prefix
+def visible_gpus() -> list[str]:
+  """The GPUs subprocesses may be given: CUDA_VISIBLE_DEVICES if set, else those
+  `nvidia-smi -L` lists; none on a machine without NVIDIA GPUs. Asked without starting JAX,
+  which would take most of every GPU's memory in this process."""
+  if (visible := os.environ.get("CUDA_VISIBLE_DEVICES")) is not None:
+    return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
+  try:
+    out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+  except (OSError, subprocess.TimeoutExpired):
+    return []
+  return [str(i) for i, line in enumerate(out.stdout.splitlines())
+          if line.startswith("GPU ")] if out.returncode == 0 else []
+
+
+def slot_environment(slot: int, parallel: int, devices_per_run: int, gpus: Sequence[str],
+                     cores: Sequence[int], base_env: dict[str, str],
+                     taskset: bool) -> tuple[dict[str, str], list[str]]:
+  """(environment, command prefix) of the subprocess in `slot` of `parallel`.
+
+  With GPUs, slot i sees GPUs i*D .. i*D+D-1 (CUDA_VISIBLE_DEVICES), D = devices_per_run.
+  On CPU, slot i is pinned (taskset) to cores i*D .. i*D+D-1 when there are enough, and its
+  XLA:CPU devices are single-threaded, so that train.py makes one device per pinned core.
+  """
+  env = dict(base_env)
+  if gpus:
+    if parallel * devices_per_run > len(gpus):
+      raise ValueError(f"--parallel={parallel} x --devices_per_run={devices_per_run} needs "
+                       f"{parallel * devices_per_run} GPUs; {len(gpus)} are visible "
+                       f"({', '.join(gpus)}).")
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus[slot * devices_per_run:
+                                                (slot + 1) * devices_per_run])
+    return env, []
+  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + devices.SINGLE_THREAD_XLA_FLAGS).strip()
+  if taskset and len(cores) >= parallel * devices_per_run:
+    mine = cores[slot * devices_per_run:(slot + 1) * devices_per_run]
+    return env, ["taskset", "-c", ",".join(map(str, mine))]
+  return env, []
 
 
 def _has_taskset() -> bool:
@@ -281,11 +307,16 @@ def _stop_with_parent() -> None:
     pass
 
 
-def _run_subprocesses(config: ml_collections.ConfigDict, runs: list[Run],
-                      parallel: int) -> list[str]:
+def _run_subprocesses(config: ml_collections.ConfigDict, runs: list[Run], parallel: int,
+                      devices_per_run: int) -> list[str]:
   """Runs `runs` K at a time, each `python sweep.py --run_one` (its config on stdin) with
-  its log in the run directory's train.log."""
+  its log in the run directory's train.log, on its own GPUs or cores (slot_environment)."""
   import train  # pylint: disable=g-import-not-at-top
+  gpus, cores, taskset = visible_gpus(), sorted(os.sched_getaffinity(0)), _has_taskset()
+  slot_environment(parallel - 1, parallel, devices_per_run, gpus, cores, {}, taskset)  # checks
+  if not gpus and len(cores) < parallel * devices_per_run:
+    logging.warning("%d cores for --parallel=%d x --devices_per_run=%d: the runs share cores.",
+                    len(cores), parallel, devices_per_run)
   pending = list(runs)
   active: dict[int, tuple[Run, subprocess.Popen, Any]] = {}  # slot -> (run, process, log)
   failures = []
@@ -298,7 +329,8 @@ def _run_subprocesses(config: ml_collections.ConfigDict, runs: list[Run],
             continue
           run = pending.pop(0)
           os.makedirs(run.workdir, exist_ok=True)
-          env, prefix = _subprocess_env(slot, parallel)
+          env, prefix = slot_environment(slot, parallel, devices_per_run, gpus, cores,
+                                         dict(os.environ), taskset)
           log = open(os.path.join(run.workdir, "train.log"), "a")
           cmd = [*prefix, sys.executable, os.path.join(_HERE, "sweep.py"), "--run_one",
                  f"--workdir={run.workdir}"]
@@ -396,7 +428,8 @@ def main(argv: list[str]) -> None:
     raise app.UsageError("--config is required (e.g. --config=configs/cifar10_mini.py).")
   try:
     run_sweep(FLAGS.config, FLAGS.workdir, parse_settings(FLAGS.settings),
-              parse_seeds(FLAGS.seeds), parallel=FLAGS.parallel)
+              parse_seeds(FLAGS.seeds), parallel=FLAGS.parallel,
+              devices_per_run=FLAGS.devices_per_run)
   except SweepStopped as e:
     logging.warning("%s", e)
     sys.exit(128 + e.signum)
@@ -417,7 +450,9 @@ def _define_flags() -> None:
   flags.DEFINE_string("settings", ",".join(rectifiers_linen.PAPER_SETTINGS),
                       "Comma-separated rectifier specs (default: the paper's five); commas "
                       "inside a spec's parentheses stay in it.")
-  flags.DEFINE_integer("parallel", 1, "Runs at once (subprocesses, one XLA thread each).")
+  flags.DEFINE_integer("parallel", 1, "Runs at once: K > 1 runs K subprocesses, each on its "
+                       "own GPUs (CUDA_VISIBLE_DEVICES) or CPU cores (taskset).")
+  flags.DEFINE_integer("devices_per_run", 1, "With --parallel > 1: GPUs, or CPU cores, per run.")
   flags.DEFINE_bool("run_one", False, "Internal: train the config JSON on stdin in --workdir.")
   flags.mark_flags_as_required(["workdir"])
 

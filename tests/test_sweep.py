@@ -131,3 +131,47 @@ def test_command_line_parallel_subprocesses_and_overrides(tmp_path):
     assert config["rectifier"] == setting
     assert os.path.exists(os.path.join(run, "train.log"))
   assert os.path.exists(os.path.join(workdir, "results.md"))
+
+
+@pytest.mark.parametrize("text,settings", [
+    ("relu,rrelu", ["relu", "rrelu"]),
+    ("relu, rrelu(lower=5, upper=10),leaky_relu_5.5",
+     ["relu", "rrelu(lower=5, upper=10)", "leaky_relu_5.5"]),
+    ("rrelu(lower=5, upper=10, sample=slope)", ["rrelu(lower=5, upper=10, sample=slope)"]),
+])
+def test_parse_settings_splits_only_at_top_level_commas(text, settings):
+  assert sweep.parse_settings(text) == settings
+
+
+@pytest.mark.parametrize("text", ["rrelu(lower=5", "relu)", "relu,relu", ""])
+def test_parse_settings_rejects(text):
+  with pytest.raises(ValueError, match="--settings"):
+    sweep.parse_settings(text)
+
+
+def test_each_parallel_slot_gets_its_own_gpus():
+  gpus = ["0", "1", "2", "3", "4", "5", "6", "7"]
+  envs = [sweep.slot_environment(slot, 4, 2, gpus, [0, 1], {"A": "1"}, taskset=True)
+          for slot in range(4)]
+  assert [env["CUDA_VISIBLE_DEVICES"] for env, _ in envs] == ["0,1", "2,3", "4,5", "6,7"]
+  assert all(prefix == [] and env["A"] == "1" for env, prefix in envs)
+  assert all("XLA_FLAGS" not in env for env, _ in envs)
+  with pytest.raises(ValueError, match="needs 10 GPUs; 8 are visible"):
+    sweep.slot_environment(0, 5, 2, gpus, [], {}, taskset=True)
+
+
+def test_on_cpu_each_slot_is_pinned_to_its_own_cores_with_single_threaded_xla():
+  env, prefix = sweep.slot_environment(1, 2, 2, [], [0, 1, 2, 3], {}, taskset=True)
+  assert prefix == ["taskset", "-c", "2,3"]
+  assert "--xla_cpu_multi_thread_eigen=false" in env["XLA_FLAGS"]
+  assert "CUDA_VISIBLE_DEVICES" not in env
+  # Too few cores (or no taskset): not pinned, still single-threaded.
+  env, prefix = sweep.slot_environment(1, 2, 2, [], [0, 1], {}, taskset=True)
+  assert prefix == [] and "--xla_cpu_multi_thread_eigen=false" in env["XLA_FLAGS"]
+
+
+def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
+  monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+  assert sweep.visible_gpus() == ["2", "5"]
+  monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+  assert sweep.visible_gpus() == []
