@@ -16,7 +16,9 @@ import dataclasses
 import functools
 import math
 import os
+import signal
 import sys
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -519,13 +521,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           line.update(step, float(metrics["loss"] / metrics["count"]), clock.images_per_sec())
         elif line.tty:
           line.update(step, None, clock.images_per_sec())
-        if stop.received:
+        if stopping := signals.agreed_stop(stop, step, config.log_every_steps):
           line.clear()
           _check_finite(jax.device_get(epoch_metrics), s.steps_per_epoch, saved)
           save(step)
-          raise signals.Stopped(f"Stopped by {stop.name} at step {step}; saved a checkpoint "
-                                f"in {saved.directory}. Rerun the same command to resume.",
-                                stop.received)
+          signum, asked = stopping
+          who = f" (received by process {asked})" if jax.process_count() > 1 else ""
+          raise signals.Stopped(
+              f"Stopped by {signal.Signals(signum).name}{who} at step {step}; saved a "
+              f"checkpoint in {saved.directory}. Rerun the same command to resume.", signum)
         if step % s.steps_per_epoch:
           continue
         epoch, train_sums = step // s.steps_per_epoch, jax.device_get(epoch_metrics)
@@ -618,7 +622,8 @@ def main(argv: list[str]) -> None:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address or None,
                                num_processes=FLAGS.num_processes,
-                               process_id=FLAGS.process_id)
+                               process_id=FLAGS.process_id,
+                               heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_s)
   if jax.process_index() != 0:
     logging.set_verbosity(logging.WARNING)
   try:
@@ -629,10 +634,38 @@ def main(argv: list[str]) -> None:
   except KeyboardInterrupt as e:
     logging.warning("%s", e)
     sys.exit(130)
+  except jax.errors.JaxRuntimeError as e:
+    if jax.process_count() == 1:
+      raise
+    exit_naming_lost_processes(e, FLAGS.heartbeat_timeout_s)
   if jax.process_index() == 0:
     print(f"final: test error {summary['test_error']:.4f}, test log-loss "
           f"{summary['test_loss']:.4f}, train error {summary['train_error']:.4f} "
           f"(epoch {summary['epoch']}); outputs in {FLAGS.workdir}")
+
+
+def exit_naming_lost_processes(error: Exception, heartbeat_timeout_s: int) -> None:
+  """After a failed collective in a multi-process run: waits (at most the heartbeat timeout
+  and 10 s) until JAX's coordination service names the processes that stopped answering,
+  says which, and exits 1 at once (a normal exit would wait for them in jax.distributed's
+  shutdown). JAX itself terminates survivors after the heartbeat timeout, with a message
+  that names them too; whichever comes first ends the process."""
+  from jax._src import distributed  # pylint: disable=g-import-not-at-top
+  everyone = list(range(jax.process_count()))
+  deadline, lost = time.monotonic() + heartbeat_timeout_s + 10, []
+  while not lost and time.monotonic() < deadline:
+    try:
+      lost = sorted(set(everyone) - set(distributed.global_state.client.get_live_nodes(everyone)))
+    except Exception:  # pylint: disable=broad-except
+      break  # the service itself is gone: the coordinator (process 0) died.
+    time.sleep(1)
+  first = str(error).split("\n")[0][-300:]
+  who = (f"process(es) {lost} of {len(everyone)} stopped answering" if lost else
+         "another process (or the coordinator) stopped answering")
+  logging.error("A collective with the other processes failed and %s (%s). Stopping this "
+                "process; rerun every process to resume from the last checkpoint.", who, first)
+  logging.flush()
+  os._exit(1)  # pylint: disable=protected-access
 
 
 def _define_flags() -> None:
@@ -647,6 +680,8 @@ def _define_flags() -> None:
   flags.DEFINE_string("coordinator_address", "", "host:port of process 0, for --multihost.")
   flags.DEFINE_integer("num_processes", None, "Number of processes, for --multihost.")
   flags.DEFINE_integer("process_id", None, "This process's index, for --multihost.")
+  flags.DEFINE_integer("heartbeat_timeout_s", 100, "For --multihost: seconds without a "
+                       "heartbeat after which a process counts as lost and the others stop.")
   flags.mark_flags_as_required(["config", "workdir"])
 
 

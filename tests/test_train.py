@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import jax
 import ml_collections
@@ -17,7 +18,7 @@ import input_pipeline
 import models
 import train
 from tests.conftest import REPO, tiny_config
-from training import devices, run_directory
+from training import checkpoints, devices, run_directory
 
 
 def final_params(workdir) -> list[np.ndarray]:
@@ -299,3 +300,70 @@ def test_an_existing_backend_is_kept_and_said_once():
   assert out.stderr.count("training uses its") == 1
   with pytest.raises(train.ConfigError, match="cpu_devices must be an int >= 0"):
     train.configure_devices(tiny_config(cpu_devices=-1))
+
+
+# --- Preemption and lost processes with several processes ------------------------------------
+
+PREEMPT_OVERRIDES = dict(steps_per_epoch=200, num_epochs=2, log_every_steps=20,
+                         checkpoint_every_epochs=2)
+
+
+def start_processes(workdir, config, heartbeat_timeout_s=100):
+  """train.py's command line as 2 jax.distributed processes on localhost."""
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  overrides = [f"--config.{k}={v}" for k, v in run_directory.flatten(
+      train.config_record(config)).items()
+               if k.split(".")[0] in ("model_options", "batch_size", "eval_batch_size",
+                                      "steps_per_epoch", "num_epochs", "log_every_steps",
+                                      "checkpoint_every_epochs", "eval_every_epochs",
+                                      "warmup_epochs", "learning_rate", "cpu_devices")
+               and k != "model_options.spp_levels"]
+  return [subprocess.Popen(
+      [sys.executable, "train.py", "--config=configs/quickstart.py", f"--workdir={workdir}",
+       f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}",
+       f"--heartbeat_timeout_s={heartbeat_timeout_s}", "--config.lr_decay_epochs=()",
+       *overrides], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      for i in range(2)]
+
+
+def wait_for_first_row(workdir, procs):
+  deadline = time.time() + 300
+  while not run_directory.read_run(str(workdir)).rows:
+    assert time.time() < deadline and all(p.poll() is None for p in procs), \
+        [p.communicate()[0][-2000:] for p in procs]
+    time.sleep(0.2)
+
+
+def test_sigterm_to_one_of_two_processes_stops_both_at_one_step_and_resumes(tmp_path):
+  config = tiny_config(**PREEMPT_OVERRIDES)
+  reference = tmp_path / "reference"
+  train.train_and_evaluate(config, str(reference))
+  run = tmp_path / "run"
+  procs = start_processes(run, config)
+  wait_for_first_row(run, procs)
+  procs[1].send_signal(signal.SIGTERM)  # the preemption notice reaches one host only
+  outputs = [p.communicate(timeout=120)[0] for p in procs]
+  assert [p.returncode for p in procs] == [130, 130], [o[-2000:] for o in outputs]
+  steps = {int(o.split("(received by process [1]) at step ")[1].split(";")[0]) for o in outputs}
+  assert len(steps) == 1  # both saved the same step
+  assert checkpoints.Checkpoints(str(run), keep=2).latest_step() == steps.pop()
+  procs = start_processes(run, config)
+  outputs = [p.communicate(timeout=300)[0] for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], [o[-2000:] for o in outputs]
+  assert [r["step"] for r in run_directory.read_run(str(run)).rows] == [200, 400]
+  assert_same_run(reference, run)
+
+
+def test_a_killed_process_ends_the_survivor_with_an_error_naming_it(tmp_path):
+  procs = start_processes(tmp_path, tiny_config(**{**PREEMPT_OVERRIDES, "num_epochs": 20}),
+                          heartbeat_timeout_s=10)
+  wait_for_first_row(tmp_path, procs)
+  procs[1].kill()
+  start = time.time()
+  out = procs[0].communicate(timeout=120)[0]
+  assert procs[0].returncode != 0
+  assert time.time() - start < 60
+  assert ("process(es) [1] of 2 stopped answering" in out
+          or "stopped sending heartbeats):\n1" in out), out[-3000:]

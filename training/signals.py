@@ -3,12 +3,22 @@
 A second signal while the first is being handled raises KeyboardInterrupt at once (the
 user insists). In a thread other than the main one (some notebook runners) no handler can
 be installed, and signals keep their default behaviour.
+
+With several processes a signal may reach only some of them (clusters notify hosts of a
+preemption at different moments), and a process that stops alone leaves the others
+waiting in a collective. `agreed_stop` makes them decide together: every `every` steps they
+exchange their flags (an all-gather), and all stop at that same step if any was asked,
+so that the checkpoint they save is one consistent step.
 """
 
 from __future__ import annotations
 
 import signal
 from typing import Any
+
+import jax
+from jax.experimental import multihost_utils
+import numpy as np
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -50,3 +60,18 @@ class StopRequest:
   def __exit__(self, *exc) -> None:
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
+
+
+def agreed_stop(stop: StopRequest, step: int, every: int) -> tuple[int, list[int]] | None:
+  """(signal, the processes that received it) if the run stops at `step`, else None.
+
+  One process decides alone, at any step. Several processes decide at steps that are
+  multiples of `every`, all of them together.
+  """
+  if jax.process_count() == 1:
+    return (stop.received, [0]) if stop.received else None
+  if step % every:
+    return None
+  received = multihost_utils.process_allgather(np.int32(stop.received or 0))
+  asked = [int(p) for p in np.flatnonzero(received)]
+  return (int(received[asked[0]]), asked) if asked else None
