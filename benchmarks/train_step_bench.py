@@ -42,7 +42,7 @@ from models import conv as conv_lib
 from benchmarks.rectifiers_bench import environment
 
 PAPER_RECTIFIERS = "relu,leaky_relu_100,leaky_relu_5.5,prelu,rrelu,rrelu(impl=exact)"
-LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 1e-4  # the NIN recipe (references.md §2)
+LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 1e-4  # the NIN recipe (docs/sources.md §3)
 IMAGE_SHAPE = (32, 32, 3)
 
 
@@ -137,7 +137,7 @@ def _compile(step, state, args) -> tuple[Any, float, dict[str, int]]:
 
 
 def _torch_nin(torch, num_classes: int, width: float, rectifier: str):
-  """NIN as models/nin.py builds it (references.md §2), in PyTorch, for the side by side."""
+  """NIN as models/nin.py builds it (docs/sources.md §2), in PyTorch, for the side by side."""
   nn = torch.nn
   c = lambda n: max(1, round(n * width))
   act = {"relu": nn.ReLU, "rrelu": lambda: nn.RReLU(1 / 8, 1 / 3)}[rectifier]

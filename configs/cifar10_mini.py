@@ -13,7 +13,7 @@ pixels (minus the per-pixel training mean, times 1/255); no crop or flip augment
 Recipe: SGD momentum 0.9, weight decay 1e-4, He initialisation and a linear warm-up. Both are
 departures from the NIN recipe, measured to be needed here: with the NIN init N(0, 0.05) the
 narrow net does not learn at all (loss stays at ln 10 = 2.303), and on raw pixels without a
-warm-up ReLU units die and PReLU diverges (references.md §2). Then lr/10 for the last epochs.
+warm-up ReLU units die and PReLU diverges (docs/sources.md §3). Then lr/10 for the last epochs.
 """
 
 import os

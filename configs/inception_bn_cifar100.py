@@ -2,7 +2,7 @@ r"""Inception-BN (from inception-3a, no stem) on CIFAR-100: the paper's 75.68% R
 
     python train.py --config=configs/inception_bn_cifar100.py:rrelu --workdir=runs/inception-rrelu
 
-Recipe: the mxnet 2015 CIFAR-100 notebook (references.md §2): SGD momentum 0.9, weight
+Recipe: the mxnet 2015 CIFAR-100 notebook (docs/sources.md §3): SGD momentum 0.9, weight
 decay 1e-4, batch 64, lr 0.05 for ~38 epochs then 0.01 for ~6; random 28x28 crop and
 horizontal flip, per-pixel mean subtraction, centre crop at test.
 

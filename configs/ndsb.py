@@ -7,7 +7,7 @@ The data is Kaggle's `train/<class>/<id>.jpg` (30,336 grayscale JPEGs, 121 class
 paper's split is 25,000 training / 5,336 validation images (config.holdout), stratified and
 deterministic here.
 
-Recipe (references.md §2, AuroraXie): SGD momentum 0.9, lr 0.01, weight decay 5e-4, batch
+Recipe (docs/sources.md §3, AuroraXie): SGD momentum 0.9, lr 0.01, weight decay 5e-4, batch
 128; lr/10 at epoch ~236, ~267 epochs. Images resized to 80x80, then the NDSB augmentation
 (rotation ±180°, shear, aspect ratio, scale, random 70x70 crop, mirror, white fill) and
 mean-image subtraction; centre 70x70 crop at test. AuroraXie doubled the biases'

@@ -5,11 +5,11 @@ r"""Network-in-Network on CIFAR-10, the paper's Table 3 experiment (Xu et al. 20
 The argument after the colon is the rectifier: relu, leaky_relu_100, leaky_relu_5.5, prelu,
 rrelu (the paper's five settings) or any name rectifiers.linen.rectifier_factory accepts.
 
-Recipe: the public NIN recipe (Lin et al. 2013; references.md §2): SGD momentum 0.9, batch
+Recipe: the public NIN recipe (Lin et al. 2013; docs/sources.md §3): SGD momentum 0.9, batch
 128, lr 0.1, weight decay 1e-4, weights N(0, 0.05); ~200 epochs, then lr/10 for 30 and
 lr/10 for 30. The paper trains on raw images without augmentation, so the input is raw
 pixels minus the per-pixel training mean; on raw pixels the recipe needed a warm-up here
-(references.md §2: without it ReLU units died and PReLU diverged), hence 2 warm-up epochs.
+(docs/sources.md §3: without it ReLU units died and PReLU diverged), hence 2 warm-up epochs.
 
 Expect (paper Table 3, test error): ReLU 12.45%, LReLU a=100 12.66%, LReLU a=5.5 11.20%,
 PReLU 11.79%, RReLU 11.19%; training errors (training mode) 0.2%-0.6%.

@@ -2,7 +2,7 @@ r"""Network-in-Network on CIFAR-100, the paper's Table 4 experiment (Xu et al. 2
 
     python train.py --config=configs/nin_cifar100.py:rrelu --workdir=runs/nin-cifar100-rrelu
 
-Recipe: the public NIN CIFAR-100 recipe (references.md §2): as CIFAR-10 but lr 0.02 and
+Recipe: the public NIN CIFAR-100 recipe (docs/sources.md §3): as CIFAR-10 but lr 0.02 and
 weight decay 5e-4; raw pixels minus the per-pixel mean, no augmentation (the paper), a
 2-epoch warm-up for raw pixels.
 

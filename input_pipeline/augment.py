@@ -1,4 +1,4 @@
-"""On-device preprocessing and augmentation in jit-compiled JAX (references.md §2).
+"""On-device preprocessing and augmentation in jit-compiled JAX (docs/sources.md §3).
 
 `preprocess` turns a uint8 batch into float32 model input: raw pixels minus the
 per-pixel mean image of the training split (the paper's "raw images"), then, when

@@ -157,7 +157,7 @@ def to_device(batch: Mapping[str, np.ndarray],
   """Assembles per-process batches into global arrays laid out by `sharding`.
 
   With a NamedSharding over a 'data' mesh axis, the global batch is the concatenation
-  of every process's batch (references.md §3: make_array_from_process_local_data).
+  of every process's batch (docs/sources.md §4: make_array_from_process_local_data).
   """
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
           for k, v in batch.items()}

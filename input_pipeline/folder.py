@@ -1,7 +1,7 @@
 """Class-folder image datasets (Kaggle NDSB layout): scan, decode with Pillow, cache.
 
 Layout: ROOT/train/<class>/<file> and optionally ROOT/test/<class>/<file>, the layout of
-the Kaggle NDSB data (references.md §2) and of ../shared/data/cifar10-mini. Class indices
+the Kaggle NDSB data (docs/sources.md §2) and of ../shared/data/cifar10-mini. Class indices
 are the sorted folder names of train/. Decoded arrays are cached in one .npz keyed by the
 folder's content (relative paths, sizes, mtimes) and the decoding options.
 """
@@ -191,7 +191,8 @@ def load_folder(root: Path, *, image_size: int | None, grayscale: bool,
   if empty := [str(train_dir / c) for c, files in splits["train"].items() if not files]:
     raise ValueError(f"{len(empty)} class folder(s) have no images: {', '.join(empty[:5])}"
                      f"{' ...' if len(empty) > 5 else ''}. Every folder of train/ is a class: "
-                     f"add its images or remove it (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))}).")
+                     "add its images or remove it (extensions: "
+                     f"{', '.join(sorted(IMAGE_EXTENSIONS))}).")
 
   files = [p for by_class in splits.values() for c in by_class for p in by_class[c]]
   class_dirs = [root / split / c for split, by_class in splits.items() for c in by_class]

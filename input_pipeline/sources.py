@@ -3,7 +3,7 @@
 `load(spec)` returns a `Dataset` whose `train` and `test` members are random-access
 sources (`len(src)`, `src[i] -> {"image": uint8 HWC, "label": int}`), the form that
 grain reads (see batching.py). Nothing here imports TensorFlow: TFDS data is read
-through `tfds.data_source` (ArrayRecord), see references.md §3.
+through `tfds.data_source` (ArrayRecord), see docs/sources.md §4.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ class Dataset:
     class_names: class names by label index (for folders: sorted folder names).
     image_shape: (H, W, C) of every image.
     mean_image: float32 (H, W, C) per-pixel mean of the train split (the paper's
-      "raw images" minus the mean image, references.md §2).
+      "raw images" minus the mean image, docs/sources.md §3).
     skipped_files: unreadable files left out because skip_corrupt=True.
     full_train_examples: size of the training split before `train_examples` took a
       subset of it (equal to len(train) when the whole split is used).

@@ -1,7 +1,7 @@
 """Inception-BN for CIFAR-100 (Xu et al. 2015, §3.1: the 75.68% network; the mxnet 2015
 CIFAR-100 notebook). No ImageNet stem: in3a takes the 28x28 crop directly.
 
-Modules (references.md §2; every convolution is a conv -> BatchNorm -> rectifier unit):
+Modules (docs/sources.md §2; every convolution is a conv -> BatchNorm -> rectifier unit):
 
   A(1x1, 3x3red, 3x3, d3x3red, d3x3, pool, proj): 1x1 | 1x1 -> 3x3 | 1x1 -> 3x3 -> 3x3 |
       pool 3x3/1 -> 1x1 proj, concatenated.
@@ -41,7 +41,7 @@ KERNEL_INITS: dict[str, Callable[..., Any]] = {
 }
 
 # (name, kind, channels): A takes (1x1, 3x3red, 3x3, d3x3red, d3x3, pool, proj),
-# B takes (3x3red, 3x3, d3x3red, d3x3); references.md §2.
+# B takes (3x3red, 3x3, d3x3red, d3x3); docs/sources.md §2.
 INCEPTION_MODULES: tuple[tuple[str, str, tuple[Any, ...]], ...] = (
     ("in3a", "A", (64, 64, 64, 64, 96, "avg", 32)),
     ("in3b", "A", (64, 64, 96, 64, 96, "avg", 64)),

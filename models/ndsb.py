@@ -1,6 +1,6 @@
 """The NDSB plankton network (Xu et al. 2015, Table 2; AuroraXie's Kaggle NDSB "model 2").
 
-Layers (references.md §2; all convolutions 3x3 stride 1 with padding 1 unless noted):
+Layers (docs/sources.md §2; all convolutions 3x3 stride 1 with padding 1 unless noted):
 
   input 70x70x(1|3)
   conv1_1..conv1_2 32,  max pool 3x3/2 (70 -> 35)
@@ -14,7 +14,7 @@ Layers (references.md §2; all convolutions 3x3 stride 1 with padding 1 unless n
 A rectifier follows every convolution and fc1, fc2. Pools are ceil mode
 (`models.pooling`). Table 2 of the paper prints 8x8 maps and a 12544-wide flatten;
 the sizes above are the ones that the layers produce and that give the 5376 SPP
-features of references.md.
+features of docs/sources.md §2.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from models import conv as conv_lib
 from models import options, pooling
 from rectifiers.linen import RectifierFactory, rectifier_factory
 
-# Neither the paper nor references.md gives the initialisation; He normal suits the
+# Neither the paper nor AuroraXie's write-up gives the initialisation; He normal suits the
 # 14 rectified layers without normalisation, "xavier" is cxxnet's Glorot uniform.
 KERNEL_INITS: dict[str, Callable[..., Any]] = {
     "he": nn.initializers.he_normal(),

@@ -1,6 +1,6 @@
 """Network in Network for CIFAR-10/100 (Xu et al. 2015, Table 1; Lin et al. 2013).
 
-Layers (references.md §2; input 32x32, "same" padding, names as in the Caffe NIN model):
+Layers (docs/sources.md §2; input 32x32, "same" padding, names as in the Caffe NIN model):
 
   conv1 5x5-192, cccp1 1x1-160, cccp2 1x1-96, max pool 3x3/2 (32 -> 16), dropout 0.5,
   conv2 5x5-192, cccp3 1x1-192, cccp4 1x1-192, pool 3x3/2 (16 -> 8), dropout 0.5,
@@ -24,7 +24,7 @@ from models import conv as conv_lib
 from models import options, pooling
 from rectifiers.linen import RectifierFactory, rectifier_factory
 
-# "nin": N(0, 0.05), the public NIN recipe (references.md §2); "he": He et al. 2015.
+# "nin": N(0, 0.05), the public NIN recipe (docs/sources.md §3); "he": He et al. 2015.
 KERNEL_INITS: dict[str, Callable[..., Any]] = {
     "nin": nn.initializers.normal(stddev=0.05),
     "he": nn.initializers.he_normal(),

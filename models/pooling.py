@@ -2,7 +2,7 @@
 
 cxxnet, which trained the paper's models, and Caffe size an unpadded pooling output as
 ceil((n - k) / s) + 1, never letting a window start past the input. That is what gives
-NIN 32 -> 16 -> 8 and the NDSB net 70 -> 35 -> 17 -> 6 (references.md §2); floor mode
+NIN 32 -> 16 -> 8 and the NDSB net 70 -> 35 -> 17 -> 6 (docs/sources.md §2); floor mode
 ("VALID") would give 32 -> 15 -> 7. The last window then overhangs the input:
 
   * max pooling pads the overhang with -inf, so it never wins (cxxnet and Caffe skip it);
@@ -81,7 +81,7 @@ def spatial_pyramid_pool(x: jax.Array, levels: Sequence[int] = (1, 2, 4),
 
   Each level n pools the map into n x n bins and is flattened in (row, column, channel)
   order; levels are concatenated in the order given. {1, 2, 4} on 256 channels gives
-  256 * 21 = 5376 features (the NDSB net, references.md §2). Works for any H, W >= 1.
+  256 * 21 = 5376 features (the NDSB net, docs/sources.md §2). Works for any H, W >= 1.
   """
   _check_nhwc(x, "spatial_pyramid_pool")
   _check_kind(kind)

@@ -133,7 +133,7 @@ def rrelu_test_slope(lower: float = 3.0, upper: float = 8.0, sample: str = "divi
   * `"paper"`: divisor sampling uses x / ((l + u) / 2) (Eq. 5, x / 5.5 at (3, 8));
     slope sampling uses the mean slope (1/l + 1/u) / 2 (PyTorch's test slope).
   * `"expected"`: the training expectation E[slope]: ln(u/l) / (u - l) for divisor
-    sampling (0.19617 at (3, 8), references.md §1), (1/l + 1/u) / 2 for slope sampling.
+    sampling (0.19617 at (3, 8), docs/sources.md §1), (1/l + 1/u) / 2 for slope sampling.
   """
   _check_bounds("rrelu", lower, upper)
   if sample not in SAMPLE_MODES:

@@ -194,13 +194,13 @@ def test_nin_parameter_count(full):
   assert _count(_abstract_init(model, "nin")["params"]) == 966_986 + 90 * 192 + 90
 
 
-# Output channels of every rectified layer, from references.md §2.
+# Output channels of every rectified layer, from docs/sources.md §2.
 _NIN_RECTIFIED = (192, 160, 96, 192, 192, 192, 192, 192)  # + the class layer
 _NDSB_RECTIFIED = (32,) * 2 + (64,) * 3 + (96,) * 7 + (256,) * 5 + (1024,) * 2
 
 
 def _inception_table_counts(num_classes: int) -> tuple[int, int]:
-  """(weights, rectified channels) of Inception-BN computed from the references.md table."""
+  """(weights, rectified channels) of Inception-BN from the table in docs/sources.md §2."""
   weights, channels, cin = 0, 0, 3
 
   def unit(cin, cout, k):
