@@ -22,7 +22,6 @@ divide by 9 (padding counted, as mxnet and Caffe do for padded pools).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -30,15 +29,8 @@ import jax
 import jax.numpy as jnp
 
 from models import conv as conv_lib
-from models import options
+from models import network
 from rectifiers.linen import RectifierFactory, rectifier_factory
-
-# "xavier" is Glorot uniform; the mxnet notebook used its Xavier(magnitude=2.34, "in"),
-# which BatchNorm makes immaterial. He normal is the default of the other two networks.
-KERNEL_INITS: dict[str, Callable[..., Any]] = {
-    "he": nn.initializers.he_normal(),
-    "xavier": nn.initializers.xavier_uniform(),
-}
 
 # (name, kind, channels): A takes (1x1, 3x3red, 3x3, d3x3red, d3x3, pool, proj),
 # B takes (3x3red, 3x3, d3x3red, d3x3); docs/sources.md §2.
@@ -63,7 +55,7 @@ class ConvBN(nn.Module):
   kernel: int
   stride: int
   rectifier: RectifierFactory
-  kernel_init: Callable[..., Any]
+  kernel_init: str  # a name of models.network.KERNEL_INITS.
   bn_momentum: float
   bn_epsilon: float
   dtype: Any
@@ -75,7 +67,7 @@ class ConvBN(nn.Module):
     pad = (self.kernel - 1) // 2
     x = nn.Conv(self.features, (self.kernel, self.kernel), (self.stride, self.stride),
                 padding=((pad, pad), (pad, pad)), use_bias=False,
-                kernel_init=self.kernel_init, dtype=self.dtype,
+                kernel_init=network.KERNEL_INITS[self.kernel_init], dtype=self.dtype,
                 param_dtype=self.param_dtype,
                 conv_general_dilated=conv_lib.conv_general_dilated_for(self.conv_grad),
                 name="conv")(x)
@@ -92,50 +84,38 @@ def _pool3x3(x: jax.Array, kind: str, stride: int) -> jax.Array:
                      count_include_pad=True)
 
 
-class InceptionBN(nn.Module):
+class InceptionBN(network.Network):
   """Inception-BN (in3a..in5b) with a pluggable rectifier; (B, 28, 28, 3) -> (B, classes).
 
-  Attributes:
+  Attributes (besides `models.network.Network`'s; strided convolutions keep XLA's
+  gradients under conv_grad="forward"):
     num_classes: 100 for CIFAR-100.
-    rectifier: a name understood by `rectifiers.linen.rectifier_factory` or a factory.
-    width: channel multiplier (max(1, round(c * width))); 1.0 is the paper's network.
-    kernel_init: "he" (He normal) or "xavier" (Glorot uniform).
+    kernel_init: "he" by default; the mxnet notebook used its Xavier(magnitude=2.34, "in"),
+      which BatchNorm makes immaterial. Also initialises the final fc layer.
     bn_momentum: decay of the BatchNorm running averages (mxnet's 0.9).
     bn_epsilon: BatchNorm epsilon (mxnet's 1e-3).
-    conv_grad: how convolution gradients are computed (`models.conv.CONV_GRADS`): "xla"
-      (XLA's own; best on GPU/TPU) or "forward" (as forward convolutions and matrix
-      products; strided convolutions keep XLA's). Forward values are the same.
-    dtype: computation dtype; logits are returned in float32.
-    param_dtype: parameter (and batch statistics) dtype.
+    param_dtype: also the batch statistics' dtype.
   """
 
   num_classes: int = 100
-  rectifier: str | RectifierFactory = "relu"
-  width: float = 1.0
-  kernel_init: str = "he"
+  KERNEL_INIT_CHOICES = ("he", "xavier")
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-3
-  conv_grad: str = "xla"
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
 
-  def __post_init__(self) -> None:
-    options.check_choice("kernel_init", self.kernel_init, KERNEL_INITS)
-    options.check_width(self.width)
-    options.check_fraction("bn_momentum", self.bn_momentum)
+  @nn.nowrap
+  def check_options(self) -> None:
+    network.check_fraction("bn_momentum", self.bn_momentum)
     if not self.bn_epsilon > 0:
       raise ValueError(f"bn_epsilon must be > 0, got {self.bn_epsilon!r}.")
-    conv_lib.conv_general_dilated_for(self.conv_grad)  # Raises on an unknown value.
-    super().__post_init__()
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     rectifier = rectifier_factory(self.rectifier)
 
     def unit(x: jax.Array, name: str, features: int, kernel: int, stride: int = 1):
-      return ConvBN(options.scaled_channels(features, self.width), kernel, stride, rectifier,
-                    KERNEL_INITS[self.kernel_init], self.bn_momentum, self.bn_epsilon,
-                    self.dtype, self.param_dtype, self.conv_grad, name=name)(x, train)
+      return ConvBN(self.channels(features), kernel, stride, rectifier, self.kernel_init,
+                    self.bn_momentum, self.bn_epsilon, self.dtype, self.param_dtype,
+                    self.conv_grad, name=name)(x, train)
 
     x = x.astype(self.dtype)
     for name, kind, channels in INCEPTION_MODULES:
@@ -157,6 +137,6 @@ class InceptionBN(nn.Module):
             _pool3x3(x, "max", 2),
         ], axis=-1)
     x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
-    x = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype,
-                 name="fc")(x)
+    x = nn.Dense(self.num_classes, kernel_init=self.kernel_initializer, dtype=self.dtype,
+                 param_dtype=self.param_dtype, name="fc")(x)
     return x.astype(jnp.float32)

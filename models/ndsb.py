@@ -19,23 +19,12 @@ features of docs/sources.md §2.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from models import conv as conv_lib
-from models import options, pooling
-from rectifiers.linen import RectifierFactory, rectifier_factory
-
-# Neither the paper nor AuroraXie's write-up gives the initialisation; He normal suits the
-# 14 rectified layers without normalisation, "xavier" is cxxnet's Glorot uniform.
-KERNEL_INITS: dict[str, Callable[..., Any]] = {
-    "he": nn.initializers.he_normal(),
-    "xavier": nn.initializers.xavier_uniform(),
-}
+from models import network, pooling
+from rectifiers.linen import rectifier_factory
 
 
 def min_input_size() -> int:
@@ -48,57 +37,39 @@ def min_input_size() -> int:
   return size
 
 
-class NDSBNet(nn.Module):
+class NDSBNet(network.Network):
   """NDSB net with a pluggable rectifier; `__call__(x, train)` maps (B, 70, 70, C) to logits.
 
-  Attributes:
+  Attributes (besides `models.network.Network`'s; `width` also scales the fc layers):
     num_classes: 121 plankton classes.
-    rectifier: a name understood by `rectifiers.linen.rectifier_factory` or a factory.
-    width: channel and fc-width multiplier (max(1, round(c * width))); 1.0 is the paper's.
     spp_levels: pyramid levels of the spatial pyramid (max) pool.
-    kernel_init: "he" (He normal) or "xavier" (Glorot uniform); biases start at 0.
+    kernel_init: "he" by default: neither the paper nor AuroraXie's write-up gives the
+      initialisation, and He normal suits 14 rectified layers without normalisation.
     dropout_rate: dropout after fc1 and fc2.
-    conv_grad: how convolution gradients are computed (`models.conv.CONV_GRADS`): "xla"
-      (XLA's own; best on GPU/TPU) or "forward" (as forward convolutions and matrix
-      products; the CPU choice). Forward values are the same.
-    dtype: computation dtype; logits are returned in float32.
-    param_dtype: parameter dtype.
   """
 
   num_classes: int = 121
-  rectifier: str | RectifierFactory = "relu"
-  width: float = 1.0
+  KERNEL_INIT_CHOICES = ("he", "xavier")
   spp_levels: tuple[int, ...] = (1, 2, 4)
-  kernel_init: str = "he"
   dropout_rate: float = 0.55
-  conv_grad: str = "xla"
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
 
-  def __post_init__(self) -> None:
-    options.check_choice("kernel_init", self.kernel_init, KERNEL_INITS)
-    options.check_width(self.width)
-    options.check_fraction("dropout_rate", self.dropout_rate)
-    conv_lib.conv_general_dilated_for(self.conv_grad)  # Raises on an unknown value.
-    super().__post_init__()
-
-  def _channels(self, c: int) -> int:
-    return options.scaled_channels(c, self.width)
+  @nn.nowrap
+  def check_options(self) -> None:
+    network.check_fraction("dropout_rate", self.dropout_rate)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     rectifier = rectifier_factory(self.rectifier)
-    init = KERNEL_INITS[self.kernel_init]
-    conv_general_dilated = conv_lib.conv_general_dilated_for(self.conv_grad)
+    init = self.kernel_initializer
 
     def conv(x: jax.Array, name: str, features: int, pad: int = 1) -> jax.Array:
-      x = nn.Conv(self._channels(features), (3, 3), padding=((pad, pad), (pad, pad)),
+      x = nn.Conv(self.channels(features), (3, 3), padding=((pad, pad), (pad, pad)),
                   kernel_init=init, dtype=self.dtype, param_dtype=self.param_dtype,
-                  conv_general_dilated=conv_general_dilated, name=name)(x)
+                  conv_general_dilated=self.conv_general_dilated, name=name)(x)
       return rectifier(name=f"{name}_act")(x, deterministic=not train)
 
     def fc(x: jax.Array, name: str, features: int) -> jax.Array:
-      x = nn.Dense(self._channels(features), kernel_init=init, dtype=self.dtype,
+      x = nn.Dense(self.channels(features), kernel_init=init, dtype=self.dtype,
                    param_dtype=self.param_dtype, name=name)(x)
       x = rectifier(name=f"{name}_act")(x, deterministic=not train)
       return nn.Dropout(self.dropout_rate, deterministic=not train)(x)

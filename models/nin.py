@@ -13,81 +13,52 @@ followed by each convolutional layer", Table 1). Pools are ceil mode (`models.po
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from models import conv as conv_lib
-from models import options, pooling
-from rectifiers.linen import RectifierFactory, rectifier_factory
-
-# "nin": N(0, 0.05), the public NIN recipe (docs/sources.md §3); "he": He et al. 2015.
-KERNEL_INITS: dict[str, Callable[..., Any]] = {
-    "nin": nn.initializers.normal(stddev=0.05),
-    "he": nn.initializers.he_normal(),
-}
+from models import network, pooling
+from rectifiers.linen import rectifier_factory
 
 
-class NetworkInNetwork(nn.Module):
+class NetworkInNetwork(network.Network):
   """NIN with a pluggable rectifier; `__call__(x, train)` maps (B, H, W, 3) to (B, classes).
 
-  Attributes:
+  Attributes (besides `models.network.Network`'s):
     num_classes: 10 for CIFAR-10, 100 for CIFAR-100.
-    rectifier: a name understood by `rectifiers.linen.rectifier_factory` or a factory.
-    width: channel multiplier (channels = max(1, round(c * width))); the class layer
-      keeps `num_classes` channels. 1.0 is the paper's network.
+    kernel_init: "nin" (N(0, 0.05), the public recipe) by default.
     second_pool: "avg" (the paper's Table 1 and Caffe) or "max" (the NIN author's
       cuda-convnet code).
     rectify_last: whether a rectifier follows cccp6 (the paper: yes).
-    kernel_init: "nin" (N(0, 0.05)) or "he" (He normal); biases start at 0.
     dropout_rate: dropout after each of the two pools.
-    conv_grad: how convolution gradients are computed (`models.conv.CONV_GRADS`): "xla"
-      (XLA's own; best on GPU/TPU) or "forward" (as forward convolutions and matrix
-      products; a 1.76x faster train step on CPU). Forward values are the same.
-    dtype: computation dtype; logits are returned in float32.
-    param_dtype: parameter dtype.
   """
 
   num_classes: int = 10
-  rectifier: str | RectifierFactory = "relu"
-  width: float = 1.0
+  KERNEL_INIT_CHOICES = ("nin", "he")
+  kernel_init: str = "nin"
   second_pool: str = "avg"
   rectify_last: bool = True
-  kernel_init: str = "nin"
   dropout_rate: float = 0.5
-  conv_grad: str = "xla"
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
 
-  def __post_init__(self) -> None:
-    options.check_choice("second_pool", self.second_pool, pooling.POOL_KINDS)
-    options.check_choice("kernel_init", self.kernel_init, KERNEL_INITS)
-    options.check_width(self.width)
-    options.check_fraction("dropout_rate", self.dropout_rate)
-    conv_lib.conv_general_dilated_for(self.conv_grad)  # Raises on an unknown value.
-    super().__post_init__()
-
-  def _channels(self, c: int) -> int:
-    return options.scaled_channels(c, self.width)
+  @nn.nowrap
+  def check_options(self) -> None:
+    network.check_choice("second_pool", self.second_pool, pooling.POOL_KINDS)
+    network.check_fraction("dropout_rate", self.dropout_rate)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     rectifier = rectifier_factory(self.rectifier)
-    conv_general_dilated = conv_lib.conv_general_dilated_for(self.conv_grad)
 
     def conv(x: jax.Array, name: str, features: int, kernel: int,
              rectify: bool = True) -> jax.Array:
       pad = (kernel - 1) // 2
       x = nn.Conv(features, (kernel, kernel), padding=((pad, pad), (pad, pad)),
-                  kernel_init=KERNEL_INITS[self.kernel_init], dtype=self.dtype,
-                  param_dtype=self.param_dtype, conv_general_dilated=conv_general_dilated,
+                  kernel_init=self.kernel_initializer, dtype=self.dtype,
+                  param_dtype=self.param_dtype, conv_general_dilated=self.conv_general_dilated,
                   name=name)(x)
       return rectifier(name=f"{name}_act")(x, deterministic=not train) if rectify else x
 
-    c = self._channels
+    c = self.channels
     x = x.astype(self.dtype)
     x = conv(x, "conv1", c(192), 5)
     x = conv(x, "cccp1", c(160), 1)
