@@ -42,7 +42,10 @@ def _is_concrete_number(value: Any) -> bool:
   return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
 
 
-def _check_positive_finite(fn: str, name: str, value: Any) -> None:
+def check_positive_finite(fn: str, name: str, value: Any) -> None:
+  """Raises unless `value` (argument `name` of `fn`) is a finite number > 0, or an array
+  (whose shape and values the caller checks). For module wrappers that check their
+  arguments before any call."""
   if _is_concrete_number(value):
     if not (math.isfinite(value) and value > 0):
       raise ValueError(f"{fn}: {name} must be finite and > 0, got {value!r}.")
@@ -89,7 +92,7 @@ def leaky_relu(x: jax.Array, a: float = 100.0) -> jax.Array:
   the paper asks for a in (1, inf), but any finite a > 0 is accepted.
   """
   x = _check_float_input(x, "leaky_relu")
-  _check_positive_finite("leaky_relu", "a", a)
+  check_positive_finite("leaky_relu", "a", a)
   if not _is_concrete_number(a):
     _check_divisor_array(x, a)
   return jnp.where(x >= 0, x, x * _reciprocal(a, x.dtype))
@@ -159,7 +162,11 @@ def _check_key(key: Any) -> None:
                     f"got {type(key).__name__} with dtype {dtype}.")
 
 
-def _check_impl(impl: str) -> None:
+def check_rrelu_options(lower: float = 3.0, upper: float = 8.0, sample: str = "divisor",
+                        test_slope: str = "paper", impl: str = "fast") -> None:
+  """Raises for arguments `rrelu` would reject (bounds, sample, test_slope, impl), without
+  an input; for module wrappers that check their arguments before any call."""
+  rrelu_test_slope(lower, upper, sample, test_slope)
   if impl not in RRELU_IMPLS:
     raise ValueError(f"rrelu: impl must be one of {RRELU_IMPLS}, got {impl!r}.")
 
@@ -288,8 +295,8 @@ def rrelu(x: jax.Array, key: jax.Array | None, lower: float = 3.0, upper: float 
   to x's dtype (so Eq. 5's x / 5.5 is computed as x * float32(1 / 5.5)).
   """
   x = _check_float_input(x, "rrelu")
+  check_rrelu_options(lower, upper, sample, test_slope, impl)
   test = rrelu_test_slope(lower, upper, sample, test_slope)
-  _check_impl(impl)
   if deterministic:
     return jnp.where(x >= 0, x, x * jnp.asarray(test, x.dtype))
   _check_key(key)

@@ -8,6 +8,7 @@ rectifiers without knowing which one it holds; only `RReLU` uses `deterministic`
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import re
 from collections.abc import Callable, Sequence
@@ -182,24 +183,34 @@ def rectifier_factory(spec: str | RectifierFactory) -> RectifierFactory:
     name, kwargs = "leaky_relu", {"a": float(match.group(1))}
   if name not in RECTIFIERS:
     raise _spec_error(spec, f"no rectifier called {name!r}")
-  cls = RECTIFIERS[name]
-  fields = set(cls.__dataclass_fields__) - {"parent", "name"}
-  if unknown := set(kwargs) - fields:
-    raise _spec_error(spec, f"{name} takes {sorted(fields)}, not {sorted(unknown)}")
-  factory = functools.partial(cls, **kwargs)
-  # Check the arguments now, so that a bad config fails before any model is traced.
-  _validate(factory)
-  return factory
+  if unknown := set(kwargs) - set(default_options(name)):
+    raise _spec_error(spec, f"{name} takes {sorted(default_options(name))}, not "
+                            f"{sorted(unknown)}")
+  return create(name, **kwargs)
 
 
-def _validate(factory: functools.partial) -> None:
-  cls, kwargs = factory.func, factory.keywords
-  if cls is LeakyReLU:
-    F._check_positive_finite("leaky_relu", "a", kwargs.get("a", LeakyReLU.a))
-  elif cls is ELU:
-    F._check_positive_finite("elu", "alpha", kwargs.get("alpha", ELU.alpha))
-  elif cls is RReLU:
-    F.rrelu_test_slope(kwargs.get("lower", RReLU.lower), kwargs.get("upper", RReLU.upper),
-                       kwargs.get("sample", RReLU.sample),
-                       kwargs.get("test_slope", RReLU.test_slope))
-    F._check_impl(kwargs.get("impl", RReLU.impl))
+def default_options(name: str) -> dict[str, object]:
+  """The options of rectifier `name` (its module's fields) with their defaults."""
+  if name not in RECTIFIERS:
+    raise ValueError(f"Unknown rectifier {name!r}; valid names: {', '.join(RECTIFIERS)}.")
+  return {f.name: f.default for f in dataclasses.fields(RECTIFIERS[name])
+          if f.init and f.name not in ("parent", "name")}
+
+
+def create(name: str, **options: object) -> RectifierFactory:
+  """A factory of rectifier `name` with `options` (e.g. `create("rrelu", lower=5)`),
+  shaped like `models.create`; the options are checked now, so that a bad config fails
+  before any model is traced. `rectifier_factory` parses spec strings into this call."""
+  valid = default_options(name)
+  if unknown := sorted(set(options) - set(valid)):
+    raise TypeError(f"{name} got unknown option(s) {unknown}; valid options: "
+                    f"{', '.join(valid) or '(none)'}.")
+  values = {**valid, **options}
+  if name == "leaky_relu":
+    F.check_positive_finite("leaky_relu", "a", values["a"])
+  elif name == "elu":
+    F.check_positive_finite("elu", "alpha", values["alpha"])
+  elif name == "rrelu":
+    F.check_rrelu_options(values["lower"], values["upper"], values["sample"],
+                          values["test_slope"], values["impl"])
+  return functools.partial(RECTIFIERS[name], **options)

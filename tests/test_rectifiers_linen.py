@@ -137,3 +137,17 @@ def test_exact_gelu_is_x_times_the_normal_cdf():
 def test_elu_rejects_a_non_positive_alpha():
   with pytest.raises(ValueError, match="alpha must be finite and > 0"):
     L.rectifier_factory("elu(alpha=-1)")
+
+
+def test_create_and_default_options_read_like_the_models_registry():
+  module = L.create("rrelu", lower=5.0)()
+  assert isinstance(module, L.RReLU) and module.lower == 5.0 and module.upper == 8.0
+  assert L.default_options("leaky_relu") == {"a": 100.0}
+  assert L.rectifier_factory("rrelu(lower=5)").keywords == L.create("rrelu", lower=5).keywords
+  with pytest.raises(ValueError, match="Unknown rectifier 'swish'; valid names: relu, "):
+    L.create("swish")
+  with pytest.raises(TypeError, match=r"rrelu got unknown option\(s\) \['foo'\]; valid "
+                                      r"options: lower, upper"):
+    L.create("rrelu", foo=1)
+  with pytest.raises(ValueError, match="need lower < upper"):
+    L.create("rrelu", lower=9.0)
