@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from training import run_directory
+from training import figures, run_directory
 
 # --- The paper's numbers -------------------------------------------------------------------
 
@@ -360,9 +360,7 @@ def plot_curves(runs: list[RunRecord], path: str, title: str = "",
                 metric: str = "error") -> None:
   """The paper's Figures 2-4: one column per non-ReLU setting, train (top) and test (bottom)
   curves of ReLU and that setting, mean over seeds with a ± one standard deviation band."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = figures.pyplot()
   by_setting: dict[str, list[RunRecord]] = {}
   for r in runs:
     by_setting.setdefault(r.setting, []).append(r)
@@ -410,9 +408,7 @@ def plot_rectifiers(path: str) -> None:
   initial slope 0.25 (learned per channel); RReLU's training range of slopes 1/u..1/l =
   1/8..1/3 (a ~ U(3, 8)) and its test-time line x / 5.5; and, in a fifth panel, the
   smooth activations after 2015 that the studies compare them with (ELU, GELU, SiLU)."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = figures.pyplot()
   from rectifiers import functional as F
   import jax.numpy as jnp
   x = np.linspace(-4, 4, 401)
@@ -460,10 +456,10 @@ def plot_rectifiers(path: str) -> None:
 def write_report(workdir: str, out: str | None = None) -> dict[str, str]:
   """Writes results.md, curves.png and rectifiers.png for the runs in `workdir` into `out`
   (default `workdir`); returns their paths."""
-  out = out or workdir
-  os.makedirs(out, exist_ok=True)
   runs = read_runs(workdir)
   markdown = results_markdown(runs, workdir)
+  out = out or workdir
+  os.makedirs(out, exist_ok=True)
   paths = {name: os.path.join(out, name) for name in ("results.md", "curves.png",
                                                       "rectifiers.png")}
   with open(paths["results.md"], "w") as f:
@@ -481,19 +477,25 @@ def write_report(workdir: str, out: str | None = None) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> None:
-  from absl import flags
+  from absl import flags  # pylint: disable=g-import-not-at-top
   del argv
   FLAGS = flags.FLAGS
   try:
     paths = write_report(FLAGS.workdir, FLAGS.out)
-  except (FileNotFoundError, ValueError) as e:
+  except (FileNotFoundError, ValueError, run_directory.RunDirectoryError) as e:
     raise SystemExit(f"report.py: {e}")
   print("\n".join(paths.values()))
 
 
-if __name__ == "__main__":
-  from absl import app, flags
+def _define_flags() -> None:
+  from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string("workdir", None, "A sweep's directory (WORKDIR/<setting>/seed<k>).")
   flags.DEFINE_string("out", None, "Where to write the report; default: --workdir.")
   flags.mark_flags_as_required(["workdir"])
-  app.run(main)
+
+
+if __name__ == "__main__":
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from training import command_line  # pylint: disable=g-import-not-at-top
+  _define_flags()
+  app.run(main, flags_parser=command_line.parse_flags)

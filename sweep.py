@@ -51,7 +51,7 @@ from absl import logging
 import ml_collections
 
 from rectifiers import linen as rectifiers_linen
-from training import devices, run_directory, signals
+from training import compilation_cache, devices, run_directory, signals
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SWEEP_RECORD = "sweep.json"
@@ -389,16 +389,6 @@ def _stop_all(active: dict[int, tuple[Run, subprocess.Popen, Any]]) -> None:
 # --- Command line --------------------------------------------------------------------------
 
 
-def enable_compilation_cache() -> None:
-  """A persistent XLA cache: the seeds of one setting compile the same programs (the seed is a
-  runtime argument), so only the first seed pays the compile. Subprocesses inherit it."""
-  import jax  # pylint: disable=g-import-not-at-top
-  cache = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                                os.path.join(os.path.expanduser("~"), ".cache", "rectifiers",
-                                             "xla"))
-  jax.config.update("jax_compilation_cache_dir", cache)
-
-
 def _run_one(workdir: str) -> None:
   """A `--parallel` worker: trains the config JSON read from stdin in `workdir`."""
   import train  # pylint: disable=g-import-not-at-top
@@ -420,7 +410,7 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   import train  # pylint: disable=g-import-not-at-top
   train.quiet_library_info_logs()
-  enable_compilation_cache()
+  compilation_cache.enable()
   if FLAGS.run_one:
     _run_one(FLAGS.workdir)
     return

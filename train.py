@@ -37,7 +37,8 @@ import models
 from configs import default as default_config
 from input_pipeline import augment
 from rectifiers import linen as rectifiers_linen
-from training import checkpoints, devices, progress, run_directory, signals
+from training import (checkpoints, compilation_cache, devices, figures, progress,
+                      run_directory, signals)
 
 # Independent random streams, derived from the one seed by fold_in.
 PARAMS_STREAM, DROPOUT_STREAM, RRELU_STREAM, AUGMENT_STREAM = range(4)
@@ -418,7 +419,10 @@ class Setup:
             "num_classes": d.num_classes, "image_shape": list(d.image_shape),
             "train_examples": len(d.train), "test_examples": len(d.test),
             "full_train_examples": d.full_train_examples, "subset_seed": d.subset_seed,
-            "train_eval_examples": len(self.train_eval)}
+            "train_eval_examples": len(self.train_eval),
+            # Unreadable images left out (config.skip_corrupt), named inside the folder.
+            "skipped_files": [os.path.relpath(f, self.config.dataset.partition(":")[2])
+                              for f in d.skipped_files]}
 
 
 def setup(config: ml_collections.ConfigDict, dataset: input_pipeline.Dataset) -> Setup:
@@ -490,19 +494,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     s = setup(config, load_data(config))
     run.start(record, s.dataset_record())
     saved = checkpoints.Checkpoints(workdir, config.keep_checkpoints)
-    state, epoch_metrics, data = s.init(jax.random.key(config.seed)), s.zero_metrics(), s.train_iterator()
-    elapsed = 0.0
-    if restored := saved.restore({"state": state, "epoch_metrics": epoch_metrics}):
-      state, epoch_metrics = restored.state["state"], restored.state["epoch_metrics"]
-      data.set_state(checkpoints.decode_iterator_state(restored.extra["iterator"]))
-      elapsed = restored.extra.get("wall_time", 0.0)
-      logging.info("Resumed from the checkpoint at step %d of %s.", restored.step, workdir)
-    run.keep_rows_through(restored.step if restored else None)
-    logging.info("%s with %s: %d parameters; %d %s devices in %d processes; %d steps per "
-                 "epoch.", config.model, config.rectifier, s.num_params, s.num_devices,
-                 jax.default_backend(), jax.process_count(), s.steps_per_epoch)
-
-    step, rng, clock = int(state.step), jax.random.key(config.seed), progress.RunClock(elapsed)
+    state, epoch_metrics, data, clock = _initial_or_restored(s, saved)
+    step, rng = int(state.step), jax.random.key(config.seed)
+    run.keep_rows_through(step)  # rows the checkpoint does not back are redone.
 
     def save(step: int) -> None:
       saved.save(step, {"state": state, "epoch_metrics": epoch_metrics}, {
@@ -525,11 +519,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           line.clear()
           _check_finite(jax.device_get(epoch_metrics), s.steps_per_epoch, saved)
           save(step)
-          signum, asked = stopping
-          who = f" (received by process {asked})" if jax.process_count() > 1 else ""
-          raise signals.Stopped(
-              f"Stopped by {signal.Signals(signum).name}{who} at step {step}; saved a "
-              f"checkpoint in {saved.directory}. Rerun the same command to resume.", signum)
+          raise _stopped(stopping, step, saved)
         if step % s.steps_per_epoch:
           continue
         epoch, train_sums = step // s.steps_per_epoch, jax.device_get(epoch_metrics)
@@ -541,11 +531,47 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if epoch % config.checkpoint_every_epochs == 0 or step == s.total_steps:
           save(step)
     saved.close()
-    summary = _summary(config, run.read().rows, s)
-    run.finish(summary)
-    if run.writer:
-      plot_curves(run.read().rows, run.file(run_directory.CURVES),
-                  f"{config.model} / {config.rectifier} / {config.dataset}")
+    return _finish(run, s)
+
+
+def _initial_or_restored(s: Setup, saved: checkpoints.Checkpoints
+                         ) -> tuple[TrainState, dict[str, jax.Array], Any, progress.RunClock]:
+  """(train state, the epoch's running metrics, the data iterator, the run's clock), from
+  the newest usable checkpoint, or fresh when there is none."""
+  state, epoch_metrics, data = s.init(jax.random.key(s.config.seed)), s.zero_metrics(), \
+      s.train_iterator()
+  elapsed = 0.0
+  if restored := saved.restore({"state": state, "epoch_metrics": epoch_metrics}):
+    state, epoch_metrics = restored.state["state"], restored.state["epoch_metrics"]
+    data.set_state(checkpoints.decode_iterator_state(restored.extra["iterator"]))
+    elapsed = restored.extra.get("wall_time", 0.0)
+    logging.info("Resumed from the checkpoint at step %d of %s.", restored.step, saved.workdir)
+  logging.info("%s with %s: %d parameters; %d %s devices in %d processes; %d steps per epoch.",
+               s.config.model, s.config.rectifier, s.num_params, s.num_devices,
+               jax.default_backend(), jax.process_count(), s.steps_per_epoch)
+  return state, epoch_metrics, data, progress.RunClock(elapsed)
+
+
+def _stopped(stopping: tuple[int, list[int]], step: int,
+             saved: checkpoints.Checkpoints) -> signals.Stopped:
+  signum, asked = stopping
+  who = f" (received by process {asked})" if jax.process_count() > 1 else ""
+  return signals.Stopped(f"Stopped by {signal.Signals(signum).name}{who} at step {step}; saved "
+                         f"a checkpoint in {saved.directory}. Rerun the same command to resume.",
+                         signum)
+
+
+def _finish(run: run_directory.RunDirectory, s: Setup) -> dict[str, Any]:
+  """Writes the summary (the run is finished) and the run's curves; returns the summary."""
+  config, rows = s.config, run.read().rows
+  summary = {**rows[-1], "best_test_error": min(r["test_error"] for r in rows),
+             "num_params": s.num_params, "model": config.model, "rectifier": config.rectifier,
+             "dataset": config.dataset, "seed": config.seed, "devices": s.num_devices,
+             "backend": jax.default_backend(), "processes": jax.process_count()}
+  run.finish(summary)
+  if run.writer:
+    figures.plot_run_curves(rows, run.file(run_directory.CURVES),
+                            f"{config.model} / {config.rectifier} / {config.dataset}")
   return summary
 
 
@@ -562,33 +588,6 @@ def _evaluation_row(s: Setup, state: TrainState, epoch: int, step: int,
                "| evaluated in %.1f s", epoch, row["train_error"], row["train_loss"],
                row["test_error"], row["test_loss"], images_per_sec, row["wall_time"] - start)
   return row
-
-
-def _summary(config: ml_collections.ConfigDict, rows: list[dict[str, Any]],
-             s: Setup) -> dict[str, Any]:
-  return {**rows[-1], "best_test_error": min(r["test_error"] for r in rows),
-          "num_params": s.num_params, "model": config.model, "rectifier": config.rectifier,
-          "dataset": config.dataset, "seed": config.seed, "devices": s.num_devices,
-          "backend": jax.default_backend(), "processes": jax.process_count()}
-
-
-def plot_curves(rows: list[dict[str, Any]], path: str, title: str) -> None:
-  """One run's error curves: training mode, test-mode on training images, test."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(6, 4))
-  epochs = [r["epoch"] for r in rows]
-  ax.plot(epochs, [r["train_error"] for r in rows], label="train (training mode)")
-  if all("train_eval_error" in r for r in rows):
-    ax.plot(epochs, [r["train_eval_error"] for r in rows], label="train (test mode)")
-  ax.plot(epochs, [r["test_error"] for r in rows], label="test")
-  ax.set(xlabel="epoch", ylabel="error rate", title=title)
-  ax.grid(alpha=0.3)
-  ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
 
 
 # --- Command line --------------------------------------------------------------------------
@@ -613,6 +612,7 @@ def main(argv: list[str]) -> None:
   del argv
   FLAGS = flags.FLAGS
   quiet_library_info_logs()
+  compilation_cache.enable()
   try:
     configure_devices(FLAGS.config)  # before jax.distributed or anything creates a backend.
   except ConfigError as e:

@@ -20,8 +20,6 @@ import argparse
 import datetime
 import json
 import platform
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import rectifiers as R
+from benchmarks import timing
 
 KEY = jax.random.key(0)
 
@@ -68,21 +67,6 @@ def _forward_backward(fn: Rectifier) -> Callable[..., Any]:
   return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
 
 
-def _time_round_robin(calls: dict[str, Callable[[], Any]], repeats: int,
-                      warmup: int) -> dict[str, float]:
-  """Median seconds per call; each repeat runs every call once, in turn."""
-  for _ in range(warmup):
-    for call in calls.values():
-      jax.block_until_ready(call())
-  times: dict[str, list[float]] = {name: [] for name in calls}
-  for _ in range(repeats):
-    for name, call in calls.items():
-      start = time.perf_counter()
-      jax.block_until_ready(call())
-      times[name].append(time.perf_counter() - start)
-  return {name: statistics.median(t) for name, t in times.items()}
-
-
 def run(shape: Sequence[int], dtypes: Sequence[str], repeats: int, warmup: int,
         only: Sequence[str] | None = None) -> list[dict[str, Any]]:
   rows = _rows(shape)
@@ -99,7 +83,7 @@ def run(shape: Sequence[int], dtypes: Sequence[str], repeats: int, warmup: int,
       fwd, fwd_bwd = _forward(fn), _forward_backward(fn)
       calls[(name, "fwd")] = lambda fwd=fwd, params=params: fwd(x, params)
       calls[(name, "fwd+bwd")] = lambda fwd_bwd=fwd_bwd, params=params: fwd_bwd(x, params, g)
-    medians = _time_round_robin(calls, repeats, warmup)
+    medians = timing.round_robin(calls, repeats, warmup)
     for name in rows:
       row = {"dtype": dtype_name, "rectifier": name}
       for pass_ in ("fwd", "fwd+bwd"):

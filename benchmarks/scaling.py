@@ -74,6 +74,7 @@ import models
 import train
 from input_pipeline import augment
 from models import conv as conv_lib
+from training import figures
 from training.devices import SINGLE_THREAD_XLA_FLAGS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -510,9 +511,7 @@ def format_table(points: Sequence[dict[str, Any]]) -> str:
 
 def plot(result: dict[str, Any], path: str) -> None:
   """Images/s and efficiency against devices, per mode, with the ideal (linear) line."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = figures.pyplot()
   import matplotlib.ticker
   fig, (ax_speed, ax_eff) = plt.subplots(1, 2, figsize=(10, 4))
   for mode in MODES:

@@ -27,9 +27,8 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -39,6 +38,7 @@ import optax
 
 import models
 from models import conv as conv_lib
+from benchmarks import timing
 from benchmarks.rectifiers_bench import environment
 
 PAPER_RECTIFIERS = "relu,leaky_relu_100,leaky_relu_5.5,prelu,rrelu,rrelu(impl=exact)"
@@ -90,7 +90,6 @@ def _build_train(model_name: str, rectifier: str, batch: int, width: float, dtyp
                  num_classes: int, conv_grad: str):
   import train  # The training script's step; imported lazily (it pulls in the data stack).
   from configs import nin_cifar10
-  from input_pipeline import augment
 
   if model_name != "nin":
     raise ValueError("--step train builds the NIN CIFAR-10 config; use --step minimal.")
@@ -184,19 +183,6 @@ def _torch_runs(batch: int, width: float, num_classes: int, rectifiers: Sequence
 # --- Driver ------------------------------------------------------------------------------
 
 
-def _round_robin(calls: dict[Any, Callable[[], Any]], repeats: int, warmup: int):
-  for _ in range(warmup):
-    for call in calls.values():
-      call()
-  times = {name: [] for name in calls}
-  for _ in range(repeats):
-    for name, call in calls.items():
-      start = time.perf_counter()
-      call()
-      times[name].append(time.perf_counter() - start)
-  return {name: statistics.median(t) for name, t in times.items()}
-
-
 def run(model_name: str, rectifiers: Sequence[str], batch_sizes: Sequence[int], width: float,
         dtype: str, num_classes: int, repeats: int, warmup: int, step_kind: str,
         torch_rectifiers: Sequence[str] = (),
@@ -228,7 +214,7 @@ def run(model_name: str, rectifiers: Sequence[str], batch_sizes: Sequence[int], 
       calls[(f"{name} {layout}", batch)] = step
       rows.append({"framework": "torch", "rectifier": f"{name.split()[1]} {layout}",
                    "batch": batch, "_key": f"{name} {layout}"})
-  medians = _round_robin(calls, repeats, warmup)
+  medians = timing.round_robin(calls, repeats, warmup)
   for row in rows:
     key = (row.pop("_key", row["rectifier"]), row["batch"])
     row["step_ms"] = 1e3 * medians[key]

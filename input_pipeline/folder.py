@@ -12,12 +12,12 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 from pathlib import Path
 import tempfile
 from typing import Callable, IO
 
+from absl import logging
 import numpy as np
 from PIL import Image
 

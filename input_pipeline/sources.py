@@ -12,11 +12,11 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
+from absl import logging
 import numpy as np
 
 from input_pipeline import folder as folder_lib

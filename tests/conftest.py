@@ -14,22 +14,18 @@ _FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive
 if _FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST_COMPILE}".strip()
 
-import jax  # noqa: E402  (after XLA_FLAGS, which XLA reads once)
 import ml_collections  # noqa: E402
 import pytest  # noqa: E402
 
 from configs import quickstart  # noqa: E402
+from training import compilation_cache  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR10_MINI = REPO.parent / "shared" / "data" / "cifar10-mini"
 
-_CACHE = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                               tempfile.mkdtemp(prefix="rectifiers-xla-cache-"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-jax.config.update("jax_compilation_cache_dir", _CACHE)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+compilation_cache.enable(os.environ.get("JAX_COMPILATION_CACHE_DIR")
+                         or tempfile.mkdtemp(prefix="rectifiers-xla-cache-"),
+                         cache_everything=True)
 
 
 @pytest.fixture(scope="session")

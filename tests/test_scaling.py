@@ -11,7 +11,7 @@ import jax
 import pytest
 
 from benchmarks import scaling
-from sweep import SINGLE_THREAD_XLA_FLAGS
+from training.devices import SINGLE_THREAD_XLA_FLAGS
 
 TINY = ["--width=0.0625", "--repeats=1", "--warmup=1", "--profile-steps=2"]
 

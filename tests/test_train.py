@@ -367,3 +367,19 @@ def test_a_killed_process_ends_the_survivor_with_an_error_naming_it(tmp_path):
   assert time.time() - start < 60
   assert ("process(es) [1] of 2 stopped answering" in out
           or "stopped sending heartbeats):\n1" in out), out[-3000:]
+
+
+def test_dataset_record_names_skipped_images_inside_the_folder(cifar10_mini, tmp_path):
+  import shutil
+  root = tmp_path / "data"
+  for c in ("airplane", "automobile"):
+    (root / "train" / c).mkdir(parents=True)
+    (root / "test" / c).mkdir(parents=True)
+    for i, f in enumerate(sorted((cifar10_mini / "train" / c).iterdir())[:6]):
+      shutil.copy(f, root / ("train" if i < 4 else "test") / c / f.name)
+  (root / "train" / "airplane" / "garbage.jpg").write_bytes(b"not an image")
+  config = tiny_config(dataset=f"folder:{root}", skip_corrupt=True, batch_size=2,
+                       eval_batch_size=2, cache_dir=str(tmp_path / "cache"))
+  record = train.setup(config, train.load_data(config)).dataset_record()
+  assert record["skipped_files"] == [os.path.join("train", "airplane", "garbage.jpg")]
+  assert record["train_examples"] == 8 and record["num_classes"] == 2

@@ -1,0 +1,31 @@
+"""Round-robin timing: the way every benchmark here compares configurations on a shared machine.
+
+Each round runs every call once, in turn, after `warmup` untimed rounds; the median over
+rounds is reported. A burst of load from another job then hits every configuration of a
+round alike, so ratios measured in one run hold even when absolute times drift.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import jax
+
+
+def round_robin(calls: dict[Hashable, Callable[[], Any]], repeats: int,
+                warmup: int) -> dict[Hashable, float]:
+  """{name: median seconds per call}; each call's result is waited for (JAX's async
+  dispatch), whatever it returns (JAX arrays, PyTorch tensors, pytrees)."""
+  for _ in range(warmup):
+    for call in calls.values():
+      jax.block_until_ready(call())
+  times: dict[Hashable, list[float]] = {name: [] for name in calls}
+  for _ in range(repeats):
+    for name, call in calls.items():
+      start = time.perf_counter()
+      jax.block_until_ready(call())
+      times[name].append(time.perf_counter() - start)
+  return {name: statistics.median(t) for name, t in times.items()}
