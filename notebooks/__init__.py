@@ -1,0 +1,1 @@
+"""The notebooks (*.ipynb) and strip.py, which keeps their committed form reviewable."""
