@@ -496,7 +496,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     saved = checkpoints.Checkpoints(workdir, config.keep_checkpoints)
     state, epoch_metrics, data, clock = _initial_or_restored(s, saved)
     step, rng = int(state.step), jax.random.key(config.seed)
-    run.keep_rows_through(step)  # rows the checkpoint does not back are redone.
+    run.resume_from(step)  # rows the checkpoint does not back are redone.
 
     def save(step: int) -> None:
       saved.save(step, {"state": state, "epoch_metrics": epoch_metrics}, {

@@ -3,7 +3,6 @@ point, damaged checkpoints, and signals to a sweep (training/run_directory.py's 
 
 import glob
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -20,7 +19,7 @@ import pytest
 import sweep
 import train
 from tests.conftest import REPO, tiny_config
-from training import checkpoints, run_directory
+from training import checkpoints, run_directory, tensorboard
 
 # 3 steps an epoch; evaluations at steps 3, 6, 9; checkpoints at 6 and 9 (the end).
 FAULT_CONFIG = dict(num_epochs=3, checkpoint_every_epochs=2, keep_checkpoints=3)
@@ -130,7 +129,7 @@ KILL_WORKER = textwrap.dedent("""
     import ml_collections
     import orbax.checkpoint as ocp
     import input_pipeline, train
-    from training import checkpoints, run_directory
+    from training import checkpoints, run_directory, tensorboard
 
     point, at = os.environ["KILL_AT"].split(":")
     at = int(at)
@@ -199,6 +198,9 @@ def test_kill_9_then_resume_ends_bit_identical_with_unique_ordered_rows(
     assert f"Resumed from the checkpoint at step {resumed_from} " in caplog.text
   assert [r["step"] for r in rows(tmp_path)] == [3, 6, 9]
   assert_bit_identical(tmp_path, reference)
+  # What TensorBoard shows follows the record: no point of the killed session survives.
+  assert tensorboard.read_scalars(str(tmp_path))["error/test"] == [
+      (r["step"], pytest.approx(r["test_error"])) for r in rows(tmp_path)]
   aside = tmp_path / run_directory.UNUSABLE
   unusable = sorted(os.listdir(aside)) if aside.exists() else []
   assert unusable == (["9", "9.reason.txt"] if kill_at == "digest:9" else [])

@@ -67,17 +67,17 @@ def test_rows_skip_a_torn_last_line_but_refuse_a_damaged_one(tmp_path):
     rd.read_rows(str(path))
 
 
-def test_rows_are_kept_through_a_step_appended_in_order_and_the_summary_removed(tmp_path):
+def test_a_resume_keeps_rows_through_its_step_drops_the_summary_and_rows_stay_ordered(tmp_path):
   with rd.RunDirectory(str(tmp_path)) as run:
     for step in (3, 6, 9):
       run.append_row({"epoch": step // 3, "step": step})
     with pytest.raises(rd.RunDirectoryError, match="Row at step 6 after one at step 9"):
       run.append_row({"epoch": 2, "step": 6})
     run.finish({"step": 9})
-    run.keep_rows_through(6)
+    run.resume_from(6)
     assert [r["step"] for r in run.read().rows] == [3, 6]
     assert run.read().summary is None
-    run.keep_rows_through(None)
+    run.resume_from(None)
     assert run.read().rows == []
 
 

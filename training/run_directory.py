@@ -5,6 +5,7 @@
     WORKDIR/metrics.jsonl   one row per evaluation, steps strictly increasing
     WORKDIR/summary.json    the final metrics; present only once the run has finished
     WORKDIR/curves.png      its learning curves
+    WORKDIR/tensorboard/    the metrics as TensorBoard events (training/tensorboard.py)
     WORKDIR/checkpoints/    orbax checkpoints (training/checkpoints.py)
     WORKDIR/checkpoints.unusable/  checkpoints that could not be restored, moved aside
     WORKDIR/.lock           held, with the operating system's file lock, by the one writer
@@ -21,7 +22,8 @@ The rules (train.py, sweep.py and report.py read and write runs only through thi
    Keys missing from an older record stand for their defaults.
 3. **Records match checkpoints.** A resumed run first drops the metrics rows after the
    checkpoint it resumes from (all rows when there is none), so rows are never doubled,
-   never out of order, and every row was produced by the training that continues.
+   never out of order, and every row was produced by the training that continues. The
+   TensorBoard events are rewritten from the kept rows at the same moment.
 4. **Finished** means `summary.json` exists and the last row reached the recorded
    `num_epochs`; the summary is written last and removed when a run trains further.
 5. **Atomic writes.** JSON files are replaced whole (write, fsync, rename); a torn last
@@ -40,6 +42,8 @@ import socket
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from training import tensorboard
 
 CONFIG, DATASET, METRICS, SUMMARY = "config.json", "dataset.json", "metrics.jsonl", "summary.json"
 CURVES, CHECKPOINTS, UNUSABLE, LOCK = ("curves.png", "checkpoints", "checkpoints.unusable",
@@ -275,6 +279,8 @@ class RunDirectory:
   def __init__(self, path: str, writer: bool = True):
     self.path, self.writer = path, writer
     self._lock = DirectoryLock(path) if writer else None
+    self._config: dict[str, Any] = {}
+    self._events: tensorboard.EventWriter | None = None
 
   def __enter__(self) -> RunDirectory:
     if self._lock is not None:
@@ -282,6 +288,8 @@ class RunDirectory:
     return self
 
   def __exit__(self, *exc) -> None:
+    if self._events is not None:
+      self._events.close()
     if self._lock is not None:
       self._lock.__exit__()
 
@@ -305,16 +313,18 @@ class RunDirectory:
 
   def start(self, config: Mapping[str, Any], dataset: Mapping[str, Any]) -> None:
     """Records the config and the data (a compatible rerun updates the neutral keys)."""
+    self._config = dict(config)
     if self.writer:
       write_json(self.file(CONFIG), dict(config))
       write_json(self.file(DATASET), dict(dataset))
 
-  def keep_rows_through(self, step: int | None) -> None:
-    """Rule 3: keeps the rows at steps <= `step` (none for None) and removes the summary
-    (training is about to continue)."""
+  def resume_from(self, step: int | None) -> None:
+    """Rule 3: training continues from the checkpoint at `step` (None or 0: from the
+    start). Keeps the rows at steps <= `step`, removes the summary, and restarts the
+    TensorBoard events from the kept rows."""
     if not self.writer:
       return
-    rows = [r for r in self.read().rows if step is not None and r["step"] <= step]
+    rows = [r for r in self.read().rows if step and r["step"] <= step]
     tmp = self.file(METRICS) + ".tmp"
     with open(tmp, "w") as f:
       f.writelines(json.dumps(r) + "\n" for r in rows)
@@ -323,6 +333,10 @@ class RunDirectory:
     os.replace(tmp, self.file(METRICS))
     if os.path.exists(self.file(SUMMARY)):
       os.remove(self.file(SUMMARY))
+    if self._events is not None:
+      self._events.close()
+    self._events = tensorboard.EventWriter(self.path, rows=rows)
+    self._events.write_config(self._config)
 
   def append_row(self, row: Mapping[str, Any]) -> None:
     """Adds one evaluation's row; its step must follow the last row's."""
@@ -336,6 +350,8 @@ class RunDirectory:
       f.write(json.dumps(dict(row)) + "\n")
       f.flush()
       os.fsync(f.fileno())
+    if self._events is not None:
+      self._events.write_row(row)
 
   def finish(self, summary: Mapping[str, Any]) -> None:
     if self.writer:

@@ -79,16 +79,19 @@ def _next_session(paths: list[str]) -> int:
 class EventWriter:
   """Writes one run's TensorBoard events into `WORKDIR/tensorboard/` (see the module doc).
 
-      with EventWriter(workdir, enabled=run.writer, rows=run.read().rows) as events:
+      with EventWriter(workdir, enabled=run.writer, rows=kept_rows) as events:
         events.write_config(config_record)
         ...
-        events.write_row(row)                # after each run.append_row(row)
+        events.write_row(row)                # after each metrics row
+
+  training/run_directory.RunDirectory does this for a training run: `resume_from` opens
+  the writer with the rows it keeps, `append_row` writes each new row.
 
   Args:
     workdir: the run directory.
     enabled: False for processes that do not write the run (nothing is created or deleted).
-    rows: the rows the run keeps (on a resume: `run.read().rows` after
-      `keep_rows_through`); the new event file replays them first. Call `write_config`
+    rows: the rows the run keeps (on a resume: those up to the checkpoint it resumes
+      from); the new event file replays them first. Call `write_config`
       in every session too: the new file's START event hides the old config.
   """
 
