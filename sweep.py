@@ -285,7 +285,8 @@ def slot_environment(slot: int, parallel: int, devices_per_run: int, gpus: Seque
     env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus[slot * devices_per_run:
                                                 (slot + 1) * devices_per_run])
     return env, []
-  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + devices.SINGLE_THREAD_XLA_FLAGS).strip()
+  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " "
+                      + devices.single_thread_xla_flags(devices_per_run)).strip()
   if taskset and len(cores) >= parallel * devices_per_run:
     mine = cores[slot * devices_per_run:(slot + 1) * devices_per_run]
     return env, ["taskset", "-c", ",".join(map(str, mine))]

@@ -404,10 +404,9 @@ class Setup:
       for local in input_pipeline.eval_batches(source, batch_size=batch_size,
                                                shard_index=jax.process_index(),
                                                shard_count=jax.process_count()):
-        out = self.eval_step(state, input_pipeline.to_device(local, self.data_sharding),
-                             self.mean_image)
-        sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
-      sums = jax.device_get(sums)
+        out = jax.device_get(self.eval_step(
+            state, input_pipeline.to_device(local, self.data_sharding), self.mean_image))
+        sums = out if sums is None else jax.tree.map(np.add, sums, out)
       row.update({f"{prefix}_error": float(sums["errors"] / sums["count"]),
                   f"{prefix}_loss": float(sums["loss"] / sums["count"]),
                   f"{prefix}_examples": int(sums["count"])})

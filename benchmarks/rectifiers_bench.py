@@ -30,7 +30,6 @@ import numpy as np
 import rectifiers as R
 from benchmarks import timing
 
-KEY = jax.random.key(0)
 
 # name -> f(x, params) with params a dict of float arrays that get gradients too.
 Rectifier = Callable[[jax.Array, dict[str, jax.Array]], jax.Array]
@@ -38,6 +37,7 @@ Rectifier = Callable[[jax.Array, dict[str, jax.Array]], jax.Array]
 
 def _rows(shape: Sequence[int]) -> dict[str, tuple[Rectifier, dict[str, Any]]]:
   channels = shape[-1]
+  key = jax.random.key(0)  # made here, not at import: importing must not start JAX's backend.
   per_channel = tuple(d if i in (0, len(shape) - 1) else 1 for i, d in enumerate(shape))
   return {
       "copy": (lambda x, p: jnp.copy(x), {}),
@@ -47,13 +47,13 @@ def _rows(shape: Sequence[int]) -> dict[str, tuple[Rectifier, dict[str, Any]]]:
       "prelu(per channel)": (lambda x, p: R.prelu(x, p["slope"]),
                              {"slope": np.full((channels,), 0.25, np.float32)}),
       "rrelu test": (lambda x, p: R.rrelu(x, None, deterministic=True), {}),
-      "rrelu exact": (lambda x, p: R.rrelu(x, KEY, impl="exact"), {}),
-      "rrelu fast": (lambda x, p: R.rrelu(x, KEY, impl="fast"), {}),
-      "rrelu fast slope": (lambda x, p: R.rrelu(x, KEY, sample="slope", impl="fast"), {}),
+      "rrelu exact": (lambda x, p: R.rrelu(x, key, impl="exact"), {}),
+      "rrelu fast": (lambda x, p: R.rrelu(x, key, impl="fast"), {}),
+      "rrelu fast slope": (lambda x, p: R.rrelu(x, key, sample="slope", impl="fast"), {}),
       "rrelu exact per-channel": (
-          lambda x, p: R.rrelu(x, KEY, noise_shape=per_channel, impl="exact"), {}),
+          lambda x, p: R.rrelu(x, key, noise_shape=per_channel, impl="exact"), {}),
       "rrelu fast per-channel": (
-          lambda x, p: R.rrelu(x, KEY, noise_shape=per_channel, impl="fast"), {}),
+          lambda x, p: R.rrelu(x, key, noise_shape=per_channel, impl="fast"), {}),
   }
 
 

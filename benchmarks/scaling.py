@@ -75,7 +75,7 @@ import train
 from input_pipeline import augment
 from models import conv as conv_lib
 from training import figures
-from training.devices import SINGLE_THREAD_XLA_FLAGS
+from training.devices import single_thread_xla_flags
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_CONFIGS = {"nin": "configs/nin_cifar10.py",
@@ -381,7 +381,7 @@ def _worker_env(devices_per_process: int, threads: str) -> dict[str, str]:
   flags = _DEVICE_COUNT_FLAG.sub("", env.get("XLA_FLAGS", ""))
   flags += f" --xla_force_host_platform_device_count={devices_per_process}"
   if threads == "1":
-    flags += " " + SINGLE_THREAD_XLA_FLAGS
+    flags += " " + single_thread_xla_flags(devices_per_process)
   env["XLA_FLAGS"] = " ".join(flags.split())
   env["JAX_PLATFORMS"] = "cpu"
   env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)

@@ -35,10 +35,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 import models
 from models import conv as conv_lib
 from benchmarks import timing
+from training import devices
 from benchmarks.rectifiers_bench import environment
 
 PAPER_RECTIFIERS = "relu,leaky_relu_100,leaky_relu_5.5,prelu,rrelu,rrelu(impl=exact)"
@@ -101,15 +103,22 @@ def _build_train(model_name: str, rectifier: str, batch: int, width: float, dtyp
                         **train.model_options(config))
   tx = train.make_optimizer(config, train.learning_rate_schedule(config, steps_per_epoch=390))
   augment_config = train.augment_config(config)
-  state = jax.jit(functools.partial(train.create_train_state, config, model, IMAGE_SHAPE, tx))(
-      jax.random.key(0))
+  # As train.py runs it: the batch split over every device, the state replicated.
+  mesh = Mesh(np.asarray(jax.devices()), ("data",))
+  data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+  state = jax.jit(functools.partial(train.create_train_state, config, model, IMAGE_SHAPE, tx),
+                  out_shardings=replicated)(jax.random.key(0))
   rng = np.random.default_rng(0)
-  data = {"image": jnp.asarray(rng.integers(0, 256, (batch, *IMAGE_SHAPE)), jnp.uint8),
-          "label": jnp.asarray(rng.integers(0, num_classes, batch), jnp.int32)}
+  data = jax.device_put(
+      {"image": rng.integers(0, 256, (batch, *IMAGE_SHAPE)).astype(np.uint8),
+       "label": rng.integers(0, num_classes, batch).astype(np.int32)}, data_sharding)
   step = jax.jit(functools.partial(train.train_step, model=model, tx=tx,
                                    augment_config=augment_config,
-                                   input_scale=config.input_scale), donate_argnums=(0,))
-  return step, state, (data, jax.random.key(1), jnp.zeros(IMAGE_SHAPE, jnp.float32))
+                                   input_scale=config.input_scale),
+                 in_shardings=(replicated, data_sharding, replicated, replicated),
+                 out_shardings=(replicated, replicated), donate_argnums=(0,))
+  mean_image = jax.device_put(np.zeros(IMAGE_SHAPE, np.float32), replicated)
+  return step, state, (data, jax.random.key(1), mean_image)
 
 
 BUILDERS = {"train": _build_train, "minimal": _build_minimal}
@@ -261,8 +270,13 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--torch", action="store_true",
                       help="also time PyTorch's NIN step (NCHW and channels-last)")
   parser.add_argument("--torch-rectifiers", default="relu", help="comma separated: relu,rrelu")
+  parser.add_argument("--cpu-devices", type=int, default=1,
+                      help="CPU: XLA devices for the train step, the batch split over them "
+                           "(train.py's config.cpu_devices: 0 = one single-threaded device "
+                           "per core; 1 = one multi-threaded device, the default here)")
   parser.add_argument("--json", default=None, help="also write the results here")
   args = parser.parse_args(argv)
+  devices.configure_cpu_devices(args.cpu_devices)  # before anything starts JAX's backend.
   # Specs may contain commas ("rrelu(lower=3, upper=8)"): split on ';' if present.
   sep = ";" if ";" in args.rectifiers else ","
   rectifiers = [r.strip() for r in args.rectifiers.split(sep) if r.strip()]
@@ -279,7 +293,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                args.repeats, args.warmup, args.step, torch_rectifiers, conv_grads)
   env = {**environment(), **{k: v for k, v in result.items() if k != "rows"}}
   print(f"{args.model} width {args.width} {args.dtype}, step={args.step}, median of "
-        f"{args.repeats} after {args.warmup} warm-up; jax {env['jax']}"
+        f"{args.repeats} after {args.warmup} warm-up; {jax.device_count()} "
+        f"{jax.default_backend()} device(s); jax {env['jax']}"
         + (f", torch {env['torch']} ({env['torch_threads']} threads)" if "torch" in env else "")
         + f", {env['date']}")
   print(format_table(result["rows"]))
@@ -287,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with open(args.json, "w") as f:
       json.dump({"benchmark": "train_step", "model": args.model, "width": args.width,
                  "dtype": args.dtype, "step": args.step, "repeats": args.repeats,
+                 "cpu_devices": args.cpu_devices, "devices": jax.device_count(),
                  "warmup": args.warmup, "environment": env, "results": result["rows"]},
                 f, indent=1)
 

@@ -30,4 +30,8 @@ def get_config(rectifier: str = "rrelu") -> ml_collections.ConfigDict:
   config.eval_every_epochs = 2
   config.checkpoint_every_epochs = 10
   config.log_every_steps = 20
+  # One XLA:CPU device, not one per core: at this size (8x8 images, 61k parameters) the
+  # per-device work is too small for data parallelism to pay. Measured on 2 cores, end to
+  # end: 29.9 s on one device, 32.9 s on two (medians of 3).
+  config.cpu_devices = 1
   return config

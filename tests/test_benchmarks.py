@@ -70,3 +70,19 @@ def test_train_step_bench_rejects_an_unknown_conv_grad(capsys):
   with pytest.raises(SystemExit):
     train_step_bench.main(["--conv-grad", "xla,fast"])
   assert "unknown --conv-grad ['fast']; valid: xla,forward" in capsys.readouterr().err
+
+
+def test_train_step_bench_splits_the_batch_over_the_cpu_devices_it_asks_for(tmp_path):
+  import subprocess
+  import sys
+  from tests.conftest import REPO
+  out = tmp_path / "two.json"
+  result = subprocess.run(
+      [sys.executable, "-m", "benchmarks.train_step_bench", "--width", "0.0625",
+       "--batch-sizes", "4", "--repeats", "1", "--warmup", "0", "--rectifiers", "relu",
+       "--cpu-devices", "2", "--json", str(out)],
+      cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  record = json.loads(out.read_text())
+  assert record["devices"] == 2 and record["cpu_devices"] == 2
+  assert "2 cpu device(s)" in result.stdout

@@ -11,7 +11,7 @@ import jax
 import pytest
 
 from benchmarks import scaling
-from training.devices import SINGLE_THREAD_XLA_FLAGS
+from training.devices import single_thread_xla_flags
 
 TINY = ["--width=0.0625", "--repeats=1", "--warmup=1", "--profile-steps=2"]
 
@@ -49,7 +49,8 @@ def test_points_report_spread_throughput_compile_time_and_environment(both_modes
   assert env["command"].startswith("python -m benchmarks.scaling --devices=1,2 --mode=both")
   assert [w["device_count"] for w in env["workers"]] == [1, 2]
   # One single-threaded XLA:CPU device per core: the default layout under test.
-  assert all(SINGLE_THREAD_XLA_FLAGS in w["xla_flags"] for w in env["workers"])
+  assert all(single_thread_xla_flags(w["device_count"]) in w["xla_flags"]
+             for w in env["workers"])
   assert result["model"] == "nin" and result["width"] == 0.0625
   assert result["conv_grad"] == "forward" and result["cpu_threads_per_device"] == "1"
 

@@ -164,6 +164,11 @@ def test_on_cpu_each_slot_is_pinned_to_its_own_cores_with_single_threaded_xla():
   env, prefix = sweep.slot_environment(1, 2, 2, [], [0, 1, 2, 3], {}, taskset=True)
   assert prefix == ["taskset", "-c", "2,3"]
   assert "--xla_cpu_multi_thread_eigen=false" in env["XLA_FLAGS"]
+  # Two devices in one process: the runtime's pool keeps its threads (a collective needs
+  # both devices' computations in flight); one device gets one thread.
+  assert "intra_op_parallelism_threads" not in env["XLA_FLAGS"]
+  env, _ = sweep.slot_environment(1, 2, 1, [], [0, 1], {}, taskset=True)
+  assert "intra_op_parallelism_threads=1" in env["XLA_FLAGS"]
   assert "CUDA_VISIBLE_DEVICES" not in env
   # Too few cores (or no taskset): not pinned, still single-threaded.
   env, prefix = sweep.slot_environment(1, 2, 2, [], [0, 1], {}, taskset=True)

@@ -17,8 +17,17 @@ from collections.abc import Sequence
 from absl import logging
 import jax
 
-# One XLA:CPU thread per device: each device is one core's worth of work.
-SINGLE_THREAD_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+def single_thread_xla_flags(devices: int) -> str:
+  """XLA_FLAGS for one compute thread per device (each device is a core's worth of work).
+
+  With one device the runtime's own thread pool is cut to one thread too. With several it
+  must not be: their computations run concurrently on that pool, and a collective (the
+  gradient all-reduce) waits for all of them, so one thread deadlocks it (XLA aborts after
+  40 s: "Expected 2 threads to join the rendezvous").
+  """
+  flags = "--xla_cpu_multi_thread_eigen=false"
+  return f"{flags} intra_op_parallelism_threads=1" if devices == 1 else flags
+
 _FORCED_COUNT = "--xla_force_host_platform_device_count"
 
 
@@ -58,7 +67,7 @@ def configure_cpu_devices(cpu_devices: int) -> None:
           wanted, cpu_devices)
     return
   if wanted > 1 and "xla_cpu_multi_thread_eigen" not in flags:
-    os.environ["XLA_FLAGS"] = f"{flags} {SINGLE_THREAD_XLA_FLAGS}".strip()
+    os.environ["XLA_FLAGS"] = f"{flags} {single_thread_xla_flags(wanted)}".strip()
 
 
 def mesh_devices(devices: Sequence[jax.Device], batch_sizes: Sequence[int]) -> list[jax.Device]:
