@@ -69,6 +69,9 @@ DISPLAY_NAMES = {"relu": "ReLU", "leaky_relu_100": "Leaky ReLU, a=100",
                  "rrelu": "RReLU (y = x / 5.5 at test)", "elu": "ELU", "gelu": "GELU",
                  "silu": "SiLU"}
 BASELINE = "relu"
+# Pairs the paper's observations 2-3 are about (RReLU's randomness against a fixed or a
+# learned slope), reported when a sweep has both settings.
+LEAKY_PAIRS = (("rrelu", "leaky_relu_5.5"), ("rrelu", "prelu"), ("prelu", "leaky_relu_5.5"))
 
 
 def display_name(setting: str) -> str:
@@ -304,6 +307,22 @@ def results_markdown(runs: list[RunRecord], workdir: str = "") -> str:
     lines.append("")
   else:
     lines += ["No ReLU runs: no differences to ReLU.", ""]
+
+  pairs = [(a, b) for a, b in LEAKY_PAIRS if a in settings and b in settings]
+  if pairs:
+    lines += ["## Between the leaky rectifiers, paired over seeds", "",
+              "The paper's claims about RReLU and PReLU (§4, observations 2 and 3) compare "
+              "them with each other and with the fixed slope of Leaky ReLU a=5.5, RReLU's "
+              "test-time slope; the same paired intervals as above.", "",
+              "| Pair | " + " | ".join(f"Δ {c.label.split(' (')[0]} [95% CI]" for c in columns)
+              + " | pairs |", "|---|" + "---:|" * (len(columns) + 1)]
+    for a, b in pairs:
+      diffs = [paired_difference(values[c.key][a], values[c.key][b]) for c in columns]
+      lines.append("| " + " | ".join(
+          [f"{display_name(a)} − {display_name(b)}"]
+          + [_fmt_diff(d, c.metric) for d, c in zip(diffs, columns)] + [str(diffs[-1].n)])
+          + " |")
+    lines.append("")
 
   lines += ["## Other numbers", "",
             "Best test error over all evaluated epochs (selected on the test set, hence "

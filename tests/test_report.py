@@ -131,3 +131,28 @@ def test_no_finished_runs_is_a_clear_error(tmp_path):
                                  "test_loss": 0.2}, finished=False)
   with pytest.raises(ValueError, match="No finished runs"):
     report.results_markdown(report.read_runs(str(tmp_path)), str(tmp_path))
+
+
+def test_test_mode_training_error_the_gap_and_the_leaky_pairs_are_reported(tmp_path):
+  # (train_eval_error, test_error) per seed: gaps RReLU 0.50, 0.52; a=5.5 0.55, 0.56.
+  values = {"relu": [(0.00, 0.62), (0.01, 0.63)], "leaky_relu_5.5": [(0.00, 0.55), (0.00, 0.56)],
+            "rrelu": [(0.02, 0.52), (0.03, 0.55)]}
+  for setting, seeds in values.items():
+    for seed, (train_eval, test) in enumerate(seeds):
+      fake_run(tmp_path, setting, seed, {"train_error": 0.1, "test_error": test,
+                                         "train_loss": 0.3, "test_loss": 1.5})
+      path = os.path.join(tmp_path, setting, f"seed{seed}", "metrics.jsonl")
+      rows = [json.loads(l) for l in open(path)]
+      for r in rows:
+        r.update(train_eval_error=train_eval, train_eval_loss=0.1, train_eval_examples=500)
+      with open(path, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+  markdown = report.results_markdown(report.read_runs(str(tmp_path)), str(tmp_path))
+  cells = table_row(markdown, "RReLU (y = x / 5.5 at test)")
+  assert cells[3] == "2.50 ± 0.71"   # train error, test mode
+  assert cells[6] == "51.00 ± 1.41"  # gap: (0.50, 0.52)
+  pair = table_row(markdown, "RReLU (y = x / 5.5 at test) − Leaky ReLU, a=5.5", section=2)
+  # Test error: d = (-0.03, -0.01), mean -2.00 points, t(0.975, 1) * 1.414 / sqrt 2 = 12.71.
+  assert pair[3].startswith("-2.00 [-14.71, +10.71]")
+  # Gap: d = (0.50 - 0.55, 0.52 - 0.56) = (-0.05, -0.04): mean -4.50 points.
+  assert pair[4].startswith("-4.50 [")
