@@ -1,4 +1,4 @@
-r"""A small Network-in-Network with RReLU on scikit-learn's digits: offline, ~2 minutes on 2 CPU cores.
+r"""A small Network-in-Network with RReLU on scikit-learn's digits: offline, ~30 s on 2 CPU cores.
 
     python train.py --config=configs/quickstart.py --workdir=runs/quickstart
     python train.py --config=configs/quickstart.py:relu --workdir=runs/quickstart-relu
