@@ -177,8 +177,8 @@ def check_data(config: ml_collections.ConfigDict, dataset: input_pipeline.Datase
   """What only the data can tell: enough classes, examples and pixels for this config."""
   where = f"config.dataset {config.dataset!r}"
   if dataset.num_classes < 2:
-    raise ConfigError(f"{where} has {dataset.num_classes} class ({dataset.class_names}); "
-                      "a classifier needs at least 2.")
+    raise ConfigError(f"{where} has {dataset.num_classes} class "
+                      f"({', '.join(dataset.class_names)}); a classifier needs at least 2.")
   if len(dataset.test) == 0:
     raise ConfigError(f"{where} has no test examples: add a test/ folder or set "
                       "config.holdout to hold out part of train/.")

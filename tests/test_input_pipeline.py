@@ -369,3 +369,35 @@ def test_tfds_train_examples_subsets_a_random_access_source(tmp_path):
       np.testing.assert_array_equal(ds.train[i]["image"], full.train[int(j)]["image"])
     images = np.stack([ds.train[i]["image"] for i in range(20)])
     np.testing.assert_allclose(ds.mean_image, images.mean(0), rtol=1e-5)
+
+
+def test_empty_class_folders_are_refused_by_name(tmp_path):
+  (tmp_path / "train" / "a").mkdir(parents=True)
+  (tmp_path / "train" / "b").mkdir(parents=True)
+  Image.new("RGB", (4, 4)).save(tmp_path / "train" / "a" / "0.png")
+  with pytest.raises(ValueError, match=r"1 class folder\(s\) have no images: .*train/b\. "
+                                       r"Every folder of train/ is a class"):
+    input_pipeline.load(f"folder:{tmp_path}", cache_dir=str(tmp_path / "cache"))
+
+
+def test_a_damaged_cache_is_decoded_again_with_a_warning(tmp_path, caplog):
+  for c in ("a", "b"):
+    (tmp_path / "data" / "train" / c).mkdir(parents=True)
+    Image.new("RGB", (4, 4), (10, 20, 30)).save(tmp_path / "data" / "train" / c / "0.png")
+  cache = tmp_path / "cache"
+  first = input_pipeline.load(f"folder:{tmp_path / 'data'}", cache_dir=str(cache))
+  [cached] = list(cache.glob("folder-*.npz"))
+  cached.write_bytes(cached.read_bytes()[:100])  # truncated, as by a full disk
+  with caplog.at_level(logging.WARNING):
+    again = input_pipeline.load(f"folder:{tmp_path / 'data'}", cache_dir=str(cache))
+  assert "is unreadable" in caplog.text and "decoding" in caplog.text
+  np.testing.assert_array_equal(again.train.images, first.train.images)
+  assert np.load(cached)["train_images"].shape == first.train.images.shape  # rewritten
+
+
+@needs_mini
+def test_the_corrupt_image_hint_names_the_config_key(tmp_path):
+  root = _small_copy(tmp_path / "data", classes=2, per_class=2)
+  (root / "train" / "airplane" / "bad.jpg").write_bytes(b"not an image")
+  with pytest.raises(input_pipeline.CorruptImagesError, match=r"config.skip_corrupt=True"):
+    input_pipeline.load(f"folder:{root}", cache_dir=str(tmp_path / "cache"))

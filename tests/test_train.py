@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -161,6 +162,15 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     ("dataset", "mnist", r"config.dataset: .*mnist"),
     ("augment.crop", "sideways", r"config.augment: .*crop"),
     ("model_options.depth", 3, r"config.model / config.model_options: .*depth"),
+    ("learning_rate", float("nan"), r"config.learning_rate must be a finite number > 0, got nan"),
+    ("learning_rate", float("inf"), r"config.learning_rate must be a finite number > 0, got inf"),
+    ("weight_decay", float("nan"), r"config.weight_decay must be a finite number >= 0"),
+    ("input_scale", float("inf"), r"config.input_scale must be a finite number > 0"),
+    ("momentum", float("nan"), r"config.momentum must be a finite number in \[0, 1\)"),
+    ("lr_decay_epochs", ("abc",), r"config.lr_decay_epochs must be a list of epochs"),
+    ("batch_size", 2000, r"config.batch_size=2000 is larger than the training split"),
+    ("model", "ndsb", r"ndsb on the images .* at least 28x28 pixels"),
+    ("cpu_devices", -1, r"config.cpu_devices must be an int >= 0"),
 ])
 def test_config_errors_name_the_key_before_anything_compiles(key, value, match, tmp_path):
   config = tiny_config().to_dict()
@@ -169,6 +179,10 @@ def test_config_errors_name_the_key_before_anything_compiles(key, value, match, 
   for p in parents:
     node = node[p]
   node[leaf] = value
+  if (key, value) == ("model", "ndsb"):
+    node["model_options"] = {}
+  if key == "batch_size":  # with steps_per_epoch set, the split's size was never checked
+    node["steps_per_epoch"] = 3
   config = ml_collections.ConfigDict(config)
   with pytest.raises(train.ConfigError, match=match):
     train.train_and_evaluate(config, str(tmp_path))
@@ -383,3 +397,47 @@ def test_dataset_record_names_skipped_images_inside_the_folder(cifar10_mini, tmp
   record = train.setup(config, train.load_data(config)).dataset_record()
   assert record["skipped_files"] == [os.path.join("train", "airplane", "garbage.jpg")]
   assert record["train_examples"] == 8 and record["num_classes"] == 2
+
+
+def test_a_one_class_dataset_is_refused(tmp_path):
+  from PIL import Image
+  for split in ("train", "test"):
+    (tmp_path / "data" / split / "only").mkdir(parents=True)
+    for i in range(4):
+      Image.new("RGB", (8, 8), (i, 0, 0)).save(tmp_path / "data" / split / "only" / f"{i}.png")
+  config = tiny_config(dataset=f"folder:{tmp_path / 'data'}", batch_size=2, eval_batch_size=2,
+                       cache_dir=str(tmp_path / "cache"))
+  with pytest.raises(train.ConfigError, match=r"has 1 class \(only\); a classifier needs "
+                                              r"at least 2"):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+CLI_ERRORS = [
+    (["--config=configs/quickstart.py", "--config.learning_rat=0.1"],
+     r"Unknown config key 'learning_rat' in --config.learning_rat=0.1. Did you mean "
+     r"'learning_rate'\?"),
+    (["--config=configs/quickstart.py", "--config.model_options.widht=0.5"],
+     r"Unknown config key 'model_options.widht' .* Did you mean 'model_options.width'\? "
+     r"The options of the model: conv_grad, dropout_rate, kernel_init, rectify_last, "
+     r"second_pool, width"),
+]
+
+
+@pytest.mark.parametrize("args,match", CLI_ERRORS)
+def test_a_bad_config_flag_is_one_line_with_the_valid_names(args, match, tmp_path):
+  out = subprocess.run([sys.executable, "train.py", f"--workdir={tmp_path}", *args], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode == 2
+  assert re.search(match, out.stderr), out.stderr[-2000:]
+  assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 2
+
+
+def test_any_model_option_can_be_overridden_on_the_command_line(tmp_path):
+  """configs/nin_cifar10.py sets kernel_init and conv_grad only; width is still an option."""
+  out = subprocess.run([sys.executable, "train.py", "--config=configs/nin_cifar10.py",
+                        f"--workdir={tmp_path}", "--config.model_options.width=0.125",
+                        "--config.data_dir=" + str(tmp_path / "no-tfds")], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+  # It gets as far as looking for the data (not prepared here), past flag parsing.
+  assert "is not prepared as ArrayRecord" in out.stderr, out.stderr[-2000:]
+  assert "AttributeError" not in out.stderr
