@@ -310,17 +310,23 @@ def results_markdown(runs: list[RunRecord], workdir: str = "") -> str:
 
   pairs = [(a, b) for a, b in LEAKY_PAIRS if a in settings and b in settings]
   if pairs:
+    # Overfitting shows in the test log-loss (confident mistakes) before the error rate.
+    pair_columns = columns + ([Column("test_loss", "test log-loss", "log-loss")]
+                              if metric == "error" else [])
+    pair_values = {**values, "test_loss": loss_vals}
     lines += ["## Between the leaky rectifiers, paired over seeds", "",
               "The paper's claims about RReLU and PReLU (§4, observations 2 and 3) compare "
               "them with each other and with the fixed slope of Leaky ReLU a=5.5, RReLU's "
               "test-time slope; the same paired intervals as above.", "",
-              "| Pair | " + " | ".join(f"Δ {c.label.split(' (')[0]} [95% CI]" for c in columns)
-              + " | pairs |", "|---|" + "---:|" * (len(columns) + 1)]
+              "| Pair | " + " | ".join(f"Δ {c.label.split(' (')[0]} [95% CI]"
+                                     for c in pair_columns)
+              + " | pairs |", "|---|" + "---:|" * (len(pair_columns) + 1)]
     for a, b in pairs:
-      diffs = [paired_difference(values[c.key][a], values[c.key][b]) for c in columns]
+      diffs = [paired_difference(pair_values[c.key][a], pair_values[c.key][b])
+               for c in pair_columns]
       lines.append("| " + " | ".join(
           [f"{display_name(a)} − {display_name(b)}"]
-          + [_fmt_diff(d, c.metric) for d, c in zip(diffs, columns)] + [str(diffs[-1].n)])
+          + [_fmt_diff(d, c.metric) for d, c in zip(diffs, pair_columns)] + [str(diffs[-1].n)])
           + " |")
     lines.append("")
 

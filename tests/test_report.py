@@ -139,8 +139,9 @@ def test_test_mode_training_error_the_gap_and_the_leaky_pairs_are_reported(tmp_p
             "rrelu": [(0.02, 0.52), (0.03, 0.55)]}
   for setting, seeds in values.items():
     for seed, (train_eval, test) in enumerate(seeds):
+      test_loss = 1.5 + 0.1 * seed * (setting == "rrelu")
       fake_run(tmp_path, setting, seed, {"train_error": 0.1, "test_error": test,
-                                         "train_loss": 0.3, "test_loss": 1.5})
+                                         "train_loss": 0.3, "test_loss": test_loss})
       path = os.path.join(tmp_path, setting, f"seed{seed}", "metrics.jsonl")
       rows = [json.loads(l) for l in open(path)]
       for r in rows:
@@ -156,3 +157,5 @@ def test_test_mode_training_error_the_gap_and_the_leaky_pairs_are_reported(tmp_p
   assert pair[3].startswith("-2.00 [-14.71, +10.71]")
   # Gap: d = (0.50 - 0.55, 0.52 - 0.56) = (-0.05, -0.04): mean -4.50 points.
   assert pair[4].startswith("-4.50 [")
+  # Test log-loss: d = (0.0, 0.1), mean 0.05, half-width 12.706 * 0.0707 / sqrt 2 = 0.6353.
+  assert pair[5] == "+0.0500 [-0.5853, +0.6853]"
