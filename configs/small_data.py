@@ -23,8 +23,9 @@ weight decay 1e-4 on kernels, He initialisation (N(0, 0.05) does not train a nar
 raw pixels minus the mean image x 1/255, no augmentation. 150 epochs at 500 images
 (2,250 steps); at 2,000 images 60 epochs (3,720 steps). A first launch with a 2-epoch
 warm-up was stopped when ReLU without dropout did not train on seed 0 (its units died:
-70% training error at the end); with a 10-epoch warm-up ReLU reached 0% (no dropout) and
-5.4% (dropout) in single pilot runs. Each evaluation also measures the
+70% training error at the end); with a 10-epoch warm-up (and the decay at epoch 120)
+single ReLU pilot runs ended at 0% (no dropout) and 5.4% (dropout) test-mode training
+error. results/small-data/README.md tells the whole choice. Each evaluation also measures the
 deterministic-mode error on the training images (`train_eval_error`), which is what
 "fits the training set" means here; the training-mode running average
 (`train_error`) still carries dropout and RReLU noise.

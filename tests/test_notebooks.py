@@ -78,7 +78,10 @@ def test_results_notebook_reads_a_study_with_train_eval_columns(tmp_path, monkey
   text = _text_outputs(nb)
   assert "10 finished runs" in text
   assert "train, test mode" in text and "gap: test − train (test mode)" in text
-  assert "PReLU" in text and "Leaky ReLU" not in text
+  # The study in detail holds the two settings it was given; the last section then sets
+  # every committed study side by side.
+  assert "settings: ReLU (5 seeds), PReLU (5 seeds)\n" in text
+  assert "small-data/n500-nodropout: 500 images, dropout 0, 150 epochs" in text
 
 
 # --- The committed notebooks ---------------------------------------------------------------
