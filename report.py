@@ -253,7 +253,12 @@ def results_markdown(runs: list[RunRecord], workdir: str = "") -> str:
   lines = [f"# Rectifier comparison: {model} on {dataset}"
            + (f", {train_examples[0]:,} training images" if len(train_examples) == 1 else ""),
            ""]
-  lines += [f"{len(finished)} finished runs: {len(settings)} settings × seeds {seeds}; "
+  seeds_of = {s: sorted(r.seed for r in finished if r.setting == s) for s in settings}
+  same_seeds = all(v == seeds for v in seeds_of.values())
+  lines += [f"{len(finished)} finished runs: {len(settings)} settings × "
+            + (f"seeds {seeds}" if same_seeds else "seeds " + "; ".join(
+                f"{display_name(s)} {v}" for s, v in seeds_of.items()))
+            + "; "
             f"numbers at the final epoch ({', '.join(map(str, epochs))}), mean ± standard "
             "deviation over seeds (ddof=1). Training mode: running averages over the last "
             "epoch with dropout and random slopes on, as cxxnet reported them (the paper's "

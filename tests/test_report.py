@@ -159,3 +159,12 @@ def test_test_mode_training_error_the_gap_and_the_leaky_pairs_are_reported(tmp_p
   assert pair[4].startswith("-4.50 [")
   # Test log-loss: d = (0.0, 0.1), mean 0.05, half-width 12.706 * 0.0707 / sqrt 2 = 0.6353.
   assert pair[5] == "+0.0500 [-0.5853, +0.6853]"
+
+
+def test_the_first_line_names_each_settings_seeds_when_they_differ(tmp_path):
+  for setting, seeds in (("relu", (0, 1, 2)), ("elu", (0, 1))):
+    for seed in seeds:
+      fake_run(tmp_path, setting, seed, {"train_error": 0.1, "test_error": 0.2,
+                                         "train_loss": 0.3, "test_loss": 0.4})
+  markdown = report.results_markdown(report.read_runs(str(tmp_path)), str(tmp_path))
+  assert "5 finished runs: 2 settings × seeds ReLU [0, 1, 2]; ELU [0, 1]; " in markdown
