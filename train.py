@@ -424,6 +424,16 @@ class Setup:
                               for f in d.skipped_files]}
 
 
+def jit_train_step(mesh: Mesh, tx: optax.GradientTransformation, **options: Any):
+  """`train_step` jitted as training runs it (also the benchmarks' step): the batch split
+  over the mesh's "data" axis, the state, key and mean image replicated, the state donated.
+  `options` are train_step's keyword arguments (model, augment_config, input_scale)."""
+  data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+  return jax.jit(functools.partial(train_step, tx=tx, **options),
+                 in_shardings=(replicated, data_sharding, replicated, replicated),
+                 out_shardings=(replicated, replicated), donate_argnums=(0,))
+
+
 def setup(config: ml_collections.ConfigDict, dataset: input_pipeline.Dataset) -> Setup:
   """Builds the model, the mesh over the devices the batch divides, and the jitted steps."""
   batch_sizes = (config.batch_size, config.eval_batch_size or config.batch_size)
@@ -450,9 +460,7 @@ def setup(config: ml_collections.ConfigDict, dataset: input_pipeline.Dataset) ->
       init=jax.jit(functools.partial(create_train_state, config, model,
                                      augment.output_shape(dataset.image_shape, aug), tx),
                    out_shardings=replicated),
-      train_step=jax.jit(functools.partial(train_step, tx=tx, **options),
-                         in_shardings=(replicated, data_sharding, replicated, replicated),
-                         out_shardings=(replicated, replicated), donate_argnums=(0,)),
+      train_step=jit_train_step(mesh, tx, **options),
       eval_step=jax.jit(functools.partial(eval_step, **options),
                         in_shardings=(replicated, data_sharding, replicated),
                         out_shardings=replicated),

@@ -177,11 +177,8 @@ def build_train_step(config: ml_collections.ConfigDict, mesh: Mesh, global_batch
                   out_shardings=replicated)(rng)
   # Mid-grey: centred inputs, like the real data after mean subtraction.
   mean_image = jax.device_put(np.full(image_shape, 127.5, np.float32), replicated)
-  step = jax.jit(
-      functools.partial(train.train_step, model=model, tx=tx, augment_config=augment_config,
-                        input_scale=config.input_scale),
-      in_shardings=(replicated, data_sharding, replicated, replicated),
-      out_shardings=(replicated, replicated), donate_argnums=(0,))
+  step = train.jit_train_step(mesh, tx, model=model, augment_config=augment_config,
+                              input_scale=config.input_scale)
   example = input_pipeline.to_device(
       synthetic_batch(np.random.default_rng(0), global_batch // jax.process_count(),
                       image_shape, num_classes), data_sharding)

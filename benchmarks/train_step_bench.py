@@ -112,11 +112,8 @@ def _build_train(model_name: str, rectifier: str, batch: int, width: float, dtyp
   data = jax.device_put(
       {"image": rng.integers(0, 256, (batch, *IMAGE_SHAPE)).astype(np.uint8),
        "label": rng.integers(0, num_classes, batch).astype(np.int32)}, data_sharding)
-  step = jax.jit(functools.partial(train.train_step, model=model, tx=tx,
-                                   augment_config=augment_config,
-                                   input_scale=config.input_scale),
-                 in_shardings=(replicated, data_sharding, replicated, replicated),
-                 out_shardings=(replicated, replicated), donate_argnums=(0,))
+  step = train.jit_train_step(mesh, tx, model=model, augment_config=augment_config,
+                              input_scale=config.input_scale)
   mean_image = jax.device_put(np.zeros(IMAGE_SHAPE, np.float32), replicated)
   return step, state, (data, jax.random.key(1), mean_image)
 
