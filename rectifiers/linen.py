@@ -2,7 +2,8 @@
 
 Every module is called as `module(x, deterministic=None)`, so a model can swap
 rectifiers without knowing which one it holds; only `RReLU` uses `deterministic`
-(and the `"rrelu"` rng collection).
+(and the `"rrelu"` rng collection). Each records what it did to its inputs
+(`rectifiers.statistics`) when the caller makes the "activations" collection mutable.
 """
 
 from __future__ import annotations
@@ -18,8 +19,14 @@ import jax
 import jax.numpy as jnp
 
 from rectifiers import functional as F
+from rectifiers import statistics
 
 RectifierFactory = Callable[..., nn.Module]
+
+
+def _recorded(module: nn.Module, x: jax.Array, y: jax.Array) -> jax.Array:
+  statistics.sow(module, x, y)
+  return y
 
 
 class ReLU(nn.Module):
@@ -28,7 +35,7 @@ class ReLU(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool | None = None) -> jax.Array:
     del deterministic
-    return F.relu(x)
+    return _recorded(self, x, F.relu(x))
 
 
 class LeakyReLU(nn.Module):
@@ -39,7 +46,7 @@ class LeakyReLU(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool | None = None) -> jax.Array:
     del deterministic
-    return F.leaky_relu(x, self.a)
+    return _recorded(self, x, F.leaky_relu(x, self.a))
 
 
 class PReLU(nn.Module):
@@ -53,7 +60,7 @@ class PReLU(nn.Module):
     del deterministic
     slope = self.param("slope", nn.initializers.constant(self.slope_init), (x.shape[-1],),
                        self.param_dtype)
-    return F.prelu(x, slope)
+    return _recorded(self, x, F.prelu(x, slope))
 
 
 class RReLU(nn.Module):
@@ -78,13 +85,13 @@ class RReLU(nn.Module):
   def __call__(self, x: jax.Array, deterministic: bool | None = None) -> jax.Array:
     deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)
     if deterministic:
-      return F.rrelu(x, None, self.lower, self.upper, deterministic=True, sample=self.sample,
-                     test_slope=self.test_slope)
+      return _recorded(self, x, F.rrelu(x, None, self.lower, self.upper, deterministic=True,
+                                        sample=self.sample, test_slope=self.test_slope))
     noise_shape = [1 if i in self.broadcast_dims or i - x.ndim in self.broadcast_dims else d
                    for i, d in enumerate(x.shape)]
-    return F.rrelu(x, self.make_rng(self.rng_collection), self.lower, self.upper,
-                   sample=self.sample, noise_shape=noise_shape, test_slope=self.test_slope,
-                   impl=self.impl)
+    return _recorded(self, x, F.rrelu(x, self.make_rng(self.rng_collection), self.lower,
+                                      self.upper, sample=self.sample, noise_shape=noise_shape,
+                                      test_slope=self.test_slope, impl=self.impl))
 
 
 class ELU(nn.Module):
@@ -96,7 +103,7 @@ class ELU(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool | None = None) -> jax.Array:
     del deterministic
-    return jax.nn.elu(x, self.alpha)
+    return _recorded(self, x, jax.nn.elu(x, self.alpha))
 
 
 class GELU(nn.Module):
@@ -108,7 +115,7 @@ class GELU(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool | None = None) -> jax.Array:
     del deterministic
-    return jax.nn.gelu(x, approximate=self.approximate)
+    return _recorded(self, x, jax.nn.gelu(x, approximate=self.approximate))
 
 
 class SiLU(nn.Module):
@@ -118,7 +125,24 @@ class SiLU(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool | None = None) -> jax.Array:
     del deterministic
-    return jax.nn.silu(x)
+    return _recorded(self, x, jax.nn.silu(x))
+
+
+def rectified_layers(model: nn.Module, *args, **kwargs) -> list[str]:
+  """The names of `model`'s rectifier modules (`rectifiers.statistics.layer_name`) in the
+  order a call `model.init(key, *args, **kwargs)` runs them; traced, not computed."""
+  order = []
+
+  def record(next_fun, call_args, call_kwargs, context):
+    if context.method_name == "__call__" and type(context.module) in RECTIFIERS.values():
+      name = statistics.layer_name(context.module.path)
+      if name not in order:
+        order.append(name)
+    return next_fun(*call_args, **call_kwargs)
+
+  with nn.intercept_methods(record):
+    jax.eval_shape(lambda: model.init(jax.random.key(0), *args, **kwargs))
+  return order
 
 
 RECTIFIERS: dict[str, type[nn.Module]] = {
