@@ -15,12 +15,16 @@ from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from models.inception_bn import InceptionBN
 from models.ndsb import NDSBNet
 from models.nin import NetworkInNetwork
 from models.pooling import spatial_pyramid_pool
 from rectifiers.linen import rectifier_factory
+
+# Computation dtypes by the names configs and records use; parameters stay float32.
+DTYPES: dict[str, Any] = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 MODELS: dict[str, type[nn.Module]] = {
     "nin": NetworkInNetwork,
@@ -70,5 +74,5 @@ def create(name: str, *, num_classes: int, rectifier: str | Callable[..., nn.Mod
   return cls(num_classes=num_classes, rectifier=rectifier, **options)
 
 
-__all__ = ["MODELS", "create", "default_options", "valid_options", "NetworkInNetwork", "NDSBNet", "InceptionBN",
+__all__ = ["DTYPES", "MODELS", "create", "default_options", "valid_options", "NetworkInNetwork", "NDSBNet", "InceptionBN",
            "spatial_pyramid_pool"]

@@ -7,6 +7,7 @@ backend first: runs write PNGs on machines with no display.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 
@@ -16,6 +17,16 @@ def pyplot() -> Any:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   return plt
+
+
+def save(fig: Any, path: str, dpi: int = 120) -> None:
+  """Writes `fig` to `path` atomically (a reader never sees a half-written PNG: a crash
+  leaves the old file or none) and closes it."""
+  root, ext = os.path.splitext(path)
+  tmp = f"{root}.tmp{os.getpid()}{ext}"
+  fig.savefig(tmp, dpi=dpi)
+  os.replace(tmp, path)
+  pyplot().close(fig)
 
 
 def plot_run_curves(rows: list[dict[str, Any]], path: str, title: str) -> None:
@@ -31,5 +42,4 @@ def plot_run_curves(rows: list[dict[str, Any]], path: str, title: str) -> None:
   ax.grid(alpha=0.3)
   ax.legend()
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  save(fig, path, dpi=120)

@@ -2,13 +2,18 @@
 
     WORKDIR/config.json     the run's config (written before training starts)
     WORKDIR/dataset.json    the data it trains and evaluates on
+    WORKDIR/mean_image.npy  the training split's mean image, the run's preprocessing constant
+    WORKDIR/provenance.json the code versions that trained it, from which step (provenance.py)
     WORKDIR/metrics.jsonl   one row per evaluation, steps strictly increasing
     WORKDIR/summary.json    the final metrics; present only once the run has finished
     WORKDIR/curves.png      its learning curves
+    WORKDIR/model/          the final model, exported (training/export.py)
+    WORKDIR/evaluations/    evaluate.py's results on other test sets, one JSON file each
     WORKDIR/tensorboard/    the metrics as TensorBoard events (training/tensorboard.py)
     WORKDIR/checkpoints/    orbax checkpoints (training/checkpoints.py)
     WORKDIR/checkpoints.unusable/  checkpoints that could not be restored, moved aside
     WORKDIR/.lock           held, with the operating system's file lock, by the one writer
+                            (evaluate.py takes it shared: never while a writer holds it)
 
 The rules (train.py, sweep.py and report.py read and write runs only through this module):
 
@@ -26,7 +31,10 @@ The rules (train.py, sweep.py and report.py read and write runs only through thi
    TensorBoard events are rewritten from the kept rows at the same moment.
 4. **Finished** means `summary.json` exists and the last row reached the recorded
    `num_epochs`; the summary is written last and removed when a run trains further.
-5. **Atomic writes.** JSON files are replaced whole (write, fsync, rename); a torn last
+5. **One code version at a time, all of them recorded.** A resume under another commit or
+   other library versions goes on, and `provenance.json` lists each (from_step, version)
+   the kept training ran under.
+6. **Atomic writes.** JSON files are replaced whole (write, fsync, rename); a torn last
    metrics line (a crash mid-append) is ignored on reading and dropped on resume.
 """
 
@@ -43,9 +51,12 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from training import tensorboard
+import numpy as np
+
+from training import provenance, tensorboard
 
 CONFIG, DATASET, METRICS, SUMMARY = "config.json", "dataset.json", "metrics.jsonl", "summary.json"
+MEAN_IMAGE, PROVENANCE, EVALUATIONS = "mean_image.npy", "provenance.json", "evaluations"
 CURVES, CHECKPOINTS, UNUSABLE, LOCK = ("curves.png", "checkpoints", "checkpoints.unusable",
                                       ".lock")
 
@@ -54,7 +65,8 @@ CURVES, CHECKPOINTS, UNUSABLE, LOCK = ("curves.png", "checkpoints", "checkpoints
 # while it is not below the epoch the run has reached (the schedule is in absolute epochs).
 NEUTRAL_KEYS = frozenset({"eval_every_epochs", "log_every_steps", "checkpoint_every_epochs",
                           "keep_checkpoints", "eval_batch_size", "worker_count", "cache_dir",
-                          "data_dir", "num_epochs", "cpu_devices"})
+                          "data_dir", "num_epochs", "cpu_devices", "activation_statistics",
+                          "activation_histogram_every_epochs"})
 
 
 class RunDirectoryError(RuntimeError):
@@ -73,10 +85,11 @@ class ConfigMismatchError(RunDirectoryError):
 
 
 def write_json(path: str, obj: Any) -> None:
-  """Replaces `path` with `obj` as JSON, atomically: readers see the old file or the new one."""
+  """Replaces `path` with `obj` as JSON, atomically: readers see the old file or the new one.
+  Keys keep their order (a network's layers are listed in the order it runs them)."""
   tmp = f"{path}.tmp{os.getpid()}"
   with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
+    json.dump(obj, f, indent=2)
     f.write("\n")
     f.flush()
     os.fsync(f.fileno())
@@ -180,6 +193,9 @@ class RunRecord:
   dataset: dict[str, Any]
   rows: list[dict[str, Any]]
   summary: dict[str, Any] | None
+  # (from_step, code version) pairs, oldest first (training/provenance.py); [] for runs
+  # written before the code recorded it.
+  code_versions: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
   @property
   def finished(self) -> bool:
@@ -204,7 +220,19 @@ def read_run(path: str) -> RunRecord:
     file = os.path.join(path, name)
     return read_json(file) if os.path.exists(file) else None
   return RunRecord(path=path, config=optional(CONFIG) or {}, dataset=optional(DATASET) or {},
-                   rows=read_rows(os.path.join(path, METRICS)), summary=optional(SUMMARY))
+                   rows=read_rows(os.path.join(path, METRICS)), summary=optional(SUMMARY),
+                   code_versions=(optional(PROVENANCE) or {}).get("code_versions", []))
+
+
+def read_mean_image(path: str) -> np.ndarray | None:
+  """The mean image run `path` recorded (None for runs from before it was recorded)."""
+  file = os.path.join(path, MEAN_IMAGE)
+  if not os.path.exists(file):
+    return None
+  try:
+    return np.load(file, allow_pickle=False)
+  except (OSError, ValueError) as e:
+    raise RunDirectoryError(f"{file} is not a readable .npy array ({e}).") from None
 
 
 def is_finished(path: str) -> bool:
@@ -217,10 +245,14 @@ def is_finished(path: str) -> bool:
 class DirectoryLock:
   """An exclusive `fcntl.flock` on `directory/.lock`, with the holder's pid, host and
   command written inside for the message a second process gets. Creates the directory;
-  fails with a clear message if it cannot be written."""
+  fails with a clear message if it cannot be written.
 
-  def __init__(self, directory: str, what: str = "run"):
-    self.directory, self.what = directory, what
+  `shared=True` takes a shared lock instead (readers that write beside the record, like
+  evaluate.py): any number of them at once, never while a writer holds it, and no writer
+  while one of them does."""
+
+  def __init__(self, directory: str, what: str = "run", shared: bool = False):
+    self.directory, self.what, self.shared = directory, what, shared
     self._file = None
 
   def __enter__(self) -> DirectoryLock:
@@ -233,16 +265,22 @@ class DirectoryLock:
                               f"{e.strerror}. Choose a directory you can write to.") from None
     self._file = os.fdopen(fd, "r+")
     try:
-      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      fcntl.flock(self._file, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except OSError as e:
       holder = self._file.read().strip() or "another process"
       self._file.close()
       self._file = None
       if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
         raise
+      if self.shared:
+        raise RunInUseError(f"{self.directory} is in use by {holder}, which is writing it (or "
+                            f"reading it as a writer would); it cannot be read for this "
+                            "until that ends. Wait for it to finish or stop it.") from None
       raise RunInUseError(f"{self.directory} is in use by {holder}: one {self.what} writes "
                           "there at a time. Wait for it to finish or stop it, or use another "
                           "directory.") from None
+    if self.shared:  # the holder line belongs to the writer; readers leave it alone.
+      return self
     self._file.seek(0)
     self._file.truncate()
     self._file.write(f"pid {os.getpid()} on host {socket.gethostname()} since "
@@ -311,12 +349,33 @@ class RunDirectory:
     reached = record.rows[-1]["epoch"] if record.rows else 0
     check_resumable(record.config, config, defaults, reached, self.path)
 
-  def start(self, config: Mapping[str, Any], dataset: Mapping[str, Any]) -> None:
-    """Records the config and the data (a compatible rerun updates the neutral keys)."""
+  def start(self, config: Mapping[str, Any], dataset: Mapping[str, Any],
+            mean_image: np.ndarray) -> None:
+    """Records the config, the data and the mean image (a compatible rerun updates the
+    neutral keys). A rerun whose training split has another mean image than the recorded
+    one is refused: the data changed under the run."""
     self._config = dict(config)
+    recorded = read_mean_image(self.path)
+    if recorded is not None and not np.array_equal(recorded, mean_image):
+      raise RunDirectoryError(
+          f"The training split's mean image differs from the one {self.file(MEAN_IMAGE)} "
+          f"recorded (largest difference {np.max(np.abs(recorded - mean_image)):.4g}): the "
+          "data changed since the run started. Train on the data it started with, or use a "
+          "new workdir.")
     if self.writer:
       write_json(self.file(CONFIG), dict(config))
       write_json(self.file(DATASET), dict(dataset))
+      if recorded is None:
+        tmp = self.file(MEAN_IMAGE + ".tmp.npy")
+        np.save(tmp, np.asarray(mean_image, np.float32), allow_pickle=False)
+        os.replace(tmp, self.file(MEAN_IMAGE))
+
+  def record_code_version(self, step: int, version: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Rule 5: training goes on from `step` under `version`; returns the history."""
+    history = provenance.with_version(self.read().code_versions, step, version)
+    if self.writer:
+      write_json(self.file(PROVENANCE), {"code_versions": history})
+    return history
 
   def resume_from(self, step: int | None) -> None:
     """Rule 3: training continues from the checkpoint at `step` (None or 0: from the

@@ -12,7 +12,13 @@ Each evaluation row becomes scalars at the row's `step`:
   error/test, loss/test               test mode on the test split
   learning_rate, images_per_sec, epoch
 
-and the config is a text summary ("config", JSON in a code block) at step 0.
+and the config is a text summary ("config", JSON in a code block) at step 0. A row's
+activation statistics (rectifiers/statistics.py) become, per rectified layer L:
+
+  dead/test/L, negative/test/L, negative_output/test/L   (and .../train_eval/L)
+  prelu_slope/mean/L, prelu_slope/min/L, prelu_slope/max/L
+  rrelu_training_slope/L
+  preactivations/L   a histogram, at the evaluations that recorded one
 
 **Resuming.** A resumed run drops the metrics rows after its checkpoint (run_directory,
 rule 3), and its TensorBoard view must drop them too. Every `EventWriter` therefore starts a
@@ -53,6 +59,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
+
 DIRECTORY = "tensorboard"
 EVENT_FILE_PATTERN = "events.out.tfevents.*"
 
@@ -69,6 +77,21 @@ CONFIG_TAG = "config"
 def config_markdown(config_record: Mapping[str, Any]) -> str:
   """The config as TensorBoard's text plugin shows it: JSON in a Markdown code block."""
   return "```json\n" + json.dumps(dict(config_record), indent=2, sort_keys=True) + "\n```"
+
+
+def activation_scalars(activations: Mapping[str, Any]) -> dict[str, float]:
+  """{tag: value} of a row's activation statistics (module doc), histograms aside."""
+  out = {}
+  for split in ("test", "train_eval"):
+    for layer, stats in activations.get(split, {}).items():
+      for key, value in stats.items():
+        out[f"{key}/{split}/{layer}"] = float(value)
+  for layer, stats in activations.get("prelu_slopes", {}).items():
+    for key, value in stats.items():
+      out[f"prelu_slope/{key}/{layer}"] = float(value)
+  for layer, stats in activations.get("rrelu_training_slope", {}).items():
+    out[f"rrelu_training_slope/{layer}"] = float(stats["realised"])
+  return out
 
 
 def _next_session(paths: list[str]) -> int:
@@ -130,6 +153,17 @@ class EventWriter:
       value = row.get(column)
       if value is not None:
         self._writer.add_scalar(tag, float(value), step, walltime=wall_time)
+    for tag, value in activation_scalars(row.get("activations", {})).items():
+      self._writer.add_scalar(tag, value, step, walltime=wall_time)
+    for layer, h in row.get("activations", {}).get("histograms", {}).items():
+      edges, counts = np.asarray(h["edges"]), np.asarray(h["counts"], np.float64)
+      centres = (edges[:-1] + edges[1:]) / 2  # the sums are the bins' (the values are gone)
+      self._writer.add_histogram_raw(
+          f"preactivations/{layer}", min=float(edges[0]), max=float(edges[-1]),
+          num=float(counts.sum()), sum=float((centres * counts).sum()),
+          sum_squares=float((centres ** 2 * counts).sum()),
+          bucket_limits=[float(e) for e in edges[1:]], bucket_counts=[float(c) for c in counts],
+          global_step=step, walltime=wall_time)
 
   def write_config(self, config_record: Mapping[str, Any]) -> None:
     """The run's config (train.config_record) as text at step 0."""
@@ -201,17 +235,20 @@ def read_records(path: str) -> list[bytes]:
   """The records of one TFRecord file (an event file), checking both CRC32C checksums.
 
   Format: uint64 length, uint32 masked CRC of the length, the data, uint32 masked CRC of
-  the data (little-endian; TensorFlow's record_writer)."""
+  the data (little-endian; TensorFlow's record_writer). A record cut off at the end of the
+  file (its writer was killed mid-write) ends the list, as in TensorBoard's readers."""
   records = []
   with open(path, "rb") as f:
     while header := f.read(12):
       if len(header) < 12:
-        raise ValueError(f"{path}: truncated record header.")
+        break  # a record cut off at the end (a killed writer): TensorBoard stops there too.
       (length,), (length_crc,) = struct.unpack("<Q", header[:8]), struct.unpack("<I", header[8:])
       if _masked_crc32c(header[:8]) != length_crc:
         raise ValueError(f"{path}: record length checksum mismatch.")
-      data, (data_crc,) = f.read(length), struct.unpack("<I", f.read(4))
-      if _masked_crc32c(data) != data_crc:
+      data, crc = f.read(length), f.read(4)
+      if len(data) < length or len(crc) < 4:
+        break
+      if _masked_crc32c(data) != struct.unpack("<I", crc)[0]:
         raise ValueError(f"{path}: record data checksum mismatch.")
       records.append(data)
   return records
