@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from training import figures, run_directory
+from training import figures, provenance, run_directory
 
 # --- The paper's numbers -------------------------------------------------------------------
 
@@ -106,6 +106,46 @@ def read_runs(workdir: str) -> list[RunRecord]:
 def _setting_order(setting: str) -> tuple[int, str]:
   order = list(DISPLAY_NAMES)
   return (order.index(setting) if setting in order else len(order), setting)
+
+
+def with_evaluation(runs: list[RunRecord], name: str) -> list[RunRecord]:
+  """The finished runs with their final test numbers replaced by evaluation `name`
+  (evaluate.py's `RUN/evaluations/NAME.json`); every finished run must have it, of its
+  final model."""
+  out, missing = [], []
+  for r in runs:
+    if not r.finished:
+      continue
+    file = os.path.join(r.path, run_directory.EVALUATIONS, f"{name}.json")
+    if not os.path.exists(file):
+      missing.append(f"{r.setting}/seed{r.seed}")
+      continue
+    evaluation = run_directory.read_json(file)
+    if evaluation["step"] != r.final["step"]:
+      raise ValueError(f"Evaluation {name!r} of {r.path} is of step {evaluation['step']}, not "
+                       f"the run's final step {r.final['step']}: evaluate the final model.")
+    final = {**r.final, "test_error": evaluation["error"], "test_loss": evaluation["loss"],
+             "test_examples": evaluation["examples"], "evaluation": evaluation}
+    out.append(dataclasses.replace(r, rows=[final]))
+  if missing:
+    raise ValueError(f"No evaluation {name!r} for {', '.join(missing)}: run python evaluate.py "
+                     f"--workdir=<the sweep> --name={name} (with the same --dataset and "
+                     "--split) first.")
+  return out
+
+
+def code_versions_line(runs: list[RunRecord]) -> str | None:
+  """One line naming the code versions that trained `runs`, and which runs each trained,
+  when there is more than one; None when one version (or none recorded) trained them all."""
+  versions: dict[str, list[str]] = {}
+  for r in runs:
+    for entry in r.code_versions:
+      versions.setdefault(provenance.describe(entry), []).append(
+          f"{r.setting}/seed{r.seed} from step {entry['from_step']}")
+  if len(versions) <= 1:
+    return None
+  return (f"These runs were trained by {len(versions)} code versions: "
+          + "; ".join(f"{v} ({', '.join(who)})" for v, who in versions.items()) + ".")
 
 
 def check_one_recipe(runs: list[RunRecord]) -> None:
@@ -225,10 +265,14 @@ def _columns(metric: str, has_train_eval: bool) -> list[Column]:
   return columns + [Column("test_loss", "val log-loss", "log-loss", 1)]
 
 
-def results_markdown(runs: list[RunRecord], workdir: str = "") -> str:
-  """The report as Markdown; `runs` may include unfinished runs (listed, not counted)."""
+def results_markdown(runs: list[RunRecord], workdir: str = "", evaluation: str | None = None
+                     ) -> str:
+  """The report as Markdown; `runs` may include unfinished runs (listed, not counted).
+  With `evaluation`, the test columns are that evaluation's (`with_evaluation`)."""
   finished = [r for r in runs if r.finished]
   unfinished = [r for r in runs if not r.finished]
+  if evaluation and finished:
+    finished = with_evaluation(finished, evaluation)
   if not finished:
     raise ValueError("No finished runs to report on"
                      + (f" in {workdir}" if workdir else "") + ".")
@@ -265,6 +309,17 @@ def results_markdown(runs: list[RunRecord], workdir: str = "") -> str:
             "tables). Test mode: deterministic, as at test time"
             + (" (on a fixed subset of the training images, `train_eval_examples`)"
                if has_train_eval else "") + ".", ""]
+  if evaluation:
+    e = finished[0].final["evaluation"]
+    lines += [f"**Test numbers from evaluation `{evaluation}`**: each run's final model "
+              f"evaluated by evaluate.py on {e['dataset']} ({e['split']} split, "
+              f"{e['examples']:,} images), with the run's own preprocessing; the training "
+              "columns are the runs' records.", ""]
+  if versions := code_versions_line(finished):
+    lines += [versions, ""]
+  elif finished[0].code_versions:
+    lines += [f"Code: every run trained by one version, "
+              f"{provenance.describe(finished[0].code_versions[0])}.", ""]
   if same_experiment:
     lines += [f"Paper: {paper['title']}.", ""]
   else:
@@ -335,20 +390,9 @@ def results_markdown(runs: list[RunRecord], workdir: str = "") -> str:
           + " |")
     lines.append("")
 
-  lines += ["## Other numbers", "",
-            "Best test error over all evaluated epochs (selected on the test set, hence "
-            "optimistic) and the final test log-loss (Kaggle's clipped multi-class log-loss).", "",
-            "| Activation | best test error (%) | Δ best vs ReLU [95% CI] | test log-loss "
-            "| Δ log-loss vs ReLU [95% CI] |", "|---|---:|---:|---:|---:|"]
-  for s in settings:
-    dbest = dloss = ""
-    if BASELINE in best_vals and s != BASELINE:
-      dbest = _fmt_diff(paired_difference(best_vals[s], best_vals[BASELINE]), "error")
-      dloss = _fmt_diff(paired_difference(loss_vals[s], loss_vals[BASELINE]), "log-loss")
-    lines.append(f"| {display_name(s)} | {_fmt_mean_sd(mean_sd(list(best_vals[s].values())), 'error')} "
-                 f"| {dbest} | {_fmt_mean_sd(mean_sd(list(loss_vals[s].values())), 'log-loss')} "
-                 f"| {dloss} |")
-  lines.append("")
+  if not evaluation:  # one evaluation per run: no best over epochs.
+    lines += _other_numbers(settings, best_vals, loss_vals)
+  lines += _activation_table(finished, settings)
 
   extra = " train error, test mode (%) |" if has_train_eval else ""
   lines += ["## Runs", "", "| Activation | seed | epochs | train error (%) |" + extra
@@ -374,7 +418,138 @@ def results_markdown(runs: list[RunRecord], workdir: str = "") -> str:
   return "\n".join(lines)
 
 
+def _other_numbers(settings: list[str], best_vals: dict[str, dict[int, float]],
+                   loss_vals: dict[str, dict[int, float]]) -> list[str]:
+  lines = ["## Other numbers", "",
+           "Best test error over all evaluated epochs (selected on the test set, hence "
+           "optimistic) and the final test log-loss (Kaggle's clipped multi-class log-loss).", "",
+           "| Activation | best test error (%) | Δ best vs ReLU [95% CI] | test log-loss "
+           "| Δ log-loss vs ReLU [95% CI] |", "|---|---:|---:|---:|---:|"]
+  for s in settings:
+    dbest = dloss = ""
+    if BASELINE in best_vals and s != BASELINE:
+      dbest = _fmt_diff(paired_difference(best_vals[s], best_vals[BASELINE]), "error")
+      dloss = _fmt_diff(paired_difference(loss_vals[s], loss_vals[BASELINE]), "log-loss")
+    lines.append(f"| {display_name(s)} | {_fmt_mean_sd(mean_sd(list(best_vals[s].values())), 'error')} "
+                 f"| {dbest} | {_fmt_mean_sd(mean_sd(list(loss_vals[s].values())), 'log-loss')} "
+                 f"| {dloss} |")
+  return lines + [""]
+
+
+def _activation_table(runs: list[RunRecord], settings: list[str]) -> list[str]:
+  """Per setting, the final test-split statistics averaged over layers and seeds: what
+  the rectifiers do inside the network (rectifiers/statistics.py); [] without them."""
+  stats = {s: [r.final["activations"]["test"] for r in runs
+               if r.setting == s and "test" in r.final.get("activations", {})] for s in settings}
+  if not any(stats.values()):
+    return []
+  lines = ["## Inside the network (final evaluation, test split)", "",
+           "Per rectified layer, then averaged over layers: dead units (channels with no "
+           "positive input on any test image), negative inputs, and the mean |output| on the "
+           "negative side relative to the positive side; mean ± sd over seeds. "
+           "activations.png shows the dead units per layer over training.", "",
+           "| Activation | dead units (%) | negative inputs (%) | negative / positive output "
+           "| layers with dead units |", "|---|---:|---:|---:|---:|"]
+  for s in settings:
+    if not stats[s]:
+      continue
+    per_run = {k: [np.mean([layer[k] for layer in run.values()]) for run in stats[s]]
+               for k in ("dead", "negative", "negative_output")}
+    layers_dead = [sum(layer["dead"] > 0 for layer in run.values()) for run in stats[s]]
+    lines.append(f"| {display_name(s)} | {_fmt_mean_sd(mean_sd(per_run['dead']), 'error')} "
+                 f"| {_fmt_mean_sd(mean_sd(per_run['negative']), 'error')} "
+                 f"| {_fmt_mean_sd(mean_sd(per_run['negative_output']), 'log-loss')} "
+                 f"| {np.mean(layers_dead):.1f} of {len(stats[s][0])} |")
+  return lines + [""]
+
+
 # --- Figures -------------------------------------------------------------------------------
+
+
+def plot_activations(runs: list[RunRecord], path: str, title: str = "") -> bool:
+  """Dead units per rectified layer over training (test split), one panel per layer,
+  each setting's mean over seeds with a ± sd band, ReLU in black. False (and nothing
+  written) when the runs recorded no activation statistics."""
+  runs = [r for r in runs if all("test" in row.get("activations", {}) for row in r.rows)]
+  if not runs:
+    return False
+  plt = figures.pyplot()
+  layers = list(runs[0].rows[-1]["activations"]["test"])
+  by_setting: dict[str, list[RunRecord]] = {}
+  for r in runs:
+    by_setting.setdefault(r.setting, []).append(r)
+  cols = min(3, len(layers))
+  rows = math.ceil(len(layers) / cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 2.8 * rows), squeeze=False,
+                           sharex=True)
+  colors = iter(["tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown",
+                 "tab:pink", "tab:olive"])
+  for setting in sorted(by_setting, key=_setting_order):
+    color = "black" if setting == BASELINE else next(colors, "tab:gray")
+    group = by_setting[setting]
+    common = sorted(set.intersection(*[{row["epoch"] for row in r.rows} for r in group]))
+    for i, layer in enumerate(layers):
+      table = np.asarray([[100 * next(row["activations"]["test"][layer]["dead"] for row in r.rows
+                                      if row["epoch"] == e) for e in common] for r in group])
+      mean = table.mean(axis=0)
+      sd = table.std(axis=0, ddof=1) if len(group) > 1 else np.zeros_like(mean)
+      ax = axes[i // cols, i % cols]
+      ax.plot(common, mean, color=color, linewidth=1.5 if setting == BASELINE else 1.0,
+              label=f"{display_name(setting)} (n={len(group)})")
+      ax.fill_between(common, mean - sd, mean + sd, color=color, alpha=0.15, linewidth=0)
+      ax.set_title(layer, fontsize=9)
+      ax.grid(alpha=0.3)
+  for i in range(len(layers), rows * cols):
+    axes[i // cols, i % cols].axis("off")
+  for ax in axes[-1]:
+    ax.set_xlabel("epoch")
+  for ax in axes[:, 0]:
+    ax.set_ylabel("dead units (%)")
+  axes[0, 0].legend(fontsize=7)
+  fig.suptitle(title or "Dead units per layer (test split; mean ± sd over seeds)", fontsize=10)
+  fig.tight_layout()
+  figures.save(fig, path, dpi=110)
+  return True
+
+
+def plot_prelu_slopes(runs: list[RunRecord], path: str) -> bool:
+  """PReLU's learned slopes per layer: their mean over training (mean over seeds, band
+  from the layer's smallest to largest slope) and the final slopes' spread. False (and
+  nothing written) without PReLU runs that recorded them."""
+  runs = [r for r in runs if all("prelu_slopes" in row.get("activations", {}) for row in r.rows)]
+  if not runs:
+    return False
+  plt = figures.pyplot()
+  layers = list(runs[0].rows[-1]["activations"]["prelu_slopes"])
+  common = sorted(set.intersection(*[{row["epoch"] for row in r.rows} for r in runs]))
+  fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+  cmap = plt.get_cmap("viridis")
+  for i, layer in enumerate(layers):
+    color = cmap(i / max(1, len(layers) - 1))
+    get = lambda key: np.asarray([[next(row["activations"]["prelu_slopes"][layer][key]
+                                        for row in r.rows if row["epoch"] == e)
+                                   for e in common] for r in runs]).mean(axis=0)
+    left.plot(common, get("mean"), color=color, label=layer)
+    left.fill_between(common, get("min"), get("max"), color=color, alpha=0.08, linewidth=0)
+  left.axhline(0.25, color="gray", linestyle=":", linewidth=1)
+  left.set(xlabel="epoch", ylabel="slope", title=f"PReLU slopes per layer (mean; band: min–max; "
+           f"n={len(runs)})")
+  left.grid(alpha=0.3)
+  left.legend(fontsize=7, ncol=2)
+  finals = [np.concatenate([np.asarray(r.summary["prelu_slope_vectors"][layer]) for r in runs
+                            if r.summary and "prelu_slope_vectors" in r.summary] or [np.zeros(0)])
+            for layer in layers]
+  if all(len(f) for f in finals):
+    right.boxplot(finals, showfliers=True)
+    right.set_xticks(range(1, len(layers) + 1), layers, rotation=45, fontsize=8)
+    right.axhline(0.25, color="gray", linestyle=":", linewidth=1)
+    right.set(ylabel="slope", title="final slopes, every channel of every seed")
+    right.grid(alpha=0.3)
+  else:
+    right.axis("off")
+  fig.tight_layout()
+  figures.save(fig, path, dpi=110)
+  return True
 
 
 def _curve(runs: list[RunRecord], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -429,8 +604,7 @@ def plot_curves(runs: list[RunRecord], path: str, title: str = "",
   if title:
     fig.suptitle(title, fontsize=11)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  figures.save(fig, path, dpi=110)
 
 
 def plot_rectifiers(path: str) -> None:
@@ -479,22 +653,33 @@ def plot_rectifiers(path: str) -> None:
     ax.legend(fontsize=8, loc="upper left")
   axes[0].set_ylabel("y")
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  figures.save(fig, path, dpi=110)
 
 
-def write_report(workdir: str, out: str | None = None) -> dict[str, str]:
-  """Writes results.md, curves.png and rectifiers.png for the runs in `workdir` into `out`
-  (default `workdir`); returns their paths."""
+def write_report(workdir: str, out: str | None = None,
+                 evaluation: str | None = None) -> dict[str, str]:
+  """Writes results.md, curves.png, rectifiers.png and (when the runs recorded them)
+  activations.png and prelu_slopes.png for the runs in `workdir` into `out` (default
+  `workdir`); returns their paths. With `evaluation`, writes only results-NAME.md, the
+  tables with that evaluation's test numbers."""
   runs = read_runs(workdir)
-  markdown = results_markdown(runs, workdir)
+  markdown = results_markdown(runs, workdir, evaluation)
   out = out or workdir
   os.makedirs(out, exist_ok=True)
+  if evaluation:
+    path = os.path.join(out, f"results-{evaluation}.md")
+    with open(path, "w") as f:
+      f.write(markdown)
+    return {"results": path}
   paths = {name: os.path.join(out, name) for name in ("results.md", "curves.png",
                                                       "rectifiers.png")}
   with open(paths["results.md"], "w") as f:
     f.write(markdown)
   finished = [r for r in runs if r.finished]
+  for name, plot in (("activations.png", plot_activations),
+                     ("prelu_slopes.png", plot_prelu_slopes)):
+    if plot(finished, os.path.join(out, name)):
+      paths[name] = os.path.join(out, name)
   first = finished[0]
   table_key, _ = paper_table_for(first.config.get("dataset", ""), first.config.get("model", ""),
                                  first.dataset.get("num_classes"))
@@ -511,7 +696,9 @@ def main(argv: list[str]) -> None:
   del argv
   FLAGS = flags.FLAGS
   try:
-    paths = write_report(FLAGS.workdir, FLAGS.out)
+    paths = write_report(FLAGS.workdir, FLAGS.out, FLAGS.evaluation)
+    if versions := code_versions_line([r for r in read_runs(FLAGS.workdir) if r.finished]):
+      print(versions)
   except (FileNotFoundError, ValueError, run_directory.RunDirectoryError) as e:
     raise SystemExit(f"report.py: {e}")
   print("\n".join(paths.values()))
@@ -521,6 +708,9 @@ def _define_flags() -> None:
   from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string("workdir", None, "A sweep's directory (WORKDIR/<setting>/seed<k>).")
   flags.DEFINE_string("out", None, "Where to write the report; default: --workdir.")
+  flags.DEFINE_string("evaluation", None, "Build the tables from each run's evaluation of "
+                      "this name (evaluate.py --name) instead of its training record; writes "
+                      "results-NAME.md.")
   flags.mark_flags_as_required(["workdir"])
 
 

@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import flax
@@ -36,13 +36,16 @@ import input_pipeline
 import models
 from configs import default as default_config
 from input_pipeline import augment
+import rectifiers
 from rectifiers import linen as rectifiers_linen
-from training import (checkpoints, compilation_cache, devices, figures, progress,
-                      run_directory, signals)
+from rectifiers import statistics
+from training import (checkpoints, compilation_cache, devices, export, figures, progress,
+                      provenance, run_directory, signals)
 
-# Independent random streams, derived from the one seed by fold_in.
-PARAMS_STREAM, DROPOUT_STREAM, RRELU_STREAM, AUGMENT_STREAM = range(4)
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# Independent random streams, derived from the one seed by fold_in (PROBE_STREAM: the
+# training-mode pass of the activation statistics, which must not disturb training's).
+PARAMS_STREAM, DROPOUT_STREAM, RRELU_STREAM, AUGMENT_STREAM, PROBE_STREAM = range(5)
+DTYPES = models.DTYPES
 load_checkpoint = checkpoints.load_checkpoint  # for notebooks: train.load_checkpoint(workdir)
 
 
@@ -303,20 +306,69 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
   return new_state, metrics
 
 
+def _variables(state: TrainState) -> dict[str, Any]:
+  if state.batch_stats is None:
+    return {"params": state.params}
+  return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def _test_images(batch: dict[str, jax.Array], mean_image: jax.Array,
+                 augment_config: augment.AugmentConfig, input_scale: float) -> jax.Array:
+  return augment.preprocess(batch["image"], None, mean_image=mean_image, config=augment_config,
+                            train=False) * input_scale
+
+
 def eval_step(state: TrainState, batch: dict[str, jax.Array], mean_image: jax.Array, *,
-              model: nn.Module, augment_config: augment.AugmentConfig,
-              input_scale: float) -> dict[str, jax.Array]:
-  """Deterministic-mode (test-time) error and Kaggle log-loss, summed over unmasked examples."""
-  images = augment.preprocess(batch["image"], None, mean_image=mean_image, config=augment_config,
-                              train=False) * input_scale
-  variables = {"params": state.params}
-  if state.batch_stats is not None:
-    variables["batch_stats"] = state.batch_stats
-  logits = model.apply(variables, images, train=False)
+              model: nn.Module, augment_config: augment.AugmentConfig, input_scale: float,
+              activation_statistics: bool = False) -> dict[str, Any]:
+  """Deterministic-mode (test-time) error and Kaggle log-loss, summed over unmasked
+  examples; with `activation_statistics`, also every rectified layer's sums
+  (`rectifiers.statistics.masked_sums`), from the same forward pass."""
+  images = _test_images(batch, mean_image, augment_config, input_scale)
+  if activation_statistics:
+    logits, sown = model.apply(_variables(state), images, train=False,
+                               mutable=[statistics.COLLECTION])
+  else:
+    logits = model.apply(_variables(state), images, train=False)
   mask = batch["mask"].astype(jnp.float32)
-  return {"loss": jnp.sum(kaggle_log_loss(logits, batch["label"]) * mask),
-          "errors": jnp.sum((jnp.argmax(logits, -1) != batch["label"]) * mask),
-          "count": jnp.sum(mask)}
+  out = {"loss": jnp.sum(kaggle_log_loss(logits, batch["label"]) * mask),
+         "errors": jnp.sum((jnp.argmax(logits, -1) != batch["label"]) * mask),
+         "count": jnp.sum(mask)}
+  if activation_statistics:
+    out["activations"] = statistics.masked_sums(sown[statistics.COLLECTION], batch["mask"])
+  return out
+
+
+def preactivation_histograms(state: TrainState, batch: dict[str, jax.Array],
+                             mean_image: jax.Array, *, model: nn.Module,
+                             augment_config: augment.AugmentConfig, input_scale: float,
+                             bins: int = 30) -> dict[str, tuple[jax.Array, jax.Array]]:
+  """{layer: (counts, edges)}: each rectified layer's inputs in test mode over the batch's
+  unmasked examples, in `bins` bins between their minimum and maximum."""
+  images = _test_images(batch, mean_image, augment_config, input_scale)
+  _, sown = model.apply(_variables(state), images, train=False,
+                        mutable=[statistics.PREACTIVATIONS])
+  out = {}
+  for layer, x in statistics.collect(sown[statistics.PREACTIVATIONS], "x").items():
+    x = x.astype(jnp.float32)
+    keep = jnp.broadcast_to(batch["mask"].reshape((-1,) + (1,) * (x.ndim - 1)), x.shape)
+    low, high = jnp.min(jnp.where(keep, x, jnp.inf)), jnp.max(jnp.where(keep, x, -jnp.inf))
+    out[layer] = jnp.histogram(x, bins=bins, range=(low, high), weights=keep)
+  return out
+
+
+def training_mode_slopes(state: TrainState, batch: dict[str, jax.Array], mean_image: jax.Array,
+                         rng: jax.Array, *, model: nn.Module,
+                         augment_config: augment.AugmentConfig,
+                         input_scale: float) -> dict[str, dict[str, jax.Array]]:
+  """Every rectified layer's sums in training mode (random slopes, dropout) on the batch,
+  for RReLU's realised mean slope; `rng` stands for a step's keys."""
+  images = _test_images(batch, mean_image, augment_config, input_scale)
+  rngs = {"dropout": jax.random.fold_in(rng, DROPOUT_STREAM),
+          "rrelu": jax.random.fold_in(rng, RRELU_STREAM)}
+  mutable = [statistics.COLLECTION] + (["batch_stats"] if state.batch_stats is not None else [])
+  _, sown = model.apply(_variables(state), images, train=True, mutable=mutable, rngs=rngs)
+  return statistics.masked_sums(sown[statistics.COLLECTION], batch["mask"])
 
 
 def _add_metrics(total: dict[str, jax.Array], new: dict[str, jax.Array]) -> dict[str, jax.Array]:
@@ -370,9 +422,15 @@ class Setup:
   mean_image: jax.Array
   init: Callable[[jax.Array], TrainState]
   train_step: Callable[..., tuple[TrainState, dict[str, jax.Array]]]
-  eval_step: Callable[..., dict[str, jax.Array]]
+  eval_step: Callable[..., dict[str, Any]]
   add_metrics: Callable[..., dict[str, jax.Array]]
   train_eval: input_pipeline.Source
+  histogram_step: Callable[..., dict[str, tuple[jax.Array, jax.Array]]]
+  slope_step: Callable[..., dict[str, dict[str, jax.Array]]]
+  # The rectified layers in the order the network runs them: the order of every record.
+  layers: tuple[str, ...] = ()
+  # RReLU's expected mean training slope, E[slope] (None when the rectifier is not RReLU).
+  rrelu_expected_slope: float | None = None
 
   @property
   def num_devices(self) -> int:
@@ -392,25 +450,54 @@ class Setup:
         seed=self.config.seed, shard_index=jax.process_index(),
         shard_count=jax.process_count(), worker_count=self.config.worker_count)
 
-  def evaluate(self, state: TrainState) -> dict[str, float]:
+  @property
+  def eval_batch_size(self) -> int:
+    return self.config.eval_batch_size or self.config.batch_size
+
+  def evaluate(self, state: TrainState, histograms: bool = False) -> dict[str, Any]:
     """Test-mode error, log-loss and example count on the test split and the train-eval
-    subset, as the metrics row's test_* and train_eval_* columns."""
-    row = {}
+    subset, as the metrics row's test_* and train_eval_* columns; with
+    config.activation_statistics also the row's "activations" (`activation_record`)."""
+    row, activations = {}, {}
     for prefix, source in (("test", self.dataset.test), ("train_eval", self.train_eval)):
       if not len(source):
         continue
-      sums = None
-      batch_size = (self.config.eval_batch_size or self.config.batch_size) // jax.process_count()
-      for local in input_pipeline.eval_batches(source, batch_size=batch_size,
-                                               shard_index=jax.process_index(),
-                                               shard_count=jax.process_count()):
-        out = jax.device_get(self.eval_step(
-            state, input_pipeline.to_device(local, self.data_sharding), self.mean_image))
-        sums = out if sums is None else jax.tree.map(np.add, sums, out)
-      row.update({f"{prefix}_error": float(sums["errors"] / sums["count"]),
-                  f"{prefix}_loss": float(sums["loss"] / sums["count"]),
-                  f"{prefix}_examples": int(sums["count"])})
+      sums = evaluate_source(self.eval_step, state, source, self.mean_image,
+                             batch_size=self.eval_batch_size, data_sharding=self.data_sharding)
+      row.update({f"{prefix}_{k}": v for k, v in evaluation_metrics(sums).items()})
+      if "activations" in sums:
+        activations[prefix] = layer_statistics(sums["activations"], self.layers)
+    if self.config.activation_statistics:
+      row["activations"] = {**activations, **self.activation_record(state, histograms)}
     return row
+
+  def activation_record(self, state: TrainState, histograms: bool) -> dict[str, Any]:
+    """PReLU's slopes per layer, RReLU's realised training-mode slope against its
+    expectation, and (when `histograms`) each layer's pre-activation histogram on the
+    first test batch (rectifiers/statistics.py)."""
+    out = {}
+    if slopes := statistics.prelu_slopes(jax.device_get(state.params)):
+      out["prelu_slopes"] = in_order({layer: {"mean": float(v.mean()), "min": float(v.min()),
+                                              "max": float(v.max())}
+                                      for layer, v in slopes.items()}, self.layers)
+    first_batch = lambda source: input_pipeline.to_device(next(input_pipeline.eval_batches(
+        source, batch_size=self.eval_batch_size // jax.process_count(),
+        shard_index=jax.process_index(), shard_count=jax.process_count())), self.data_sharding)
+    probe = self.train_eval if len(self.train_eval) else self.dataset.test
+    if self.rrelu_expected_slope is not None and len(probe):
+      rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(self.config.seed),
+                                                  PROBE_STREAM), state.step)
+      sums = jax.device_get(self.slope_step(state, first_batch(probe), self.mean_image, rng))
+      out["rrelu_training_slope"] = in_order({
+          layer: {"realised": v["mean_slope"], "expected": self.rrelu_expected_slope}
+          for layer, v in statistics.summarize(_widen(sums)).items()}, self.layers)
+    if histograms and len(self.dataset.test):
+      hist = jax.device_get(self.histogram_step(state, first_batch(self.dataset.test),
+                                                self.mean_image))
+      out["histograms"] = in_order({layer: {"edges": [float(e) for e in edges],
+                                            "counts": [int(round(float(c))) for c in counts]}
+                                    for layer, (counts, edges) in hist.items()}, self.layers)
+    return out
 
   def dataset_record(self) -> dict[str, Any]:
     d = self.dataset
@@ -422,6 +509,58 @@ class Setup:
             # Unreadable images left out (config.skip_corrupt), named inside the folder.
             "skipped_files": [os.path.relpath(f, self.config.dataset.partition(":")[2])
                               for f in d.skipped_files]}
+
+
+def _widen(tree: Any) -> Any:
+  """Host copies in 64 bits: sums over a whole split overflow int32 at full width."""
+  return jax.tree.map(lambda a: np.asarray(a, np.float64 if np.issubdtype(np.asarray(a).dtype,
+                                                                          np.floating)
+                                           else np.int64), tree)
+
+
+def evaluate_source(eval_step: Callable[..., dict[str, Any]], state: TrainState,
+                    source: input_pipeline.Source, mean_image: jax.Array, *, batch_size: int,
+                    data_sharding: NamedSharding) -> dict[str, Any]:
+  """`eval_step`'s sums over every example of `source`, each visited once (the last batch
+  padded and masked), every process feeding its own rows of each global batch."""
+  sums = None
+  for local in input_pipeline.eval_batches(source, batch_size=batch_size // jax.process_count(),
+                                           shard_index=jax.process_index(),
+                                           shard_count=jax.process_count()):
+    out = jax.device_get(eval_step(state, input_pipeline.to_device(local, data_sharding),
+                                   mean_image))
+    if "activations" in out:
+      out = {**out, "activations": _widen(out["activations"])}
+    sums = out if sums is None else jax.tree.map(np.add, sums, out)
+  return sums
+
+
+def evaluation_metrics(sums: Mapping[str, Any]) -> dict[str, float | int]:
+  """{"error", "loss", "examples"} from `evaluate_source`'s sums."""
+  return {"error": float(sums["errors"] / sums["count"]),
+          "loss": float(sums["loss"] / sums["count"]), "examples": int(sums["count"])}
+
+
+def in_order(by_layer: Mapping[str, Any], layers: Sequence[str]) -> dict[str, Any]:
+  """`by_layer` with its layers in the network's order (JSON keeps it; jax sorts keys)."""
+  rank = {name: i for i, name in enumerate(layers)}
+  return dict(sorted(by_layer.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0])))
+
+
+def layer_statistics(sums: Mapping[str, Any], layers: Sequence[str]) -> dict[str, dict[str, float]]:
+  """{layer: {dead, negative, negative_output}} as rows record them, in network order."""
+  return in_order({layer: {k: v[k] for k in ("dead", "negative", "negative_output")}
+                   for layer, v in statistics.summarize(sums).items()}, layers)
+
+
+def rrelu_expected_slope(spec: str) -> float | None:
+  """E[slope] of RReLU's training noise for a rectifier spec; None if it is not RReLU."""
+  factory = rectifiers_linen.rectifier_factory(spec)
+  if getattr(factory, "func", None) is not rectifiers_linen.RReLU:
+    return None
+  options = {**rectifiers_linen.default_options("rrelu"), **factory.keywords}
+  return rectifiers.rrelu_test_slope(options["lower"], options["upper"], options["sample"],
+                                     test_slope="expected")
 
 
 def jit_train_step(mesh: Mesh, tx: optax.GradientTransformation, **options: Any):
@@ -461,11 +600,21 @@ def setup(config: ml_collections.ConfigDict, dataset: input_pipeline.Dataset) ->
                                      augment.output_shape(dataset.image_shape, aug), tx),
                    out_shardings=replicated),
       train_step=jit_train_step(mesh, tx, **options),
-      eval_step=jax.jit(functools.partial(eval_step, **options),
+      eval_step=jax.jit(functools.partial(eval_step, **options,
+                                          activation_statistics=config.activation_statistics),
                         in_shardings=(replicated, data_sharding, replicated),
                         out_shardings=replicated),
       add_metrics=jax.jit(_add_metrics, out_shardings=replicated, donate_argnums=(0,)),
-      train_eval=train_eval_subset(dataset.train, config.train_eval_examples))
+      train_eval=train_eval_subset(dataset.train, config.train_eval_examples),
+      histogram_step=jax.jit(functools.partial(preactivation_histograms, **options),
+                             in_shardings=(replicated, data_sharding, replicated),
+                             out_shardings=replicated),
+      slope_step=jax.jit(functools.partial(training_mode_slopes, **options),
+                         in_shardings=(replicated, data_sharding, replicated, replicated),
+                         out_shardings=replicated),
+      layers=tuple(rectifiers_linen.rectified_layers(
+          model, jnp.zeros((1, *augment.output_shape(dataset.image_shape, aug))), train=False)),
+      rrelu_expected_slope=rrelu_expected_slope(config.rectifier))
 
 
 def _check_finite(metrics: dict[str, Any], steps_per_epoch: int,
@@ -499,11 +648,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if (done := run.read()).finished and done.config["num_epochs"] == config.num_epochs:
       return done.summary
     s = setup(config, load_data(config))
-    run.start(record, s.dataset_record())
+    run.start(record, s.dataset_record(), s.dataset.mean_image)
     saved = checkpoints.Checkpoints(workdir, config.keep_checkpoints)
     state, epoch_metrics, data, clock = _initial_or_restored(s, saved)
     step, rng = int(state.step), jax.random.key(config.seed)
     run.resume_from(step)  # rows the checkpoint does not back are redone.
+    run.record_code_version(step, provenance.code_version())
 
     def save(step: int) -> None:
       saved.save(step, {"state": state, "epoch_metrics": epoch_metrics}, {
@@ -538,7 +688,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if epoch % config.checkpoint_every_epochs == 0 or step == s.total_steps:
           save(step)
     saved.close()
-    return _finish(run, s)
+    return _finish(run, s, state)
 
 
 def _initial_or_restored(s: Setup, saved: checkpoints.Checkpoints
@@ -568,18 +718,35 @@ def _stopped(stopping: tuple[int, list[int]], step: int,
                          signum)
 
 
-def _finish(run: run_directory.RunDirectory, s: Setup) -> dict[str, Any]:
-  """Writes the summary (the run is finished) and the run's curves; returns the summary."""
-  config, rows = s.config, run.read().rows
+def _finish(run: run_directory.RunDirectory, s: Setup, state: TrainState) -> dict[str, Any]:
+  """Writes the run's curves and its exported model, then the summary, last: a run is
+  finished only once everything it promises is on disk. Returns the summary."""
+  config, record = s.config, run.read()
+  rows = record.rows
   summary = {**rows[-1], "best_test_error": min(r["test_error"] for r in rows),
              "num_params": s.num_params, "model": config.model, "rectifier": config.rectifier,
              "dataset": config.dataset, "seed": config.seed, "devices": s.num_devices,
              "backend": jax.default_backend(), "processes": jax.process_count()}
-  run.finish(summary)
+  if slopes := statistics.prelu_slopes(jax.device_get(state.params)):
+    summary["prelu_slope_vectors"] = in_order({k: v.tolist() for k, v in slopes.items()},
+                                              s.layers)
   if run.writer:
     figures.plot_run_curves(rows, run.file(run_directory.CURVES),
                             f"{config.model} / {config.rectifier} / {config.dataset}")
+    export.save(run.path, config=record.config, dataset=record.dataset, params=state.params,
+                batch_stats=state.batch_stats, mean_image=s.dataset.mean_image,
+                step=int(state.step), epoch=rows[-1]["epoch"],
+                code_versions=record.code_versions)
+  run.finish(summary)
   return summary
+
+
+def wants_histograms(config: ml_collections.ConfigDict, epoch: int) -> bool:
+  """Whether the evaluation at `epoch` records pre-activation histograms: the first and
+  the last, and every config.activation_histogram_every_epochs (0: a quarter of the run)."""
+  every = config.activation_histogram_every_epochs or max(1, config.num_epochs // 4)
+  return (config.activation_statistics and
+          (epoch <= config.eval_every_epochs or epoch >= config.num_epochs or epoch % every == 0))
 
 
 def _evaluation_row(s: Setup, state: TrainState, epoch: int, step: int,
@@ -588,7 +755,8 @@ def _evaluation_row(s: Setup, state: TrainState, epoch: int, step: int,
   row = {"epoch": epoch, "step": step,
          "train_error": float(train_sums["errors"] / train_sums["count"]),
          "train_loss": float(train_sums["loss"] / train_sums["count"]),
-         **s.evaluate(state), "learning_rate": float(s.schedule(step - 1)),
+         **s.evaluate(state, histograms=wants_histograms(s.config, epoch)),
+         "learning_rate": float(s.schedule(step - 1)),
          "images_per_sec": images_per_sec, "wall_time": clock.elapsed()}
   clock.new_window()
   logging.info("epoch %d: train error %.4f loss %.4f | test error %.4f loss %.4f | %.1f img/s "

@@ -90,6 +90,14 @@ def get_config() -> ml_collections.ConfigDict:
   # fixed random subset of this many training examples (all if fewer): train_eval_error and
   # train_eval_loss; test_error - train_eval_error is the generalisation gap. 0 turns it off.
   config.train_eval_examples = 2000
+  # At each evaluation, what the rectifiers do inside the network (rectifiers/statistics.py),
+  # from the same test-mode passes: per rectified layer the fraction of dead units, of
+  # negative inputs and the negative side's relative output, on the test split and the
+  # train-eval subset; PReLU's slopes; RReLU's realised training-mode slope. Histograms of
+  # the pre-activations at the first and last evaluation and every
+  # activation_histogram_every_epochs (0: every quarter of the run).
+  config.activation_statistics = True
+  config.activation_histogram_every_epochs = 0
   config.log_every_steps = 50
   config.checkpoint_every_epochs = 1
   config.keep_checkpoints = 2

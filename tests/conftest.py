@@ -55,3 +55,13 @@ def tiny_config(rectifier: str = "rrelu", **overrides) -> ml_collections.ConfigD
   config.cpu_devices = 1
   config.update_from_flattened_dict(overrides)
   return config
+
+
+@pytest.fixture(scope="session")
+def prelu_run(tmp_path_factory) -> Path:
+  """One finished tiny PReLU run on digits (its records, checkpoints and export), shared by
+  the tests that read a run without changing it."""
+  import train  # pylint: disable=g-import-not-at-top  (after the XLA flags above)
+  workdir = tmp_path_factory.mktemp("prelu-run")
+  train.train_and_evaluate(tiny_config("prelu"), str(workdir))
+  return workdir

@@ -1,0 +1,384 @@
+r"""Evaluates a trained run, or every finished run of a sweep, on any test set.
+
+    python evaluate.py --workdir=runs/nin/relu/seed0                  # its own test split
+    python evaluate.py --workdir=RUN --dataset=folder:PATH [--split=test] [--name=NAME]
+    python evaluate.py --workdir=runs/cifar10-full --dataset=tfds:cifar10  # a whole sweep
+    python evaluate.py --workdir=RUN --step=1755                      # an unfinished run
+
+The network is evaluated in test mode with **the run's own preprocessing**: the mean image
+of the split it trained on (as the run recorded it, never recomputed from the new data),
+its input scale and test-time crop. The result, `RUN/evaluations/NAME.json`, holds
+`error`, `loss` (the Kaggle log-loss training reports), `examples`, `dataset`, `split`,
+`step`, `epoch`, the class names it matched, the code that evaluated and each rectified
+layer's statistics (rectifiers/statistics.py). `report.py --evaluation=NAME` builds a
+sweep's tables from them.
+
+The weights come from the run's export (`RUN/model/`, training/export.py), which is enough
+on its own (a committed study has no checkpoints), or from its checkpoints: the final one,
+or `--step=N` (an unfinished run needs it). On its own test split, with the devices it
+trained on, a run's evaluation equals its final `test_error` and `test_loss` exactly.
+
+Datasets: `--dataset` is a spec as in training (`folder:PATH`, `tfds:NAME`, `digits`;
+default: the run's own, with its hold-out and subset). `--split` is `test` or `train`
+(for TFDS any split, e.g. `train[45000:]`); `--holdout=N` evaluates a folder without test/
+on a stratified hold-out of N of its train/ images. Images are decoded as the run's were
+(its image_size, and grayscale for one-channel runs). A dataset whose class names or image
+shape differ from the run's is refused, naming both.
+
+Evaluating never changes the run's record (metrics, summary, checkpoints): it holds the
+run's lock shared, so it refuses to start while a training writes there, naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+import os
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+import input_pipeline
+import train
+from input_pipeline import augment
+from rectifiers import linen as rectifiers_linen
+from training import (checkpoints, compilation_cache, devices, export, provenance,
+                      run_directory)
+
+SPLITS = ("test", "train")
+
+
+class EvaluationError(ValueError):
+  """The run, the dataset or the arguments cannot be evaluated as asked; the message
+  says why and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedModel:
+  """A run's network at one step, with the preprocessing it was trained with."""
+
+  run: run_directory.RunRecord
+  model: Any
+  state: train.TrainState     # params and batch_stats (no optimiser state)
+  mean_image: np.ndarray
+  step: int
+  epoch: float
+  source: str                 # "export" or "checkpoint"
+
+  @property
+  def config(self) -> dict[str, Any]:
+    return self.run.config
+
+
+def _config(record: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """A run's config record over today's defaults (keys added later take their default)."""
+  defaults = train.default_config.get_config().to_dict()
+  merged = {**defaults, **{k: v for k, v in record.items() if k in defaults}}
+  merged["augment"] = {**defaults["augment"], **record.get("augment", {})}
+  return ml_collections.ConfigDict(merged)
+
+
+def load_trained(path: str, step: int | None = None) -> TrainedModel:
+  """The network of run `path` at its end (from its export, else its last checkpoint) or
+  at checkpoint `step`."""
+  record = run_directory.read_run(path)
+  if not record.config:
+    raise EvaluationError(f"{path} is not a run directory (it has no "
+                          f"{run_directory.CONFIG}); pass a run's workdir or a sweep's.")
+  if step is None and not record.finished:
+    reached = f"epoch {record.rows[-1]['epoch']}" if record.rows else "no evaluation yet"
+    raise EvaluationError(
+        f"{path} has not finished ({reached} of {record.config.get('num_epochs')}); pass "
+        f"--step=N to evaluate one of its checkpoints ({_steps_text(path)}).")
+  if export.has_export(path):
+    metadata = export.read_metadata(path)
+    if step is None or step == metadata["step"]:
+      exported = export.load(path)
+      state = train.TrainState(step=np.int32(metadata["step"]),
+                               params=exported.variables["params"],
+                               batch_stats=exported.variables.get("batch_stats"), opt_state=None)
+      return TrainedModel(record, exported.model, state, exported.mean_image, metadata["step"],
+                          metadata["epoch"], "export")
+  steps = _checkpoint_steps(path)
+  if step is None:
+    step = record.rows[-1]["step"]
+  if step not in steps:
+    raise EvaluationError(
+        f"{path} has no exported model{' at step %d' % step if export.has_export(path) else ''}"
+        f" and no checkpoint at step {step} ({_steps_text(path)}): nothing to evaluate.")
+  restored = checkpoints.load_checkpoint(path, step)["state"]
+  state = train.TrainState(step=np.int32(step), params=restored["params"],
+                           batch_stats=restored.get("batch_stats"), opt_state=None)
+  model = export.build_model(_config(record.config).to_dict(), record.dataset["num_classes"])
+  epoch = next((r["epoch"] for r in record.rows if r["step"] == step), None)
+  return TrainedModel(record, model, state, _mean_image(path, record), step,
+                      epoch if epoch is not None else step, "checkpoint")
+
+
+def _checkpoint_steps(path: str) -> list[int]:
+  directory = os.path.join(path, run_directory.CHECKPOINTS)
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+
+
+def _steps_text(path: str) -> str:
+  steps = _checkpoint_steps(path)
+  return f"checkpoints at steps {steps}" if steps else "it has no checkpoints"
+
+
+def _mean_image(path: str, record: run_directory.RunRecord) -> np.ndarray:
+  """The run's recorded mean image; runs from before it was recorded get it recomputed
+  from their own training data (the config they recorded), never from the new data."""
+  if (recorded := run_directory.read_mean_image(path)) is not None:
+    return recorded
+  logging.warning("%s predates recorded mean images: recomputing it from the run's own "
+                  "training split (%s).", path, record.config.get("dataset"))
+  return np.asarray(train.load_data(_config(record.config)).mean_image, np.float32)
+
+
+# --- The data ----------------------------------------------------------------------------
+
+
+def default_name(spec: str, split: str) -> str:
+  """'folder:../data/cifar10', 'test' -> 'cifar10-test'; any character other than
+  letters, digits, '.', '_' and '-' becomes '_'."""
+  kind, _, arg = spec.partition(":")
+  base = os.path.basename(os.path.normpath(arg)) if kind == "folder" else (arg or kind)
+  return re.sub(r"[^A-Za-z0-9._-]", "_", f"{base}-{split}")
+
+
+def load_split(trained: TrainedModel, spec: str | None, split: str, holdout: int,
+               data_dir: str = "", cache_dir: str = "") -> tuple[str, input_pipeline.Dataset,
+                                                                 input_pipeline.Source]:
+  """(spec, dataset, the examples to evaluate) for `--dataset`/`--split`/`--holdout`."""
+  config = _config(trained.config)
+  if data_dir:
+    config.data_dir = data_dir
+  if cache_dir:
+    config.cache_dir = cache_dir
+  own = spec is None or spec == config.dataset
+  kind = (spec or config.dataset).partition(":")[0]
+  if kind != "tfds" and split not in SPLITS:
+    raise EvaluationError(f"--split must be one of {SPLITS} for {kind!r} datasets, got "
+                          f"{split!r}.")
+  if own:
+    if holdout:
+      raise EvaluationError("--holdout applies to another dataset; the run's own dataset "
+                            f"keeps its own split (holdout={config.holdout}).")
+    if kind == "tfds" and split not in SPLITS:
+      config.test_split = split
+      split = "test"
+  else:
+    config.dataset, config.holdout = spec, holdout
+    config.train_examples, config.skip_corrupt = 0, False
+    if kind == "tfds":  # read only the asked split (its mean image is not used).
+      config.train_split = config.test_split = "test" if split == "test" else split
+      split = "test"
+    if kind == "folder" and trained.run.dataset.get("image_shape", [0])[-1] == 1:
+      config.grayscale = True
+  try:
+    dataset = input_pipeline.load(
+        config.dataset, data_dir=config.data_dir or None, train_split=config.train_split,
+        test_split=config.test_split, image_size=config.image_size or None,
+        grayscale=config.grayscale, holdout=config.holdout, skip_corrupt=config.skip_corrupt,
+        cache_dir=config.cache_dir or None, train_examples=config.train_examples,
+        subset_seed=config.subset_seed)
+  except ValueError as e:
+    raise EvaluationError(f"--dataset {config.dataset!r}: {e}") from None
+  check_compatible(trained, config.dataset, dataset)
+  source = dataset.test if split == "test" else dataset.train
+  if not len(source):
+    raise EvaluationError(f"{config.dataset!r} has no {split} examples: pass --split=train, "
+                          "or --holdout=N for a folder without test/.")
+  return config.dataset, dataset, source
+
+
+def check_compatible(trained: TrainedModel, spec: str, dataset: input_pipeline.Dataset) -> None:
+  """Refuses data the network cannot be scored on: other classes or another image shape."""
+  recorded = trained.run.dataset
+  names, shape = list(recorded.get("class_names", [])), list(recorded.get("image_shape", []))
+  problems = []
+  if list(dataset.class_names) != names:
+    problems.append(f"its classes are {_short(dataset.class_names)}, the run's "
+                    f"{_short(names)} (the labels would not match: use the same class "
+                    "folders or TFDS labels, in the same order)")
+  if list(dataset.image_shape) != shape:
+    problems.append(f"its images are {'x'.join(map(str, dataset.image_shape))}, the run's "
+                    f"{'x'.join(map(str, shape))} (resize them to that shape)")
+  if problems:
+    raise EvaluationError(f"Cannot evaluate {trained.run.path} on {spec!r}: "
+                          + "; ".join(problems) + ".")
+
+
+def _short(names: Any) -> str:
+  names = list(names)
+  return str(names) if len(names) <= 12 else f"{names[:10]} ... ({len(names)} classes)"
+
+
+# --- Evaluating ---------------------------------------------------------------------------
+
+
+@functools.cache
+def _jitted_eval_step(model: Any, augment_config: Any, input_scale: float, statistics: bool,
+                      mesh: Mesh) -> Any:
+  data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+  return jax.jit(functools.partial(train.eval_step, model=model, augment_config=augment_config,
+                                   input_scale=input_scale, activation_statistics=statistics),
+                 in_shardings=(replicated, data_sharding, replicated), out_shardings=replicated)
+
+
+def evaluate(trained: TrainedModel, source: input_pipeline.Source) -> dict[str, Any]:
+  """{"error", "loss", "examples", "activations"} of the network on `source`, batched and
+  laid out over the devices as its training evaluated."""
+  config = _config(trained.config)
+  batch_size = config.eval_batch_size or config.batch_size
+  mesh = Mesh(np.asarray(devices.mesh_devices(jax.devices(), [batch_size])), ("data",))
+  replicated = NamedSharding(mesh, P())
+  step_fn = _jitted_eval_step(trained.model, train.augment_config(config), config.input_scale,
+                              bool(config.activation_statistics), mesh)
+  state = jax.device_put(trained.state, replicated)
+  mean_image = jax.device_put(np.asarray(trained.mean_image, np.float32), replicated)
+  sums = train.evaluate_source(step_fn, state, source, mean_image, batch_size=batch_size,
+                               data_sharding=NamedSharding(mesh, P("data")))
+  out = train.evaluation_metrics(sums)
+  if "activations" in sums:
+    shape = augment.output_shape(tuple(trained.run.dataset["image_shape"]),
+                                 train.augment_config(config))
+    layers = rectifiers_linen.rectified_layers(trained.model, np.zeros((1, *shape)), train=False)
+    out["activations"] = train.layer_statistics(sums["activations"], layers)
+  return out
+
+
+def evaluate_run(path: str, *, spec: str | None = None, split: str = "test",
+                 name: str | None = None, step: int | None = None, holdout: int = 0,
+                 data_dir: str = "", cache_dir: str = "") -> dict[str, Any]:
+  """Evaluates run `path` and writes `path/evaluations/NAME.json`; returns its content."""
+  if not os.path.isdir(path):
+    raise EvaluationError(f"No run directory {path}.")
+  with run_directory.DirectoryLock(path, what="run", shared=True):
+    trained = load_trained(path, step)
+    spec, dataset, source = load_split(trained, spec, split, holdout, data_dir, cache_dir)
+    name = name or default_name(spec, split)
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+      raise EvaluationError(f"--name must use letters, digits, '.', '_' and '-' only, got "
+                            f"{name!r}.")
+    result = {"name": name, "dataset": spec, "split": split, "step": int(trained.step),
+              "epoch": trained.epoch, "model_source": trained.source,
+              "class_names": list(dataset.class_names),
+              "image_shape": list(dataset.image_shape), "holdout": holdout,
+              **evaluate(trained, source),
+              "evaluated_by": provenance.code_version(),
+              "evaluated": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                  timespec="seconds")}
+    directory = os.path.join(path, run_directory.EVALUATIONS)
+    os.makedirs(directory, exist_ok=True)
+    run_directory.write_json(os.path.join(directory, f"{name}.json"), result)
+  return result
+
+
+def evaluate_sweep(workdir: str, **options: Any) -> dict[str, dict[str, Any]]:
+  """Evaluates every finished run of the sweep in `workdir`; {run path: result}."""
+  runs = run_directory.read_sweep(workdir)
+  finished = [r for r in runs if r.finished]
+  if not finished:
+    raise EvaluationError(f"{workdir} holds no finished run ({len(runs)} unfinished); "
+                          "nothing to evaluate.")
+  for r in runs:
+    if not r.finished:
+      logging.warning("Skipping %s: it has not finished.", r.path)
+  return {r.path: evaluate_run(r.path, **options) for r in finished}
+
+
+def is_run(path: str) -> bool:
+  return os.path.exists(os.path.join(path, run_directory.CONFIG))
+
+
+def read_evaluation(path: str, name: str) -> dict[str, Any]:
+  """`path/evaluations/NAME.json`, as evaluate_run wrote it."""
+  file = os.path.join(path, run_directory.EVALUATIONS, f"{name}.json")
+  if not os.path.exists(file):
+    raise FileNotFoundError(f"{path} has no evaluation {name!r} ({file}); run evaluate.py "
+                            f"--workdir={path} --name={name} first.")
+  return run_directory.read_json(file)
+
+
+# --- Command line --------------------------------------------------------------------------
+
+
+def _devices_it_trained_on(workdir: str) -> int:
+  """The device count the run (or the sweep's first finished run) trained on, so that the
+  evaluation's sums are taken in the same order (cpu_devices semantics: 0 = one per core)."""
+  paths = [workdir] if is_run(workdir) else [r.path for r in run_directory.read_sweep(workdir)
+                                             if r.finished][:1]
+  for path in paths:
+    summary = run_directory.read_run(path).summary or {}
+    if summary.get("backend", "cpu") == "cpu" and summary.get("devices"):
+      return int(summary["devices"])
+  return 1
+
+
+def main(argv: list[str]) -> None:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  del argv
+  FLAGS = flags.FLAGS
+  train.quiet_library_info_logs()
+  compilation_cache.enable()
+  options = dict(spec=FLAGS.dataset or None, split=FLAGS.split, name=FLAGS.name,
+                 step=FLAGS.step, holdout=FLAGS.holdout, data_dir=FLAGS.data_dir,
+                 cache_dir=FLAGS.cache_dir)
+  try:
+    if not os.path.isdir(FLAGS.workdir):
+      raise EvaluationError(f"No directory {FLAGS.workdir}.")
+    devices.configure_cpu_devices(FLAGS.cpu_devices if FLAGS.cpu_devices >= 0
+                                  else _devices_it_trained_on(FLAGS.workdir))
+    if is_run(FLAGS.workdir):
+      results = {FLAGS.workdir: evaluate_run(FLAGS.workdir, **options)}
+    else:
+      if FLAGS.step is not None:
+        raise EvaluationError("--step applies to one run, not to a sweep directory.")
+      results = evaluate_sweep(FLAGS.workdir, **options)
+  except (EvaluationError, FileNotFoundError, export.ExportError, train.ConfigError,
+          input_pipeline.CorruptImagesError, input_pipeline.DatasetNotPreparedError,
+          run_directory.RunDirectoryError, checkpoints.NoUsableCheckpointError) as e:
+    logging.error("%s", e)
+    sys.exit(1)
+  for path, r in results.items():
+    print(f"{path}: {r['dataset']} {r['split']}: error {r['error']:.4f}, log-loss "
+          f"{r['loss']:.4f} on {r['examples']} examples (step {r['step']}, from its "
+          f"{r['model_source']}) -> {os.path.join(path, run_directory.EVALUATIONS, r['name'])}"
+          ".json")
+
+
+def _define_flags() -> None:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string("workdir", None, "A run directory, or a sweep's (every finished run).")
+  flags.DEFINE_string("dataset", "", "A dataset spec (folder:PATH, tfds:NAME, digits); "
+                      "default: the run's own.")
+  flags.DEFINE_string("split", "test", "test or train (TFDS: any split, e.g. 'train[:5000]').")
+  flags.DEFINE_string("name", None, "The evaluation's name (file evaluations/NAME.json); "
+                      "default: <dataset>-<split>.")
+  flags.DEFINE_integer("step", None, "Evaluate the checkpoint at this step (default: the "
+                       "finished run's final model).")
+  flags.DEFINE_integer("holdout", 0, "For a folder without test/: evaluate on a stratified "
+                       "hold-out of this many train/ images.")
+  flags.DEFINE_string("data_dir", "", "TFDS data directory.")
+  flags.DEFINE_string("cache_dir", "", "Decoded-image cache (default ~/.cache/rectifiers).")
+  flags.DEFINE_integer("cpu_devices", -1, "CPU devices (-1: as many as the run trained on, "
+                       "so its own test split gives its numbers exactly).")
+  flags.mark_flags_as_required(["workdir"])
+
+
+if __name__ == "__main__":
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from training import command_line  # pylint: disable=g-import-not-at-top
+  _define_flags()
+  app.run(main, flags_parser=command_line.parse_flags)

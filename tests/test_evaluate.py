@@ -1,0 +1,209 @@
+"""evaluate.py, the exported model and the code-version record: a finished run re-tested
+on any data, from its export alone, without touching its record."""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import evaluate
+import input_pipeline
+import report
+from tests.conftest import REPO
+from training import export, provenance, run_directory
+
+
+def record_digests(path) -> dict[str, str]:
+  """SHA-256 of every file of a run except what evaluating may add."""
+  out = {}
+  for root, _, files in os.walk(path):
+    for name in files:
+      rel = os.path.relpath(os.path.join(root, name), path)
+      if rel.startswith(run_directory.EVALUATIONS) or name == run_directory.LOCK:
+        continue
+      with open(os.path.join(root, name), "rb") as f:
+        out[rel] = hashlib.sha256(f.read()).hexdigest()
+  return out
+
+
+def copy_run(src, dst, *, drop=()) -> str:
+  shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*drop, run_directory.EVALUATIONS,
+                                                          run_directory.LOCK))
+  return str(dst)
+
+
+def test_evaluating_a_run_on_its_own_test_split_equals_its_summary_exactly(prelu_run):
+  result = evaluate.evaluate_run(str(prelu_run), name="own")
+  summary = json.loads((prelu_run / "summary.json").read_text())
+  assert (result["error"], result["loss"], result["examples"]) == (
+      summary["test_error"], summary["test_loss"], summary["test_examples"])
+  assert result["model_source"] == "export" and result["step"] == summary["step"]
+  assert result["class_names"] == [str(i) for i in range(10)]
+  assert json.loads((prelu_run / "evaluations" / "own.json").read_text())["error"] == \
+      summary["test_error"]
+
+
+def test_evaluating_changes_nothing_in_the_runs_record(prelu_run):
+  before = record_digests(prelu_run)
+  evaluate.evaluate_run(str(prelu_run), split="train", name="train-split")
+  evaluate.evaluate_run(str(prelu_run), step=3, name="step3")
+  assert record_digests(prelu_run) == before
+
+
+def test_the_export_alone_suffices(prelu_run, tmp_path):
+  alone = copy_run(prelu_run, tmp_path / "alone", drop=("checkpoints", "mean_image.npy"))
+  result = evaluate.evaluate_run(alone, name="own")
+  summary = json.loads((prelu_run / "summary.json").read_text())
+  assert (result["error"], result["loss"]) == (summary["test_error"], summary["test_loss"])
+  assert result["model_source"] == "export"
+
+
+def test_a_loaded_export_predicts_what_the_run_measured(prelu_run):
+  m = export.load(str(prelu_run))
+  assert m.class_names == [str(i) for i in range(10)] and m.image_shape == (8, 8, 1)
+  assert m.metadata["rectifier"] == "prelu" and m.metadata["step"] == 6
+  test = input_pipeline.load("digits").test
+  errors = np.mean(np.argmax(np.asarray(m.logits(test.images)), -1) != test.labels)
+  summary = json.loads((prelu_run / "summary.json").read_text())
+  assert errors == pytest.approx(summary["test_error"], abs=1e-6)
+  size = sum(os.path.getsize(prelu_run / "model" / f) for f in os.listdir(prelu_run / "model"))
+  assert size < 100_000
+
+
+def test_a_damaged_export_is_refused_naming_the_file(prelu_run, tmp_path):
+  damaged = copy_run(prelu_run, tmp_path / "damaged", drop=("checkpoints",))
+  path = os.path.join(damaged, "model", "variables.msgpack")
+  data = bytearray(open(path, "rb").read())
+  data[len(data) // 2] ^= 0xFF
+  open(path, "wb").write(bytes(data))
+  with pytest.raises(export.ExportError, match="variables.msgpack does not match"):
+    evaluate.evaluate_run(damaged)
+
+
+def test_an_unfinished_run_needs_a_step_and_then_gives_that_evaluation(prelu_run, tmp_path):
+  unfinished = copy_run(prelu_run, tmp_path / "unfinished", drop=("summary.json", "model"))
+  with pytest.raises(evaluate.EvaluationError, match=r"has not finished.*--step=N.*\[3, 6\]"):
+    evaluate.evaluate_run(unfinished)
+  result = evaluate.evaluate_run(unfinished, step=3)
+  row = run_directory.read_run(unfinished).rows[0]
+  assert (result["error"], result["loss"], result["model_source"]) == (
+      row["test_error"], row["test_loss"], "checkpoint")
+
+
+def test_not_a_run_and_a_run_without_a_model_are_refused(prelu_run, tmp_path):
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(evaluate.EvaluationError, match="not a run directory"):
+    evaluate.evaluate_run(str(tmp_path / "empty"))
+  bare = copy_run(prelu_run, tmp_path / "bare", drop=("checkpoints", "model"))
+  with pytest.raises(evaluate.EvaluationError, match="no exported model and no checkpoint"):
+    evaluate.evaluate_run(bare)
+
+
+def test_evaluation_refuses_while_a_writer_holds_the_run(prelu_run, tmp_path):
+  held = copy_run(prelu_run, tmp_path / "held")
+  with run_directory.DirectoryLock(held):
+    with pytest.raises(run_directory.RunInUseError, match=r"in use by pid \d+"):
+      evaluate.evaluate_run(held)
+  with run_directory.DirectoryLock(held, shared=True):  # readers do not exclude each other
+    evaluate.evaluate_run(held)
+
+
+def write_folder(root, classes, size, mode="L"):
+  for c in classes:
+    (root / "test" / c).mkdir(parents=True)
+    (root / "train" / c).mkdir(parents=True)
+    for i in range(2):
+      for split in ("train", "test"):
+        Image.new(mode, (size, size), 40 * i).save(root / split / c / f"{i}.png")
+  return f"folder:{root}"
+
+
+def test_a_dataset_of_other_classes_and_shape_is_refused_in_one_line_naming_both(
+    prelu_run, tmp_path):
+  spec = write_folder(tmp_path / "other", ["a", "b"], 6)
+  out = subprocess.run([sys.executable, "evaluate.py", f"--workdir={prelu_run}",
+                        f"--dataset={spec}", f"--cache_dir={tmp_path / 'cache'}"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 1, out.stderr[-2000:]
+  assert "Traceback" not in out.stderr
+  last = out.stderr.strip().splitlines()[-1]
+  assert "Cannot evaluate" in last and "['a', 'b']" in last and "'9'" in last
+  assert "6x6x1" in last and "8x8x1" in last
+
+
+def test_a_same_shaped_folder_with_the_runs_classes_is_evaluated(prelu_run, tmp_path):
+  spec = write_folder(tmp_path / "same", [str(i) for i in range(10)], 8)
+  result = evaluate.evaluate_run(str(prelu_run), spec=spec, name="blank",
+                                 cache_dir=str(tmp_path / "cache"))
+  assert result["examples"] == 20 and result["dataset"] == spec and result["split"] == "test"
+  assert result["name"] == "blank" and 0 <= result["error"] <= 1
+
+
+def sweep_of_copies(prelu_run, root, settings=("relu", "prelu"), seeds=(0, 1)):
+  for setting in settings:
+    for seed in seeds:
+      copy_run(prelu_run, run_directory.sweep_run_path(str(root), setting, seed))
+  return str(root)
+
+
+def test_a_sweep_directory_evaluates_every_finished_run(prelu_run, tmp_path):
+  root = sweep_of_copies(prelu_run, tmp_path / "sweep")
+  os.remove(os.path.join(root, "prelu", "seed1", "summary.json"))  # unfinished: skipped
+  results = evaluate.evaluate_sweep(root, split="train", name="train")
+  assert sorted(os.path.relpath(p, root) for p in results) == [
+      "prelu/seed0", "relu/seed0", "relu/seed1"]
+  assert not os.path.exists(os.path.join(root, "prelu", "seed1", "evaluations"))
+
+
+def test_report_builds_its_tables_from_an_evaluation(prelu_run, tmp_path):
+  root = sweep_of_copies(prelu_run, tmp_path / "sweep")
+  with pytest.raises(ValueError, match="No evaluation 'train' for relu/seed0"):
+    report.write_report(root, evaluation="train")
+  evaluate.evaluate_sweep(root, split="train", name="train")
+  paths = report.write_report(root, evaluation="train")
+  text = open(paths["results"]).read()
+  train_error = json.loads(open(os.path.join(root, "relu", "seed0", "evaluations",
+                                             "train.json")).read())["error"]
+  assert "evaluation `train`" in text and "1,437 images" in text
+  assert f"{100 * train_error:.2f}" in text
+  assert not os.path.exists(os.path.join(root, "results.md"))  # the training report is apart
+
+
+def test_a_run_records_the_code_that_trained_it(prelu_run):
+  [entry] = run_directory.read_run(str(prelu_run)).code_versions
+  assert entry["from_step"] == 0
+  assert entry["commit"] != "unknown" and isinstance(entry["dirty"], bool)
+  assert set(entry["versions"]) == set(provenance.LIBRARIES)
+  assert export.read_metadata(str(prelu_run))["code_versions"] == [entry]
+
+
+def test_a_resume_under_another_version_records_every_step_version_pair(tmp_path):
+  a = {"commit": "a" * 40, "dirty": False, "versions": {"jax": "1"}}
+  b = {**a, "commit": "b" * 40}
+  with run_directory.RunDirectory(str(tmp_path)) as run:
+    assert run.record_code_version(0, a) == [{"from_step": 0, **a}]
+    assert run.record_code_version(300, a) == [{"from_step": 0, **a}]     # same: no entry
+    assert run.record_code_version(600, b) == [{"from_step": 0, **a}, {"from_step": 600, **b}]
+    # A resume from an older checkpoint drops what the run no longer keeps.
+    assert run.record_code_version(300, a) == [{"from_step": 0, **a}]
+    assert run.record_code_version(0, b) == [{"from_step": 0, **b}]      # a restart
+
+
+def test_report_names_the_code_versions_when_a_study_has_several(prelu_run, tmp_path):
+  root = sweep_of_copies(prelu_run, tmp_path / "sweep")
+  runs = report.read_runs(root)
+  assert report.code_versions_line(runs) is None
+  path = os.path.join(root, "prelu", "seed1", run_directory.PROVENANCE)
+  history = json.loads(open(path).read())["code_versions"]
+  run_directory.write_json(path, {"code_versions": history + [
+      {**history[0], "from_step": 3, "commit": "f" * 40}]})
+  line = report.code_versions_line(report.read_runs(root))
+  assert line.startswith("These runs were trained by 2 code versions")
+  assert "commit ffffffffff" in line and "prelu/seed1 from step 3" in line
+  assert line in open(report.write_report(root)["results.md"]).read()
