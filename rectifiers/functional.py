@@ -171,6 +171,15 @@ def check_rrelu_options(lower: float = 3.0, upper: float = 8.0, sample: str = "d
     raise ValueError(f"rrelu: impl must be one of {RRELU_IMPLS}, got {impl!r}.")
 
 
+def broadcast_noise_shape(x_shape: Sequence[int], broadcast_dims: Sequence[int]) -> list[int]:
+  """The `noise_shape` of `rrelu` that shares one draw along `broadcast_dims` (like
+  dropout's; a negative axis counts from the end): x's shape with those axes set to 1.
+  For module wrappers that take `broadcast_dims`."""
+  ndim = len(x_shape)
+  return [1 if i in broadcast_dims or i - ndim in broadcast_dims else d
+          for i, d in enumerate(x_shape)]
+
+
 def _check_noise_shape(noise_shape: Sequence[int], x_shape: tuple[int, ...]) -> tuple[int, ...]:
   noise_shape = tuple(noise_shape)
   ok = len(noise_shape) == len(x_shape) and all(

@@ -12,7 +12,7 @@ import ast
 import dataclasses
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -87,11 +87,10 @@ class RReLU(nn.Module):
     if deterministic:
       return _recorded(self, x, F.rrelu(x, None, self.lower, self.upper, deterministic=True,
                                         sample=self.sample, test_slope=self.test_slope))
-    noise_shape = [1 if i in self.broadcast_dims or i - x.ndim in self.broadcast_dims else d
-                   for i, d in enumerate(x.shape)]
-    return _recorded(self, x, F.rrelu(x, self.make_rng(self.rng_collection), self.lower,
-                                      self.upper, sample=self.sample, noise_shape=noise_shape,
-                                      test_slope=self.test_slope, impl=self.impl))
+    return _recorded(self, x, F.rrelu(
+        x, self.make_rng(self.rng_collection), self.lower, self.upper, sample=self.sample,
+        noise_shape=F.broadcast_noise_shape(x.shape, self.broadcast_dims),
+        test_slope=self.test_slope, impl=self.impl))
 
 
 class ELU(nn.Module):
@@ -164,26 +163,65 @@ _LEAKY_SHORTHAND = re.compile(r"leaky_relu_(\d+(?:\.\d*)?)")
 _CALL_FORM = re.compile(r"(\w+)\((.*)\)", re.DOTALL)
 
 
-def _spec_error(spec: str, why: str) -> ValueError:
+def _spec_error(spec: str, why: str, names: Iterable[str]) -> ValueError:
   return ValueError(
-      f"Unknown rectifier {spec!r}: {why}. Valid names: {', '.join(RECTIFIERS)}, the paper's "
+      f"Unknown rectifier {spec!r}: {why}. Valid names: {', '.join(names)}, the paper's "
       f"settings {', '.join(PAPER_SETTINGS)}, 'leaky_relu_<a>' for any divisor a, or a call "
       f"with keyword arguments such as \"rrelu(lower=3, upper=8, sample=slope)\".")
 
 
-def _parse_keywords(spec: str, text: str) -> dict[str, object]:
+def _parse_keywords(spec: str, text: str, names: Iterable[str]) -> dict[str, object]:
   try:
     call = ast.parse(f"f({text})", mode="eval").body
   except SyntaxError as e:
-    raise _spec_error(spec, f"cannot parse the arguments ({e.msg})") from None
+    raise _spec_error(spec, f"cannot parse the arguments ({e.msg})", names) from None
   if call.args:
-    raise _spec_error(spec, "arguments must be keywords, e.g. a=20")
+    raise _spec_error(spec, "arguments must be keywords, e.g. a=20", names)
   kwargs = {}
   for keyword in call.keywords:
     node = keyword.value
     # Bare words are strings, so that sample=slope needs no quotes on a command line.
     kwargs[keyword.arg] = node.id if isinstance(node, ast.Name) else ast.literal_eval(node)
   return kwargs
+
+
+def check_name(name: str, registry: Mapping[str, type] = RECTIFIERS) -> None:
+  """Raises ValueError unless `name` is in `registry` (default: this module's `RECTIFIERS`)."""
+  if name not in registry:
+    raise ValueError(f"Unknown rectifier {name!r}; valid names: {', '.join(registry)}.")
+
+
+def default_options(name: str) -> dict[str, object]:
+  """The options of rectifier `name` (its module's fields) with their defaults."""
+  check_name(name)
+  return {f.name: f.default for f in dataclasses.fields(RECTIFIERS[name])
+          if f.init and f.name not in ("parent", "name")}
+
+
+def parse_spec(spec: str, registry: Mapping[str, type] = RECTIFIERS,
+               options: Callable[[str], Mapping[str, object]] = default_options,
+               ) -> tuple[str, dict[str, object]]:
+  """Splits a rectifier spec into its name and keyword options: `"relu"` -> `("relu", {})`,
+  `"leaky_relu_5.5"` -> `("leaky_relu", {"a": 5.5})`, `"rrelu(sample=slope)"` ->
+  `("rrelu", {"sample": "slope"})`.
+
+  The name must be in `registry` and the keywords among `options(name)` (by default this
+  module's `RECTIFIERS` and `default_options`; `rectifiers.nnx` passes its own, so both
+  APIs read the same specs). Raises ValueError naming the spec and the valid names.
+  """
+  name, kwargs = spec.strip(), {}
+  if match := _CALL_FORM.fullmatch(name):
+    name, kwargs = match.group(1), _parse_keywords(spec, match.group(2), registry)
+  elif "(" in name:
+    raise _spec_error(spec, "cannot parse the arguments (unbalanced parentheses)", registry)
+  elif match := _LEAKY_SHORTHAND.fullmatch(name):
+    name, kwargs = "leaky_relu", {"a": float(match.group(1))}
+  if name not in registry:
+    raise _spec_error(spec, f"no rectifier called {name!r}", registry)
+  if unknown := set(kwargs) - set(options(name)):
+    raise _spec_error(spec, f"{name} takes {sorted(options(name))}, not {sorted(unknown)}",
+                      registry)
+  return name, kwargs
 
 
 def rectifier_factory(spec: str | RectifierFactory) -> RectifierFactory:
@@ -198,38 +236,19 @@ def rectifier_factory(spec: str | RectifierFactory) -> RectifierFactory:
     return spec
   if not isinstance(spec, str):
     raise TypeError(f"rectifier must be a name or a module factory, got {spec!r}.")
-  name, kwargs = spec.strip(), {}
-  if match := _CALL_FORM.fullmatch(name):
-    name, kwargs = match.group(1), _parse_keywords(spec, match.group(2))
-  elif "(" in name:
-    raise _spec_error(spec, "cannot parse the arguments (unbalanced parentheses)")
-  elif match := _LEAKY_SHORTHAND.fullmatch(name):
-    name, kwargs = "leaky_relu", {"a": float(match.group(1))}
-  if name not in RECTIFIERS:
-    raise _spec_error(spec, f"no rectifier called {name!r}")
-  if unknown := set(kwargs) - set(default_options(name)):
-    raise _spec_error(spec, f"{name} takes {sorted(default_options(name))}, not "
-                            f"{sorted(unknown)}")
+  name, kwargs = parse_spec(spec)
   return create(name, **kwargs)
 
 
-def default_options(name: str) -> dict[str, object]:
-  """The options of rectifier `name` (its module's fields) with their defaults."""
-  if name not in RECTIFIERS:
-    raise ValueError(f"Unknown rectifier {name!r}; valid names: {', '.join(RECTIFIERS)}.")
-  return {f.name: f.default for f in dataclasses.fields(RECTIFIERS[name])
-          if f.init and f.name not in ("parent", "name")}
-
-
-def create(name: str, **options: object) -> RectifierFactory:
-  """A factory of rectifier `name` with `options` (e.g. `create("rrelu", lower=5)`),
-  shaped like `models.create`; the options are checked now, so that a bad config fails
-  before any model is traced. `rectifier_factory` parses spec strings into this call."""
-  valid = default_options(name)
-  if unknown := sorted(set(options) - set(valid)):
+def check_options(name: str, options: Mapping[str, object],
+                  defaults: Mapping[str, object]) -> None:
+  """Raises for an option of rectifier `name` that is not in `defaults` (TypeError naming the
+  valid ones) or a value the rectifier would reject (ValueError): the checks `create` makes
+  before any model is traced, shared with `rectifiers.nnx.create`."""
+  if unknown := sorted(set(options) - set(defaults)):
     raise TypeError(f"{name} got unknown option(s) {unknown}; valid options: "
-                    f"{', '.join(valid) or '(none)'}.")
-  values = {**valid, **options}
+                    f"{', '.join(defaults) or '(none)'}.")
+  values = {**defaults, **options}
   if name == "leaky_relu":
     F.check_positive_finite("leaky_relu", "a", values["a"])
   elif name == "elu":
@@ -237,4 +256,11 @@ def create(name: str, **options: object) -> RectifierFactory:
   elif name == "rrelu":
     F.check_rrelu_options(values["lower"], values["upper"], values["sample"],
                           values["test_slope"], values["impl"])
+
+
+def create(name: str, **options: object) -> RectifierFactory:
+  """A factory of rectifier `name` with `options` (e.g. `create("rrelu", lower=5)`),
+  shaped like `models.create`; the options are checked now, so that a bad config fails
+  before any model is traced. `rectifier_factory` parses spec strings into this call."""
+  check_options(name, options, default_options(name))
   return functools.partial(RECTIFIERS[name], **options)
