@@ -339,12 +339,23 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array], mean_image: jax.Ar
   return out
 
 
+# The examples of the first evaluation batch that the histograms and RReLU's training-mode
+# probe look at: enough for their purpose, few enough to keep them cheap.
+PROBE_EXAMPLES = 64
+
+
+def _probe(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+  return {k: v[:PROBE_EXAMPLES] for k, v in batch.items()}
+
+
 def preactivation_histograms(state: TrainState, batch: dict[str, jax.Array],
                              mean_image: jax.Array, *, model: nn.Module,
                              augment_config: augment.AugmentConfig, input_scale: float,
                              bins: int = 30) -> dict[str, tuple[jax.Array, jax.Array]]:
-  """{layer: (counts, edges)}: each rectified layer's inputs in test mode over the batch's
-  unmasked examples, in `bins` bins between their minimum and maximum."""
+  """{layer: (counts, edges)}: each rectified layer's inputs in test mode over the first
+  PROBE_EXAMPLES of the batch (unmasked ones), in `bins` bins between their minimum and
+  maximum."""
+  batch = _probe(batch)
   images = _test_images(batch, mean_image, augment_config, input_scale)
   _, sown = model.apply(_variables(state), images, train=False,
                         mutable=[statistics.PREACTIVATIONS])
@@ -361,14 +372,16 @@ def training_mode_slopes(state: TrainState, batch: dict[str, jax.Array], mean_im
                          rng: jax.Array, *, model: nn.Module,
                          augment_config: augment.AugmentConfig,
                          input_scale: float) -> dict[str, dict[str, jax.Array]]:
-  """Every rectified layer's sums in training mode (random slopes, dropout) on the batch,
-  for RReLU's realised mean slope; `rng` stands for a step's keys."""
+  """Every rectified layer's `slope_sums` in training mode (random slopes, dropout) on the
+  first PROBE_EXAMPLES of the batch, for RReLU's realised mean slope; `rng` stands for a
+  step's keys."""
+  batch = _probe(batch)
   images = _test_images(batch, mean_image, augment_config, input_scale)
   rngs = {"dropout": jax.random.fold_in(rng, DROPOUT_STREAM),
           "rrelu": jax.random.fold_in(rng, RRELU_STREAM)}
-  mutable = [statistics.COLLECTION] + (["batch_stats"] if state.batch_stats is not None else [])
+  mutable = [statistics.SLOPES] + (["batch_stats"] if state.batch_stats is not None else [])
   _, sown = model.apply(_variables(state), images, train=True, mutable=mutable, rngs=rngs)
-  return statistics.masked_sums(sown[statistics.COLLECTION], batch["mask"])
+  return statistics.masked_sums(sown[statistics.SLOPES], batch["mask"])
 
 
 def _add_metrics(total: dict[str, jax.Array], new: dict[str, jax.Array]) -> dict[str, jax.Array]:

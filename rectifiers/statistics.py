@@ -17,9 +17,10 @@ example evaluated:
                    E[1/a] = ln(u/l)/(u-l), `rectifiers.rrelu_test_slope(..., "expected")`)
 
 The Flax modules (`rectifiers.linen`) sow `unit_sums(x, y)` into the "activations"
-collection when a caller makes it mutable, so a network computes them in the same pass
-as its logits, and not at all otherwise; `summarize` turns sums gathered over any number
-of batches into the fractions above.
+collection (and `slope_sums` into "slopes", x itself into "preactivations") when a caller
+makes it mutable, so a network computes them in the same pass as its logits, and not at
+all otherwise; `summarize` turns sums gathered over any number of batches into the
+fractions above.
 """
 
 from __future__ import annotations
@@ -32,26 +33,34 @@ import jax.numpy as jnp
 import numpy as np
 
 COLLECTION = "activations"     # per-(example, channel) sums, for `summarize`
+SLOPES = "slopes"              # the negative side's y / x, for `summarize`'s mean_slope
 PREACTIVATIONS = "preactivations"  # the inputs themselves, for histograms
 
 
 def unit_sums(x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
   """Per (example, channel) sums over the other axes of x (N, ..., C) and y = f(x):
-  positive and negative input counts, y summed over x > 0 and x < 0, y / x summed over
-  x < 0, and the positions counted. Per example, so a caller can mask padding out."""
+  positive and negative input counts, y summed over x > 0 and over x < 0, and the
+  positions counted. Per example, so a caller can mask padding out."""
   axes = tuple(range(1, x.ndim - 1))
   positive, negative = x > 0, x < 0
   y32 = y.astype(jnp.float32)
-  slope = jnp.where(negative, y32 / jnp.where(negative, x.astype(jnp.float32), -1.0), 0.0)
   return {
       "positive": jnp.sum(positive, axis=axes, dtype=jnp.int32),
       "negative": jnp.sum(negative, axis=axes, dtype=jnp.int32),
       "positive_output": jnp.sum(jnp.where(positive, y32, 0.0), axis=axes),
       "negative_output": jnp.sum(jnp.where(negative, y32, 0.0), axis=axes),
-      "slope": jnp.sum(slope, axis=axes),
       "positions": jnp.full(x.shape[:1] + x.shape[-1:], np.prod(x.shape[1:-1], dtype=int),
                             jnp.int32),
   }
+
+
+def slope_sums(x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
+  """Per (example, channel) sums of y / x over x < 0, and the count of x < 0."""
+  axes = tuple(range(1, x.ndim - 1))
+  negative = x < 0
+  ratio = y.astype(jnp.float32) / jnp.where(negative, x.astype(jnp.float32), -1.0)
+  return {"slope": jnp.sum(jnp.where(negative, ratio, 0.0), axis=axes),
+          "negative": jnp.sum(negative, axis=axes, dtype=jnp.int32)}
 
 
 def sow(module: Any, x: jax.Array, y: jax.Array) -> None:
@@ -64,6 +73,8 @@ def sow(module: Any, x: jax.Array, y: jax.Array) -> None:
     return
   if module.is_mutable_collection(COLLECTION):
     module.sow(COLLECTION, "sums", unit_sums(x, y))
+  if module.is_mutable_collection(SLOPES):
+    module.sow(SLOPES, "sums", slope_sums(x, y))
   if module.is_mutable_collection(PREACTIVATIONS):
     module.sow(PREACTIVATIONS, "x", x)
 
@@ -97,19 +108,22 @@ def masked_sums(tree: Mapping[str, Any], mask: jax.Array) -> dict[str, dict[str,
   out = {}
   for layer, sums in collect(tree, "sums").items():
     weights = {k: v * mask.astype(v.dtype).reshape((-1, 1)) for k, v in sums.items()}
-    out[layer] = {"positive": jnp.sum(weights["positive"], axis=0),
-                  **{k: jnp.sum(v) for k, v in weights.items() if k != "positive"}}
+    out[layer] = {k: jnp.sum(v, axis=0) if k == "positive" else jnp.sum(v)
+                  for k, v in weights.items()}
   return out
 
 
 def summarize(sums: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
-  """{layer: {dead, negative, negative_output, mean_slope}} from sums accumulated (added)
-  over batches, as `masked_sums` returns them."""
+  """{layer: {dead, negative, negative_output}} from `unit_sums` accumulated (added) over
+  batches as `masked_sums` returns them, or {layer: {mean_slope}} from `slope_sums`."""
   out = {}
   for layer, s in sums.items():
+    negative = float(s["negative"])
+    if "slope" in s:
+      out[layer] = {"mean_slope": float(s["slope"]) / negative if negative else 0.0}
+      continue
     positive = np.asarray(s["positive"])
     elements = float(s["positions"])  # summed over examples and channels: every input
-    negative = float(s["negative"])
     positive_count = float(positive.sum())
     mean_pos = float(s["positive_output"]) / positive_count if positive_count else 0.0
     mean_neg = -float(s["negative_output"]) / negative if negative else 0.0
@@ -117,7 +131,6 @@ def summarize(sums: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, floa
         "dead": float(np.mean(positive == 0)),
         "negative": negative / elements if elements else 0.0,
         "negative_output": mean_neg / mean_pos if mean_pos else 0.0,
-        "mean_slope": float(s["slope"]) / negative if negative else 0.0,
     }
   return out
 

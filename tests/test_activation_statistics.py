@@ -26,10 +26,15 @@ NIN_LAYERS = ["conv1", "cccp1", "cccp2", "conv2", "cccp3", "cccp4", "conv3", "cc
 
 
 def sown_summary(module, x, mask=None, **apply_kwargs):
-  y, sown = module.apply({}, x, mutable=[statistics.COLLECTION], **apply_kwargs)
+  """The module's statistics and mean slope on x (rectifiers/statistics.py)."""
+  y, sown = module.apply({}, x, mutable=[statistics.COLLECTION, statistics.SLOPES],
+                         **apply_kwargs)
   mask = jnp.ones(x.shape[0], bool) if mask is None else mask
-  sums = statistics.masked_sums(sown[statistics.COLLECTION], mask)
-  return y, statistics.summarize(jax.device_get(sums))[""]
+  out = {}
+  for collection in (statistics.COLLECTION, statistics.SLOPES):
+    sums = statistics.masked_sums(sown[collection], mask)
+    out.update(statistics.summarize(jax.device_get(sums))[""])
+  return y, out
 
 
 def test_a_known_sign_pattern_gives_the_exact_negative_fraction_and_dead_channels():
@@ -111,7 +116,7 @@ def test_every_evaluation_row_records_the_statistics_in_network_order(prelu_run)
   # Histograms at the first and the last evaluation; each counts every input of the batch.
   assert all("histograms" in r["activations"] for r in rows)
   h = rows[-1]["activations"]["histograms"]["conv1"]
-  assert len(h["edges"]) == 31 and sum(h["counts"]) == 120 * 8 * 8 * 12
+  assert len(h["edges"]) == 31 and sum(h["counts"]) == train.PROBE_EXAMPLES * 8 * 8 * 12
 
 
 def test_prelu_slopes_recorded_equal_the_parameters(prelu_run):
