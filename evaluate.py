@@ -186,14 +186,10 @@ def load_split(trained: TrainedModel, spec: str | None, split: str, holdout: int
     if kind == "folder" and trained.run.dataset.get("image_shape", [0])[-1] == 1:
       config.grayscale = True
   try:
-    dataset = input_pipeline.load(
-        config.dataset, data_dir=config.data_dir or None, train_split=config.train_split,
-        test_split=config.test_split, image_size=config.image_size or None,
-        grayscale=config.grayscale, holdout=config.holdout, skip_corrupt=config.skip_corrupt,
-        cache_dir=config.cache_dir or None, train_examples=config.train_examples,
-        subset_seed=config.subset_seed)
-  except ValueError as e:
-    raise EvaluationError(f"--dataset {config.dataset!r}: {e}") from None
+    dataset = train.load_dataset(config)
+  except train.ConfigError as e:
+    raise EvaluationError(f"--dataset {config.dataset!r}: "
+                          f"{str(e).removeprefix('config.dataset: ')}") from None
   check_compatible(trained, config.dataset, dataset)
   source = dataset.test if split == "test" else dataset.train
   if not len(source):

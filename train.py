@@ -199,8 +199,16 @@ def check_data(config: ml_collections.ConfigDict, dataset: input_pipeline.Datase
 
 
 def load_data(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
+  """The config's dataset, checked against the config (`check_data`)."""
+  dataset = load_dataset(config)
+  check_data(config, dataset)
+  return dataset
+
+
+def load_dataset(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
+  """`input_pipeline.load` with the config's data keys; ConfigError for a bad spec."""
   try:
-    dataset = input_pipeline.load(
+    return input_pipeline.load(
         config.dataset, data_dir=config.data_dir or None, train_split=config.train_split,
         test_split=config.test_split, image_size=config.image_size or None,
         grayscale=config.grayscale, holdout=config.holdout, skip_corrupt=config.skip_corrupt,
@@ -208,8 +216,6 @@ def load_data(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
         subset_seed=config.subset_seed)
   except ValueError as e:
     raise ConfigError(f"config.dataset: {e}") from None
-  check_data(config, dataset)
-  return dataset
 
 
 # --- Optimisation --------------------------------------------------------------------------
