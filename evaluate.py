@@ -48,6 +48,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 import input_pipeline
 import train
+from configs import validation
 from input_pipeline import augment
 from rectifiers import linen as rectifiers_linen
 from training import (checkpoints, compilation_cache, devices, export, provenance,
@@ -346,7 +347,7 @@ def main(argv: list[str]) -> None:
       if FLAGS.step is not None:
         raise EvaluationError("--step applies to one run, not to a sweep directory.")
       results = evaluate_sweep(FLAGS.workdir, **options)
-  except (EvaluationError, FileNotFoundError, export.ExportError, train.ConfigError,
+  except (EvaluationError, FileNotFoundError, export.ExportError, validation.ConfigError,
           input_pipeline.CorruptImagesError, input_pipeline.DatasetNotPreparedError,
           run_directory.RunDirectoryError, checkpoints.NoUsableCheckpointError) as e:
     logging.error("%s", e)

@@ -35,6 +35,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import input_pipeline
 import models
 from configs import default as default_config
+from configs import validation
 from input_pipeline import augment
 import rectifiers
 from rectifiers import linen as rectifiers_linen
@@ -57,113 +58,16 @@ class TrainState:
   opt_state: Any
 
 
-class ConfigError(ValueError):
-  """A configuration value is unknown or out of range; raised before anything compiles."""
-
-
 # --- Configuration ---------------------------------------------------------------------------
 
-
-def _has_default_type(value: Any, default: Any) -> bool:
-  """Whether `value` fits the type of its default (ints pass for floats, lists for tuples)."""
-  if isinstance(value, bool) or isinstance(default, bool):
-    return isinstance(value, bool) and isinstance(default, bool)
-  if isinstance(default, float):
-    return isinstance(value, (int, float))
-  if isinstance(default, tuple):
-    return isinstance(value, (tuple, list))
-  return isinstance(value, type(default))
-
-
-def _check_keys(config: Mapping[str, Any], reference: Mapping[str, Any], prefix: str = "") -> None:
-  for key, value in config.items():
-    if key not in reference:
-      raise ConfigError(f"Unknown config key {prefix + key!r}; the valid keys at this level are "
-                        f"{sorted(reference)} (see configs/default.py).")
-    default = reference[key]
-    if key == "model_options":  # the model's own options: models.create checks them.
-      continue
-    if isinstance(default, Mapping):
-      if not isinstance(value, Mapping):
-        raise ConfigError(f"config.{prefix + key} must be a group of keys, got {value!r}.")
-      _check_keys(value, default, f"{prefix}{key}.")
-    elif default is not None and not _has_default_type(value, default):
-      raise ConfigError(f"config.{prefix + key} must be a {type(default).__name__}, got "
-                        f"{value!r} ({type(value).__name__}).")
-
-
-def _is_number(value: Any) -> bool:
-  return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_numbers(config: ml_collections.ConfigDict) -> None:
-  ranges = {  # key: (test, what is allowed)
-      "learning_rate": (lambda v: v > 0, "> 0"), "input_scale": (lambda v: v > 0, "> 0"),
-      "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
-      "weight_decay": (lambda v: v >= 0, ">= 0"), "warmup_epochs": (lambda v: v >= 0, ">= 0"),
-      "lr_decay_factor": (lambda v: v > 0, "> 0")}
-  for key, (ok, allowed) in ranges.items():
-    value = config[key]
-    if not (_is_number(value) and math.isfinite(value) and ok(value)):
-      raise ConfigError(f"config.{key} must be a finite number {allowed}, got {value!r}.")
-  epochs = config.lr_decay_epochs
-  if not (isinstance(epochs, (tuple, list))
-          and all(_is_number(e) and math.isfinite(e) and e >= 0 for e in epochs)):
-    raise ConfigError(f"config.lr_decay_epochs must be a list of epochs (finite numbers >= 0), "
-                      f"e.g. --config.lr_decay_epochs='(200, 230)'; got {epochs!r}.")
-
-
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Checks keys, types, ranges and names (dataset, model, rectifier, options) without
-  reading data or compiling."""
-  _check_keys(config.to_dict(), default_config.get_config().to_dict())
-  for key in ("batch_size", "num_epochs", "eval_every_epochs", "checkpoint_every_epochs",
-              "keep_checkpoints", "log_every_steps"):
-    if config[key] < 1:
-      raise ConfigError(f"config.{key} must be >= 1, got {config[key]}.")
-  for key in ("steps_per_epoch", "eval_batch_size", "worker_count", "holdout", "image_size",
-              "train_examples", "train_eval_examples"):
-    if config[key] < 0:
-      raise ConfigError(f"config.{key} must be >= 0, got {config[key]}.")
-  if config.dtype not in DTYPES:
-    raise ConfigError(f"config.dtype must be one of {list(DTYPES)}, got {config.dtype!r}.")
-  _check_numbers(config)
-  processes = jax.process_count()
-  if config.batch_size % processes or (config.eval_batch_size or config.batch_size) % processes:
-    raise ConfigError(f"config.batch_size ({config.batch_size}) and config.eval_batch_size must "
-                      f"be divisible by the number of processes ({processes}).")
-  try:
-    rectifiers_linen.rectifier_factory(config.rectifier)
-  except ValueError as e:
-    raise ConfigError(f"config.rectifier: {e}") from None
-  try:
-    models.create(config.model, num_classes=2, rectifier=config.rectifier, **model_options(config))
-  except (ValueError, TypeError) as e:
-    raise ConfigError(f"config.model / config.model_options: {e}") from None
-  try:
-    augment_config(config)
-  except (ValueError, TypeError) as e:
-    raise ConfigError(f"config.augment: {e}") from None
+# For notebooks: train.model_options(config), train.augment_config(config).
+model_options, augment_config = validation.model_options, validation.augment_config
 
 
 def configure_devices(config: ml_collections.ConfigDict) -> None:
   """On CPU, one single-threaded device per core unless config.cpu_devices says otherwise
   (training/devices.py); a no-op once JAX's backend exists."""
-  value = config.get("cpu_devices", 0)
-  if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-    raise ConfigError(f"config.cpu_devices must be an int >= 0 (0: one device per core, 1: "
-                      f"XLA's single multi-threaded device), got {value!r}.")
-  devices.configure_cpu_devices(value)
-
-
-def model_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """`models.create`'s keyword options: config.model_options and the computation dtype."""
-  return {**config.model_options.to_dict(), "dtype": DTYPES[config.dtype]}
-
-
-def augment_config(config: ml_collections.ConfigDict) -> augment.AugmentConfig:
-  return augment.AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in config.augment.to_dict().items()})
+  devices.configure_cpu_devices(validation.check_cpu_devices(config))
 
 
 def config_record(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -176,28 +80,6 @@ def config_record(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return record
 
 
-def check_data(config: ml_collections.ConfigDict, dataset: input_pipeline.Dataset) -> None:
-  """What only the data can tell: enough classes, examples and pixels for this config."""
-  where = f"config.dataset {config.dataset!r}"
-  if dataset.num_classes < 2:
-    raise ConfigError(f"{where} has {dataset.num_classes} class "
-                      f"({', '.join(dataset.class_names)}); a classifier needs at least 2.")
-  if len(dataset.test) == 0:
-    raise ConfigError(f"{where} has no test examples: add a test/ folder or set "
-                      "config.holdout to hold out part of train/.")
-  if config.batch_size > len(dataset.train):
-    raise ConfigError(f"config.batch_size={config.batch_size} is larger than the training "
-                      f"split of {where} ({len(dataset.train)} examples): lower it.")
-  model = models.create(config.model, num_classes=dataset.num_classes,
-                        rectifier=config.rectifier, **model_options(config))
-  try:
-    shape = augment.output_shape(dataset.image_shape, augment_config(config))
-    jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *shape)), train=False))
-  except (ValueError, TypeError) as e:
-    raise ConfigError(f"{config.model} on the images of {where} "
-                      f"({'x'.join(map(str, dataset.image_shape))}): {e}") from None
-
-
 def load_data(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
   try:
     dataset = input_pipeline.load(
@@ -207,8 +89,8 @@ def load_data(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
         cache_dir=config.cache_dir or None, train_examples=config.train_examples,
         subset_seed=config.subset_seed)
   except ValueError as e:
-    raise ConfigError(f"config.dataset: {e}") from None
-  check_data(config, dataset)
+    raise validation.ConfigError(f"config.dataset: {e}") from None
+  validation.check_data(config, dataset)
   return dataset
 
 
@@ -579,8 +461,8 @@ def setup(config: ml_collections.ConfigDict, dataset: input_pipeline.Dataset) ->
   mesh_devices = devices.mesh_devices(jax.devices(), batch_sizes)
   for key, size in zip(("batch_size", "eval_batch_size"), batch_sizes):
     if size % len(mesh_devices):
-      raise ConfigError(f"config.{key} ({size}) must be divisible by the number of devices "
-                        f"({len(mesh_devices)}).")
+      raise validation.ConfigError(f"config.{key} ({size}) must be divisible by the number of "
+                                   f"devices ({len(mesh_devices)}).")
   mesh = Mesh(np.asarray(mesh_devices), ("data",))
   data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
   steps_per_epoch = config.steps_per_epoch or input_pipeline.steps_per_epoch(
@@ -641,7 +523,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   config (training/run_directory.py).
   """
   configure_devices(config)
-  validate_config(config)
+  validation.validate_config(config)
   record = config_record(config)
   with run_directory.RunDirectory(workdir, writer=jax.process_index() == 0) as run:
     run.check_config(record, config_record(default_config.get_config()))
@@ -777,7 +659,7 @@ def quiet_library_info_logs() -> None:
 
 
 # The errors a run reports in one line (anything else is a bug and keeps its traceback).
-EXPECTED_ERRORS = (ConfigError, FileNotFoundError, FloatingPointError,
+EXPECTED_ERRORS = (validation.ConfigError, FileNotFoundError, FloatingPointError,
                    input_pipeline.CorruptImagesError, input_pipeline.DatasetNotPreparedError,
                    run_directory.RunDirectoryError, checkpoints.NoUsableCheckpointError)
 
@@ -790,7 +672,7 @@ def main(argv: list[str]) -> None:
   compilation_cache.enable()
   try:
     configure_devices(FLAGS.config)  # before jax.distributed or anything creates a backend.
-  except ConfigError as e:
+  except validation.ConfigError as e:
     logging.error("%s", e)
     sys.exit(1)
   if FLAGS.multihost or FLAGS.coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS"):

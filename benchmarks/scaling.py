@@ -72,6 +72,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import input_pipeline
 import models
 import train
+from configs import validation
 from input_pipeline import augment
 from models import conv as conv_lib
 from training import figures
@@ -654,7 +655,7 @@ def _resolve(parser: argparse.ArgumentParser, args: argparse.Namespace,
   config.batch_size = (args.global_batch if args.mode == "strong"
                        else args.batch_per_device * args.devices[0])
   try:
-    train.validate_config(config)
+    validation.validate_config(config)
     data_shape(config, args.num_classes)
   except ValueError as e:
     parser.error(str(e))

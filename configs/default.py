@@ -1,6 +1,7 @@
 """Every configuration key, with its default; the other configs start from this one.
 
-`train.py` rejects keys that are not here, so a typo fails before anything compiles.
+`configs/validation.py` rejects keys that are not here, so a typo fails before anything
+compiles.
 """
 
 import ml_collections

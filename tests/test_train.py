@@ -18,6 +18,7 @@ import pytest
 import input_pipeline
 import models
 import train
+from configs import validation
 from tests.conftest import REPO, tiny_config
 from training import checkpoints, devices, run_directory
 
@@ -184,7 +185,7 @@ def test_config_errors_name_the_key_before_anything_compiles(key, value, match, 
   if key == "batch_size":  # with steps_per_epoch set, the split's size was never checked
     node["steps_per_epoch"] = 3
   config = ml_collections.ConfigDict(config)
-  with pytest.raises(train.ConfigError, match=match):
+  with pytest.raises(validation.ConfigError, match=match):
     train.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / "checkpoints").exists()
 
@@ -312,7 +313,7 @@ def test_an_existing_backend_is_kept_and_said_once():
   devices_now, had = out.stdout.split()[1:3]
   assert devices_now == had
   assert out.stderr.count("training uses its") == 1
-  with pytest.raises(train.ConfigError, match="cpu_devices must be an int >= 0"):
+  with pytest.raises(validation.ConfigError, match="cpu_devices must be an int >= 0"):
     train.configure_devices(tiny_config(cpu_devices=-1))
 
 
@@ -407,7 +408,7 @@ def test_a_one_class_dataset_is_refused(tmp_path):
       Image.new("RGB", (8, 8), (i, 0, 0)).save(tmp_path / "data" / split / "only" / f"{i}.png")
   config = tiny_config(dataset=f"folder:{tmp_path / 'data'}", batch_size=2, eval_batch_size=2,
                        cache_dir=str(tmp_path / "cache"))
-  with pytest.raises(train.ConfigError, match=r"has 1 class \(only\); a classifier needs "
+  with pytest.raises(validation.ConfigError, match=r"has 1 class \(only\); a classifier needs "
                                               r"at least 2"):
     train.train_and_evaluate(config, str(tmp_path / "run"))
 
