@@ -51,8 +51,7 @@ import train
 from configs import validation
 from input_pipeline import augment
 from rectifiers import linen as rectifiers_linen
-from training import (checkpoints, compilation_cache, devices, export, provenance,
-                      run_directory)
+from training import checkpoints, devices, export, process, provenance, run_directory
 
 SPLITS = ("test", "train")
 
@@ -331,16 +330,14 @@ def main(argv: list[str]) -> None:
   from absl import flags  # pylint: disable=g-import-not-at-top
   del argv
   FLAGS = flags.FLAGS
-  train.quiet_library_info_logs()
-  compilation_cache.enable()
   options = dict(spec=FLAGS.dataset or None, split=FLAGS.split, name=FLAGS.name,
                  step=FLAGS.step, holdout=FLAGS.holdout, data_dir=FLAGS.data_dir,
                  cache_dir=FLAGS.cache_dir)
   try:
     if not os.path.isdir(FLAGS.workdir):
       raise EvaluationError(f"No directory {FLAGS.workdir}.")
-    devices.configure_cpu_devices(FLAGS.cpu_devices if FLAGS.cpu_devices >= 0
-                                  else _devices_it_trained_on(FLAGS.workdir))
+    process.configure(FLAGS.cpu_devices if FLAGS.cpu_devices >= 0
+                      else _devices_it_trained_on(FLAGS.workdir))
     if is_run(FLAGS.workdir):
       results = {FLAGS.workdir: evaluate_run(FLAGS.workdir, **options)}
     else:

@@ -473,15 +473,14 @@ def plot_activations(runs: list[RunRecord], path: str, title: str = "") -> bool:
   runs = [r for r in runs if all("test" in row.get("activations", {}) for row in r.rows)]
   if not runs:
     return False
-  plt = figures.pyplot()
   layers = list(runs[0].rows[-1]["activations"]["test"])
   by_setting: dict[str, list[RunRecord]] = {}
   for r in runs:
     by_setting.setdefault(r.setting, []).append(r)
   cols = min(3, len(layers))
   rows = math.ceil(len(layers) / cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 2.8 * rows), squeeze=False,
-                           sharex=True)
+  fig = figures.figure(figsize=(4.0 * cols, 2.8 * rows))
+  axes = fig.subplots(rows, cols, squeeze=False, sharex=True)
   colors = iter(["tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown",
                  "tab:pink", "tab:olive"])
   for setting in sorted(by_setting, key=_setting_order):
@@ -519,11 +518,12 @@ def plot_prelu_slopes(runs: list[RunRecord], path: str) -> bool:
   runs = [r for r in runs if all("prelu_slopes" in row.get("activations", {}) for row in r.rows)]
   if not runs:
     return False
-  plt = figures.pyplot()
   layers = list(runs[0].rows[-1]["activations"]["prelu_slopes"])
   common = sorted(set.intersection(*[{row["epoch"] for row in r.rows} for r in runs]))
-  fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-  cmap = plt.get_cmap("viridis")
+  fig = figures.figure(figsize=(11, 4))
+  left, right = fig.subplots(1, 2)
+  import matplotlib  # pylint: disable=g-import-not-at-top  (slow; figures.figure loaded it)
+  cmap = matplotlib.colormaps["viridis"]
   for i, layer in enumerate(layers):
     color = cmap(i / max(1, len(layers) - 1))
     get = lambda key: np.asarray([[next(row["activations"]["prelu_slopes"][layer][key]
@@ -565,7 +565,6 @@ def plot_curves(runs: list[RunRecord], path: str, title: str = "",
                 metric: str = "error") -> None:
   """The paper's Figures 2-4: one column per non-ReLU setting, train (top) and test (bottom)
   curves of ReLU and that setting, mean over seeds with a ± one standard deviation band."""
-  plt = figures.pyplot()
   by_setting: dict[str, list[RunRecord]] = {}
   for r in runs:
     by_setting.setdefault(r.setting, []).append(r)
@@ -575,9 +574,8 @@ def plot_curves(runs: list[RunRecord], path: str, title: str = "",
   train_key, test_key = (("train_error", "test_error") if metric == "error"
                          else ("train_loss", "test_loss"))
   ylabel = "error rate" if metric == "error" else "log-loss"
-  fig, axes = plt.subplots(2, len(others), figsize=(max(3.6 * len(others), 7.0), 6.2),
-                           squeeze=False,
-                           sharex=True, sharey="row")
+  fig = figures.figure(figsize=(max(3.6 * len(others), 7.0), 6.2))
+  axes = fig.subplots(2, len(others), squeeze=False, sharex=True, sharey="row")
   for col, s in enumerate(others):
     for row, (key, split) in enumerate(((train_key, "train"), (test_key, "test"))):
       ax = axes[row, col]
@@ -612,12 +610,12 @@ def plot_rectifiers(path: str) -> None:
   initial slope 0.25 (learned per channel); RReLU's training range of slopes 1/u..1/l =
   1/8..1/3 (a ~ U(3, 8)) and its test-time line x / 5.5; and, in a fifth panel, the
   smooth activations after 2015 that the studies compare them with (ELU, GELU, SiLU)."""
-  plt = figures.pyplot()
   from rectifiers import functional as F
   import jax.numpy as jnp
   x = np.linspace(-4, 4, 401)
   xj = jnp.asarray(x, jnp.float32)
-  fig, axes = plt.subplots(1, 5, figsize=(16, 3.4), sharey=True)
+  fig = figures.figure(figsize=(16, 3.4))
+  axes = fig.subplots(1, 5, sharey=True)
   panels = [
       ("ReLU", [(np.asarray(F.relu(xj)), "y = max(0, x)", "-")]),
       ("Leaky ReLU (a fixed)", [(np.asarray(F.leaky_relu(xj, 100.0)), "a = 100", "-"),

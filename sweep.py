@@ -51,7 +51,8 @@ from absl import logging
 import ml_collections
 
 from rectifiers import linen as rectifiers_linen
-from training import compilation_cache, devices, run_directory, signals
+from configs import validation
+from training import devices, process, run_directory, signals
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SWEEP_RECORD = "sweep.json"
@@ -178,8 +179,9 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str,
     workdir: the sweep's directory; runs go to `workdir/<setting>/seed<k>`.
     settings: rectifier specs, e.g. `rectifiers.linen.PAPER_SETTINGS`.
     seeds: the seeds; seed k of every setting forms one pair for the paired statistics.
-    parallel: 1 trains in this process on every device (simplest); K > 1 runs K
-      `sweep.py --run_one` subprocesses at a time, each on its own devices.
+    parallel: 1 trains in this process on the devices JAX has (`python sweep.py` sets up
+      config.cpu_devices first; training/process.py); K > 1 runs K `sweep.py --run_one`
+      subprocesses at a time, each on its own devices.
     devices_per_run: with parallel > 1, the GPUs (or CPU cores) each run gets.
     report: write results.md and the figures at the end.
 
@@ -391,10 +393,12 @@ def _stop_all(active: dict[int, tuple[Run, subprocess.Popen, Any]]) -> None:
 
 
 def _run_one(workdir: str) -> None:
-  """A `--parallel` worker: trains the config JSON read from stdin in `workdir`."""
+  """A `--parallel` worker: trains the config JSON read from stdin in `workdir`, on the
+  devices its config asks for (within the cores or GPUs the sweep gave it)."""
   import train  # pylint: disable=g-import-not-at-top
   config = ml_collections.ConfigDict(json.load(sys.stdin))
   try:
+    process.configure(validation.check_cpu_devices(config))
     train.train_and_evaluate(config, workdir)
   except train.EXPECTED_ERRORS as e:
     logging.error("%s", e)
@@ -409,15 +413,16 @@ def main(argv: list[str]) -> None:
   FLAGS = flags.FLAGS
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  import train  # pylint: disable=g-import-not-at-top
-  train.quiet_library_info_logs()
-  compilation_cache.enable()
   if FLAGS.run_one:
     _run_one(FLAGS.workdir)
     return
   if FLAGS.config is None:
     raise app.UsageError("--config is required (e.g. --config=configs/cifar10_mini.py).")
   try:
+    # In process (--parallel=1) the runs use this process's devices; subprocesses set
+    # up their own (_run_one), and this one starts no JAX backend.
+    process.configure(validation.check_cpu_devices(FLAGS.config) if FLAGS.parallel == 1
+                      else None)
     run_sweep(FLAGS.config, FLAGS.workdir, parse_settings(FLAGS.settings),
               parse_seeds(FLAGS.seeds), parallel=FLAGS.parallel,
               devices_per_run=FLAGS.devices_per_run)

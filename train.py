@@ -5,7 +5,9 @@ r"""Trains one of the paper's networks with one rectifier and reports its errors
 
 The same code runs on one CPU, N local devices or N processes (`--multihost`): the step is
 `jax.jit`-compiled over a `Mesh` with the batch on the "data" axis and the parameters
-replicated; XLA inserts the gradient all-reduce. Notebooks call `train_and_evaluate`.
+replicated; XLA inserts the gradient all-reduce. Notebooks call `train_and_evaluate`, which
+changes nothing process-wide and trains on the devices JAX has; the command line sets those
+up first (training/process.py).
 What a workdir holds and guarantees (one writer, one config, records that match the
 checkpoints) is training/run_directory.py's; checkpoints are training/checkpoints.py's.
 """
@@ -40,8 +42,8 @@ from input_pipeline import augment
 import rectifiers
 from rectifiers import linen as rectifiers_linen
 from rectifiers import statistics
-from training import (checkpoints, compilation_cache, devices, export, figures, progress,
-                      provenance, run_directory, signals)
+from training import (checkpoints, devices, export, figures, process, progress, provenance,
+                      run_directory, signals)
 
 # Independent random streams, derived from the one seed by fold_in (PROBE_STREAM: the
 # training-mode pass of the activation statistics, which must not disturb training's).
@@ -62,12 +64,6 @@ class TrainState:
 
 # For notebooks: train.model_options(config), train.augment_config(config).
 model_options, augment_config = validation.model_options, validation.augment_config
-
-
-def configure_devices(config: ml_collections.ConfigDict) -> None:
-  """On CPU, one single-threaded device per core unless config.cpu_devices says otherwise
-  (training/devices.py); a no-op once JAX's backend exists."""
-  devices.configure_cpu_devices(validation.check_cpu_devices(config))
 
 
 def config_record(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -520,9 +516,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   Returns the final metrics (also written to `workdir/summary.json`). Refuses, before
   writing anything, a workdir that another process holds or that holds a run of another
-  config (training/run_directory.py).
+  config (training/run_directory.py). Runs on the devices JAX has (config.cpu_devices is
+  the command line's: training/process.py) and leaves the process as it found it.
   """
-  configure_devices(config)
   validation.validate_config(config)
   record = config_record(config)
   with run_directory.RunDirectory(workdir, writer=jax.process_index() == 0) as run:
@@ -650,14 +646,6 @@ def _evaluation_row(s: Setup, state: TrainState, epoch: int, step: int,
 # --- Command line --------------------------------------------------------------------------
 
 
-def quiet_library_info_logs() -> None:
-  """Keeps INFO lines from this project only; libraries (orbax, XLA) log warnings and up."""
-  here = os.path.dirname(os.path.abspath(__file__))
-  logging.get_absl_handler().addFilter(
-      lambda record: record.levelno >= logging.converter.STANDARD_WARNING
-      or record.pathname.startswith(here) and "site-packages" not in record.pathname)
-
-
 # The errors a run reports in one line (anything else is a bug and keeps its traceback).
 EXPECTED_ERRORS = (validation.ConfigError, FileNotFoundError, FloatingPointError,
                    input_pipeline.CorruptImagesError, input_pipeline.DatasetNotPreparedError,
@@ -668,19 +656,15 @@ def main(argv: list[str]) -> None:
   from absl import flags  # pylint: disable=g-import-not-at-top
   del argv
   FLAGS = flags.FLAGS
-  quiet_library_info_logs()
-  compilation_cache.enable()
   try:
-    configure_devices(FLAGS.config)  # before jax.distributed or anything creates a backend.
+    # Before jax.distributed or anything else creates a backend.
+    process.configure(validation.check_cpu_devices(FLAGS.config))
   except validation.ConfigError as e:
     logging.error("%s", e)
     sys.exit(1)
   if FLAGS.multihost or FLAGS.coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS"):
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address or None,
-                               num_processes=FLAGS.num_processes,
-                               process_id=FLAGS.process_id,
-                               heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_s)
+    process.initialize_distributed(FLAGS.coordinator_address or None, FLAGS.num_processes,
+                                   FLAGS.process_id, FLAGS.heartbeat_timeout_s)
   if jax.process_index() != 0:
     logging.set_verbosity(logging.WARNING)
   try:

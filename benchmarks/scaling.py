@@ -509,9 +509,9 @@ def format_table(points: Sequence[dict[str, Any]]) -> str:
 
 def plot(result: dict[str, Any], path: str) -> None:
   """Images/s and efficiency against devices, per mode, with the ideal (linear) line."""
-  plt = figures.pyplot()
-  import matplotlib.ticker
-  fig, (ax_speed, ax_eff) = plt.subplots(1, 2, figsize=(10, 4))
+  import matplotlib.ticker  # pylint: disable=g-import-not-at-top
+  fig = figures.figure(figsize=(10, 4))
+  ax_speed, ax_eff = fig.subplots(1, 2)
   for mode in MODES:
     rows = sorted((p for p in result["points"] if p["mode"] == mode), key=lambda p: p["devices"])
     if not rows:
@@ -537,8 +537,7 @@ def plot(result: dict[str, Any], path: str) -> None:
   fig.suptitle(f"{result['model']} width {result['width']} {result['dtype']}, "
                f"{env['backend']} ({env['device_kind']}), jax {env['jax']}")
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  figures.save(fig, path, dpi=120)
 
 
 def _parse_devices(text: str) -> list[int]:

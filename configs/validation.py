@@ -112,6 +112,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.dtype must be one of {list(models.DTYPES)}, got "
                       f"{config.dtype!r}.")
   _check_numbers(config)
+  check_cpu_devices(config)
   processes = jax.process_count()
   if config.batch_size % processes or (config.eval_batch_size or config.batch_size) % processes:
     raise ConfigError(f"config.batch_size ({config.batch_size}) and config.eval_batch_size must "

@@ -49,9 +49,9 @@ def tiny_config(rectifier: str = "rrelu", **overrides) -> ml_collections.ConfigD
   config.warmup_epochs = 0.0
   config.lr_decay_epochs = ()
   config.learning_rate = 0.02
-  # One device whatever the machine or test order (the default, one per core, takes effect
-  # only in a process whose JAX backend does not exist yet), so in-process runs and
-  # subprocess runs compute bit-identical results.
+  # One device whatever the machine: subprocesses that set up their devices as train.py
+  # does (training/process.py) get JAX's default that in-process runs use, so both compute
+  # bit-identical results.
   config.cpu_devices = 1
   config.update_from_flattened_dict(overrides)
   return config

@@ -63,6 +63,33 @@ def test_run_writes_config_metrics_summary_curves_and_checkpoints(digits_run):
   assert sorted(os.listdir(workdir / "checkpoints")) == ["3", "6"]
 
 
+def _process_state() -> dict:
+  """What a library call must leave as it found it (training/process.py's set-up)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  return {"environ": dict(os.environ), "backend": matplotlib.get_backend(),
+          "pyplot": "matplotlib.pyplot" in sys.modules,
+          "log_filters": list(logging.get_absl_handler().filters),
+          "signals": [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)],
+          **{key: getattr(jax.config, key) for key in (
+              "jax_num_cpu_devices", "jax_compilation_cache_dir",
+              "jax_persistent_cache_min_compile_time_secs",
+              "jax_persistent_cache_min_entry_size_bytes",
+              "jax_cpu_collectives_implementation")}}
+
+
+def test_training_in_process_changes_nothing_process_wide(tmp_path):
+  # Libraries that training imports lazily and that set environment variables on import.
+  import sklearn.datasets, tensorboardX  # noqa: F401,E401 pylint: disable=g-import-not-at-top
+  # cpu_devices=2 is the command line's business: in process the run takes JAX's devices.
+  before = _process_state()
+  summary = train.train_and_evaluate(tiny_config(cpu_devices=2, num_epochs=1), str(tmp_path))
+  assert _process_state() == before
+  assert summary["devices"] == max(n for n in range(1, jax.device_count() + 1)
+                                   if 8 % n == 0 and 120 % n == 0)
+  assert (tmp_path / "curves.png").stat().st_size > 0
+
+
 def test_rerunning_a_finished_run_resumes_and_does_nothing(digits_run):
   workdir, summary = digits_run
   again = train.train_and_evaluate(tiny_config(), str(workdir))
@@ -222,13 +249,15 @@ def test_learning_rate_schedule_warms_up_then_steps_down():
 WORKER = textwrap.dedent("""
     import json, os, sys
     import jax
+    import ml_collections
+    from training import process
+    config = ml_collections.ConfigDict(json.loads(os.environ["CONFIG"]))
+    process.configure(config.cpu_devices)  # as train.py's command line does
     if int(os.environ.get("NUM_PROCESSES", "1")) > 1:
       jax.config.update("jax_cpu_collectives_implementation", "gloo")
       jax.distributed.initialize(os.environ["COORDINATOR"], int(os.environ["NUM_PROCESSES"]),
                                  int(os.environ["PROCESS_ID"]))
-    import ml_collections
     import train
-    config = ml_collections.ConfigDict(json.loads(os.environ["CONFIG"]))
     summary = train.train_and_evaluate(config, os.environ["WORKDIR"])
     print("DEVICES", jax.device_count(), "PROCESSES", jax.process_count())
 """)
@@ -300,11 +329,11 @@ def test_a_batch_that_does_not_divide_uses_fewer_devices(tmp_path):
 
 def test_an_existing_backend_is_kept_and_said_once():
   script = textwrap.dedent("""
-      import jax, train
-      from tests.conftest import tiny_config
+      import jax
+      from training import process
       have = len(jax.devices())  # a notebook that touched JAX first
       for _ in range(2):
-        train.configure_devices(tiny_config(cpu_devices=have + 2))
+        process.configure(cpu_devices=have + 2)
       print("DEVICES", len(jax.devices()), have)
   """)
   out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
@@ -314,7 +343,7 @@ def test_an_existing_backend_is_kept_and_said_once():
   assert devices_now == had
   assert out.stderr.count("training uses its") == 1
   with pytest.raises(validation.ConfigError, match="cpu_devices must be an int >= 0"):
-    train.configure_devices(tiny_config(cpu_devices=-1))
+    validation.validate_config(tiny_config(cpu_devices=-1))
 
 
 # --- Preemption and lost processes with several processes ------------------------------------

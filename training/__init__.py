@@ -13,6 +13,8 @@ sweep.py and report.py; docs/architecture.md has the whole map):
                      agree on the step.
   devices            one CPU device per core; a mesh the batch divides.
   compilation_cache  JAX's persistent compilation cache.
-  figures            matplotlib without a display; one run's curves.
+  figures            figures outside pyplot (no backend state); one run's curves.
   command_line       one-line errors for bad --config.KEY=VALUE flags.
+  process            what the scripts set up in their own process (logs, the compilation
+                     cache, CPU devices, jax.distributed); the library never calls it.
 """
