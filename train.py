@@ -691,14 +691,12 @@ def exit_naming_lost_processes(error: Exception, heartbeat_timeout_s: int) -> No
   says which, and exits 1 at once (a normal exit would wait for them in jax.distributed's
   shutdown). JAX itself terminates survivors after the heartbeat timeout, with a message
   that names them too; whichever comes first ends the process."""
-  from jax._src import distributed  # pylint: disable=g-import-not-at-top
   everyone = list(range(jax.process_count()))
   deadline, lost = time.monotonic() + heartbeat_timeout_s + 10, []
   while not lost and time.monotonic() < deadline:
-    try:
-      lost = sorted(set(everyone) - set(distributed.global_state.client.get_live_nodes(everyone)))
-    except Exception:  # pylint: disable=broad-except
-      break  # the service itself is gone: the coordinator (process 0) died.
+    if (live := process.live_processes(everyone)) is None:
+      break  # no answer: the service itself is gone (the coordinator, process 0, died).
+    lost = sorted(set(everyone) - set(live))
     time.sleep(1)
   first = str(error).split("\n")[0][-300:]
   who = (f"process(es) {lost} of {len(everyone)} stopped answering" if lost else

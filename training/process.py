@@ -13,6 +13,7 @@ examples draw the same line: their main.py sets up the platform, train.py comput
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from absl import logging
@@ -53,3 +54,20 @@ def initialize_distributed(coordinator_address: str | None, num_processes: int |
   jax.distributed.initialize(coordinator_address=coordinator_address,
                              num_processes=num_processes, process_id=process_id,
                              heartbeat_timeout_seconds=heartbeat_timeout_s)
+
+
+def live_processes(processes: Sequence[int]) -> list[int] | None:
+  """Those of `processes` that JAX's coordination service still hears from, or None when
+  that cannot be known: no service (a single process), the service is gone (its host,
+  process 0, died), or this JAX keeps its client elsewhere.
+
+  JAX has no public call for it (jax.distributed offers initialize, is_initialized and
+  shutdown), so this asks the client that jax._src.distributed holds. Anything that does
+  not work gives None, and callers fall back to what is public: the failed collective's
+  own error, and JAX ending the survivors after the heartbeat timeout, naming the lost.
+  """
+  try:
+    from jax._src import distributed  # pylint: disable=g-import-not-at-top
+    return [int(p) for p in distributed.global_state.client.get_live_nodes(list(processes))]
+  except Exception:  # pylint: disable=broad-except
+    return None
