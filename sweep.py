@@ -129,7 +129,7 @@ def run_config(config: ml_collections.ConfigDict, setting: str,
 def plan(config: ml_collections.ConfigDict, workdir: str, settings: Sequence[str],
          seeds: Sequence[int]) -> tuple[list[Run], list[Run]]:
   """Splits the sweep into (to_run, finished), refusing runs started with another config
-  (train.py's rule). Seed-major order: every setting's seed 0 first, so that an
+  (training/run_directory.py's rule, as a training would). Seed-major order: every setting's seed 0 first, so that an
   interrupted sweep already holds complete comparisons."""
   import train  # pylint: disable=g-import-not-at-top
   for setting in settings:

@@ -261,9 +261,8 @@ def _zero_metrics() -> dict[str, np.ndarray]:
           "first_nonfinite_step": np.int32(np.iinfo(np.int32).max)}
 
 
-def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
-                       input_shape: tuple[int, ...], tx: optax.GradientTransformation,
-                       rng: jax.Array) -> TrainState:
+def create_train_state(model: nn.Module, input_shape: tuple[int, ...],
+                       tx: optax.GradientTransformation, rng: jax.Array) -> TrainState:
   """Initialises parameters (and BatchNorm statistics) from the params stream of `rng`."""
   variables = model.init({"params": jax.random.fold_in(rng, PARAMS_STREAM)},
                          jnp.zeros((1, *input_shape), jnp.float32), train=False)
@@ -474,7 +473,7 @@ def setup(config: ml_collections.ConfigDict, dataset: input_pipeline.Dataset) ->
       steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * config.num_epochs,
       schedule=schedule,
       mean_image=jax.device_put(np.asarray(dataset.mean_image, np.float32), replicated),
-      init=jax.jit(functools.partial(create_train_state, config, model,
+      init=jax.jit(functools.partial(create_train_state, model,
                                      augment.output_shape(dataset.image_shape, aug), tx),
                    out_shardings=replicated),
       train_step=jit_train_step(mesh, tx, **options),

@@ -174,7 +174,7 @@ def build_train_step(config: ml_collections.ConfigDict, mesh: Mesh, global_batch
   tx = train.make_optimizer(config, train.learning_rate_schedule(config, NOMINAL_STEPS_PER_EPOCH))
   data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
   rng = jax.random.key(config.seed)
-  state = jax.jit(functools.partial(train.create_train_state, config, model, input_shape, tx),
+  state = jax.jit(functools.partial(train.create_train_state, model, input_shape, tx),
                   out_shardings=replicated)(rng)
   # Mid-grey: centred inputs, like the real data after mean subtraction.
   mean_image = jax.device_put(np.full(image_shape, 127.5, np.float32), replicated)

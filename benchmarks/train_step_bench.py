@@ -106,7 +106,7 @@ def _build_train(model_name: str, rectifier: str, batch: int, width: float, dtyp
   # As train.py runs it: the batch split over every device, the state replicated.
   mesh = Mesh(np.asarray(jax.devices()), ("data",))
   data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-  state = jax.jit(functools.partial(train.create_train_state, config, model, IMAGE_SHAPE, tx),
+  state = jax.jit(functools.partial(train.create_train_state, model, IMAGE_SHAPE, tx),
                   out_shardings=replicated)(jax.random.key(0))
   rng = np.random.default_rng(0)
   data = jax.device_put(

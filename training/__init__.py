@@ -8,7 +8,7 @@ sweep.py and report.py; docs/architecture.md has the whole map):
   checkpoints        orbax checkpoints with SHA-256 digests: save, restore the newest
                      intact one (moving unusable ones aside), `load_checkpoint`.
   tensorboard        a run's metrics as TensorBoard events, kept in step with its rows.
-  progress           one clock for wall time, images/s and ETA, and the progress line.
+  progress           the run's clock (wall time, images/s) and the progress line (ETA).
   signals            SIGINT/SIGTERM as a request to save and stop; several processes
                      agree on the step.
   devices            one CPU device per core; a mesh the batch divides.

@@ -235,10 +235,6 @@ def read_mean_image(path: str) -> np.ndarray | None:
     raise RunDirectoryError(f"{file} is not a readable .npy array ({e}).") from None
 
 
-def is_finished(path: str) -> bool:
-  return read_run(path).finished
-
-
 # --- The lock ------------------------------------------------------------------------------
 
 
