@@ -19,13 +19,8 @@ import input_pipeline
 import models
 import train
 from configs import validation
-from tests.conftest import REPO, tiny_config
+from tests.helpers import REPO, final_params, tiny_config
 from training import checkpoints, devices, run_directory
-
-
-def final_params(workdir) -> list[np.ndarray]:
-  restored = train.load_checkpoint(str(workdir))
-  return [np.asarray(x) for x in jax.tree.leaves(restored["state"]["params"])]
 
 
 def read_metrics(workdir):
