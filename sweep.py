@@ -331,10 +331,9 @@ def _run_subprocesses(config: ml_collections.ConfigDict, runs: list[Run], parall
           if slot in active or not pending or stop.received:
             continue
           run = pending.pop(0)
-          os.makedirs(run.workdir, exist_ok=True)
           env, prefix = slot_environment(slot, parallel, devices_per_run, gpus, cores,
                                          dict(os.environ), taskset)
-          log = open(os.path.join(run.workdir, "train.log"), "a")
+          log = run_directory.open_log(run.workdir)
           cmd = [*prefix, sys.executable, os.path.join(_HERE, "sweep.py"), "--run_one",
                  f"--workdir={run.workdir}"]
           logging.info("Starting %s / seed %d (slot %d): %s", run.setting, run.seed, slot,
@@ -360,7 +359,7 @@ def _run_subprocesses(config: ml_collections.ConfigDict, runs: list[Run], parall
             continue
           if proc.returncode:
             failures.append(f"{run.workdir}: exit status {proc.returncode}; see "
-                            f"{run.workdir}/train.log")
+                            f"{os.path.join(run.workdir, run_directory.LOG)}")
             logging.error("%s failed (exit status %d).", run.workdir, proc.returncode)
           else:
             logging.info("Finished %s / seed %d.", run.setting, run.seed)

@@ -43,7 +43,7 @@ import rectifiers
 from rectifiers import linen as rectifiers_linen
 from rectifiers import statistics
 from training import (checkpoints, devices, export, figures, process, progress, provenance,
-                      run_directory, signals)
+                      run_directory, signals, tensorboard)
 
 # Independent random streams, derived from the one seed by fold_in (PROBE_STREAM: the
 # training-mode pass of the activation statistics, which must not disturb training's).
@@ -520,7 +520,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """
   validation.validate_config(config)
   record = config_record(config)
-  with run_directory.RunDirectory(workdir, writer=jax.process_index() == 0) as run:
+  with run_directory.RunDirectory(workdir, writer=jax.process_index() == 0,
+                                  events=tensorboard.EventWriter) as run:
     run.check_config(record, config_record(default_config.get_config()))
     if (done := run.read()).finished and done.config["num_epochs"] == config.num_epochs:
       return done.summary

@@ -61,6 +61,8 @@ from typing import Any
 
 import numpy as np
 
+from training import run_directory
+
 DIRECTORY = "tensorboard"
 EVENT_FILE_PATTERN = "events.out.tfevents.*"
 
@@ -192,7 +194,6 @@ class EventWriter:
 def write_run(path: str) -> str:
   """(Re)writes `path/tensorboard/` from a finished or partial run directory's config and
   metrics rows, e.g. for runs recorded before event files existed; returns the directory."""
-  from training import run_directory  # pylint: disable=g-import-not-at-top
   record = run_directory.read_run(path)
   if not record.config and not record.rows:
     raise FileNotFoundError(f"{path} holds no {run_directory.CONFIG} or "
