@@ -30,6 +30,8 @@ def read_metrics(workdir):
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
+  """(workdir, summary) of tiny_config() trained in process: one device, the reference the
+  multi-device and multi-process runs must match."""
   workdir = tmp_path_factory.mktemp("digits")
   summary = train.train_and_evaluate(tiny_config(), str(workdir))
   return workdir, summary
@@ -167,13 +169,16 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch):
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
-  config = tiny_config(learning_rate=1e4, num_epochs=4, rectifier="relu", log_every_steps=1)
+  # A sane first epoch, checkpointed at step 3, then a learning rate x1e6 that diverges.
+  config = tiny_config(num_epochs=4, rectifier="relu", log_every_steps=1, lr_decay_epochs=(1,),
+                       lr_decay_factor=1e6)
   with pytest.raises(FloatingPointError, match=r"Non-finite training loss at step \d+") as e:
     train.train_and_evaluate(config, str(tmp_path))
   bad_step = int(str(e.value).split("at step ")[1].split()[0])
   saved = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints"))
-  assert all(s <= bad_step for s in saved)
-  for leaf in jax.tree.leaves(train.load_checkpoint(str(tmp_path))["state"]["params"]) if saved else []:
+  assert saved and saved[0] == 3 and all(s <= bad_step for s in saved), (saved, bad_step)
+  assert f"The last good checkpoint is at step {saved[-1]} " in str(e.value)
+  for leaf in jax.tree.leaves(train.load_checkpoint(str(tmp_path))["state"]["params"]):
     assert np.all(np.isfinite(leaf))
 
 
@@ -282,13 +287,6 @@ def run_workers(config, workdir, devices_per_process=None, processes=1):
   return outputs
 
 
-@pytest.fixture(scope="module")
-def one_device_run(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("one_device")
-  train.train_and_evaluate(tiny_config(), str(workdir))
-  return workdir
-
-
 def assert_same_run(a, b):
   ra, rb = read_metrics(a), read_metrics(b)
   for key in ("train_loss", "test_loss", "test_error", "train_error"):
@@ -297,22 +295,22 @@ def assert_same_run(a, b):
     np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
 
 
-def test_four_devices_match_one_device(one_device_run, tmp_path):
+def test_four_devices_match_one_device(digits_run, tmp_path):
   run_workers(tiny_config(), tmp_path, devices_per_process=4)
-  assert_same_run(one_device_run, tmp_path)
+  assert_same_run(digits_run[0], tmp_path)
 
 
-def test_two_processes_match_one_process(one_device_run, tmp_path):
+def test_two_processes_match_one_process(digits_run, tmp_path):
   run_workers(tiny_config(), tmp_path, devices_per_process=2, processes=2)
-  assert_same_run(one_device_run, tmp_path)
+  assert_same_run(digits_run[0], tmp_path)
 
 
-def test_by_default_training_uses_one_single_threaded_device_per_core(one_device_run, tmp_path):
+def test_by_default_training_uses_one_single_threaded_device_per_core(digits_run, tmp_path):
   cores = devices.usable_cores()
   run_workers(tiny_config(cpu_devices=0), tmp_path)
   expected = max(n for n in range(1, cores + 1) if 8 % n == 0 and 120 % n == 0)
   assert run_directory.read_run(str(tmp_path)).summary["devices"] == expected
-  assert_same_run(one_device_run, tmp_path)
+  assert_same_run(digits_run[0], tmp_path)
 
 
 def test_a_batch_that_does_not_divide_uses_fewer_devices(tmp_path):
