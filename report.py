@@ -265,10 +265,35 @@ def _columns(metric: str, has_train_eval: bool) -> list[Column]:
   return columns + [Column("test_loss", "val log-loss", "log-loss", 1)]
 
 
-def results_markdown(runs: list[RunRecord], workdir: str = "", evaluation: str | None = None
-                     ) -> str:
-  """The report as Markdown; `runs` may include unfinished runs (listed, not counted).
-  With `evaluation`, the test columns are that evaluation's (`with_evaluation`)."""
+@dataclasses.dataclass(frozen=True)
+class _Study:
+  """What every section of the report reads: the finished runs and what they compare."""
+  finished: list[RunRecord]
+  unfinished: list[RunRecord]
+  workdir: str
+  evaluation: str | None
+  dataset: str
+  model: str
+  paper: dict[str, Any]          # PAPER_TABLES' entry the runs are compared with
+  same_experiment: bool          # the paper ran this experiment (else: a reference)
+  has_train_eval: bool
+  columns: list[Column]
+  values: dict[str, dict[str, dict[int, float]]]  # {column key: {setting: {seed: value}}}
+  best_vals: dict[str, dict[int, float]]
+  loss_vals: dict[str, dict[int, float]]
+  settings: list[str]
+
+  @property
+  def metric(self) -> str:
+    return self.paper["metric"]  # error tables report error rates; the NDSB table log-losses.
+
+  @property
+  def paper_label(self) -> str:
+    """The heading of the paper's columns; for another dataset they are a reference."""
+    return "paper" if self.same_experiment else "paper CIFAR-10 †"
+
+
+def _study(runs: list[RunRecord], workdir: str, evaluation: str | None) -> _Study:
   finished = [r for r in runs if r.finished]
   unfinished = [r for r in runs if not r.finished]
   if evaluation and finished:
@@ -282,19 +307,24 @@ def results_markdown(runs: list[RunRecord], workdir: str = "", evaluation: str |
   model = first.config.get("model", (first.summary or {}).get("model", "?"))
   table_key, same_experiment = paper_table_for(dataset, model, first.dataset.get("num_classes"))
   paper = PAPER_TABLES[table_key]
-  metric = paper["metric"]  # error tables report error rates; the NDSB table log-losses.
   has_train_eval = all("train_eval_error" in r.final for r in finished)
-  columns = _columns(metric, has_train_eval)
+  columns = _columns(paper["metric"], has_train_eval)
   values = {c.key: _values(finished, c.key) for c in columns}
-  best_vals, loss_vals = _values(finished, "best_test_error"), _values(finished, "test_loss")
-  settings = sorted(values[columns[0].key], key=_setting_order)
+  return _Study(
+      finished=finished, unfinished=unfinished, workdir=workdir, evaluation=evaluation,
+      dataset=dataset, model=model, paper=paper, same_experiment=same_experiment,
+      has_train_eval=has_train_eval, columns=columns, values=values,
+      best_vals=_values(finished, "best_test_error"), loss_vals=_values(finished, "test_loss"),
+      settings=sorted(values[columns[0].key], key=_setting_order))
+
+
+def _introduction(study: _Study) -> list[str]:
+  """The title, what the numbers are, the evaluation, the code version and the paper."""
+  finished, settings, paper = study.finished, study.settings, study.paper
   epochs = sorted({r.final["epoch"] for r in finished})
   seeds = sorted({r.seed for r in finished})
   train_examples = sorted({r.dataset.get("train_examples") for r in finished} - {None})
-
-  # Columns of the paper's numbers; for another dataset they are labelled as a reference.
-  paper_label = "paper" if same_experiment else "paper CIFAR-10 †"
-  lines = [f"# Rectifier comparison: {model} on {dataset}"
+  lines = [f"# Rectifier comparison: {study.model} on {study.dataset}"
            + (f", {train_examples[0]:,} training images" if len(train_examples) == 1 else ""),
            ""]
   seeds_of = {s: sorted(r.seed for r in finished if r.setting == s) for s in settings}
@@ -308,10 +338,10 @@ def results_markdown(runs: list[RunRecord], workdir: str = "", evaluation: str |
             "epoch with dropout and random slopes on, as cxxnet reported them (the paper's "
             "tables). Test mode: deterministic, as at test time"
             + (" (on a fixed subset of the training images, `train_eval_examples`)"
-               if has_train_eval else "") + ".", ""]
-  if evaluation:
+               if study.has_train_eval else "") + ".", ""]
+  if study.evaluation:
     e = finished[0].final["evaluation"]
-    lines += [f"**Test numbers from evaluation `{evaluation}`**: each run's final model "
+    lines += [f"**Test numbers from evaluation `{study.evaluation}`**: each run's final model "
               f"evaluated by evaluate.py on {e['dataset']} ({e['split']} split, "
               f"{e['examples']:,} images), with the run's own preprocessing; the training "
               "columns are the runs' records.", ""]
@@ -320,85 +350,97 @@ def results_markdown(runs: list[RunRecord], workdir: str = "", evaluation: str |
   elif finished[0].code_versions:
     lines += [f"Code: every run trained by one version, "
               f"{provenance.describe(finished[0].code_versions[0])}.", ""]
-  if same_experiment:
+  if study.same_experiment:
     lines += [f"Paper: {paper['title']}.", ""]
   else:
-    lines += [f"† The paper did not run this experiment. The columns \"{paper_label}\" are "
-              f"{paper['title']} (50,000 training images, the full-width network), shown as "
-              "the reference this study is compared against, not as expected values.", ""]
+    lines += [f"† The paper did not run this experiment. The columns \"{study.paper_label}\" "
+              f"are {paper['title']} (50,000 training images, the full-width network), shown "
+              "as the reference this study is compared against, not as expected values.", ""]
+  return lines
 
+
+def _results_table(study: _Study) -> list[str]:
+  """Each setting's mean ± sd per column, beside the paper's numbers."""
+  columns, values, paper = study.columns, study.values, study.paper
   header = ["Activation"]
   for c in columns:
-    header += [c.label] + ([paper_label] if c.paper_index is not None else [])
-  lines += ["| " + " | ".join(header + ["seeds"]) + " |",
-            "|---|" + "---:|" * (len(header) - 1) + "---:|"]
-  for s in settings:
+    header += [c.label] + ([study.paper_label] if c.paper_index is not None else [])
+  lines = ["| " + " | ".join(header + ["seeds"]) + " |",
+           "|---|" + "---:|" * (len(header) - 1) + "---:|"]
+  for s in study.settings:
     cells = [display_name(s)]
     for c in columns:
       cells.append(_fmt_mean_sd(mean_sd(list(values[c.key][s].values())), c.metric))
       if c.paper_index is not None:
         cells.append(_fmt(paper["values"].get(s, (None, None))[c.paper_index], c.metric))
     lines.append("| " + " | ".join(cells + [str(len(values[columns[0].key][s]))]) + " |")
-  lines.append("")
+  return lines + [""]
 
-  if BASELINE in settings:
-    unit = " (percentage points)" if metric == "error" else ""
-    lines += [f"## Difference to ReLU{unit}, paired over seeds", "",
-              "Seed k of a setting minus seed k of ReLU (same initialisation stream and data "
-              "order), mean and 95% interval mean ± t(0.975, n−1)·sd/√n. An interval that "
-              "excludes 0 is a difference the seeds resolve; negative is lower.", ""]
-    test_column = next(c for c in columns if c.paper_index == 1)
-    lines += ["| " + " | ".join(["Activation"] + [f"Δ {c.label.split(' (')[0]} [95% CI]"
-                                                  for c in columns]
-                               + [f"Δ {test_column.label.split(' (')[0]}, {paper_label}",
-                                  "pairs"]) + " |",
-              "|---|" + "---:|" * (len(columns) + 2)]
-    base_ref = paper["values"].get(BASELINE, (None, None))
-    for s in settings:
-      if s == BASELINE:
-        continue
-      diffs = [paired_difference(values[c.key][s], values[c.key][BASELINE]) for c in columns]
-      ref = paper["values"].get(s, (None, None))
-      paper_diff = (ref[1] - base_ref[1] if ref[1] is not None and base_ref[1] is not None
-                    else None)
-      lines.append("| " + " | ".join(
-          [display_name(s)] + [_fmt_diff(d, c.metric) for d, c in zip(diffs, columns)]
-          + [_fmt(paper_diff, metric, signed=True), str(diffs[-1].n)]) + " |")
-    lines.append("")
-  else:
-    lines += ["No ReLU runs: no differences to ReLU.", ""]
 
-  pairs = [(a, b) for a, b in LEAKY_PAIRS if a in settings and b in settings]
-  if pairs:
-    # Overfitting shows in the test log-loss (confident mistakes) before the error rate.
-    pair_columns = columns + ([Column("test_loss", "test log-loss", "log-loss")]
-                              if metric == "error" else [])
-    pair_values = {**values, "test_loss": loss_vals}
-    lines += ["## Between the leaky rectifiers, paired over seeds", "",
-              "The paper's claims about RReLU and PReLU (§4, observations 2 and 3) compare "
-              "them with each other and with the fixed slope of Leaky ReLU a=5.5, RReLU's "
-              "test-time slope; the same paired intervals as above.", "",
-              "| Pair | " + " | ".join(f"Δ {c.label.split(' (')[0]} [95% CI]"
-                                     for c in pair_columns)
-              + " | pairs |", "|---|" + "---:|" * (len(pair_columns) + 1)]
-    for a, b in pairs:
-      diffs = [paired_difference(pair_values[c.key][a], pair_values[c.key][b])
-               for c in pair_columns]
-      lines.append("| " + " | ".join(
-          [f"{display_name(a)} − {display_name(b)}"]
-          + [_fmt_diff(d, c.metric) for d, c in zip(diffs, pair_columns)] + [str(diffs[-1].n)])
-          + " |")
-    lines.append("")
+def _differences_to_baseline(study: _Study) -> list[str]:
+  """Each setting minus ReLU, paired over seeds, beside the paper's difference."""
+  columns, values, paper, metric = study.columns, study.values, study.paper, study.metric
+  if BASELINE not in study.settings:
+    return ["No ReLU runs: no differences to ReLU.", ""]
+  unit = " (percentage points)" if metric == "error" else ""
+  lines = [f"## Difference to ReLU{unit}, paired over seeds", "",
+           "Seed k of a setting minus seed k of ReLU (same initialisation stream and data "
+           "order), mean and 95% interval mean ± t(0.975, n−1)·sd/√n. An interval that "
+           "excludes 0 is a difference the seeds resolve; negative is lower.", ""]
+  test_column = next(c for c in columns if c.paper_index == 1)
+  lines += ["| " + " | ".join(["Activation"] + [f"Δ {c.label.split(' (')[0]} [95% CI]"
+                                                for c in columns]
+                             + [f"Δ {test_column.label.split(' (')[0]}, {study.paper_label}",
+                                "pairs"]) + " |",
+            "|---|" + "---:|" * (len(columns) + 2)]
+  base_ref = paper["values"].get(BASELINE, (None, None))
+  for s in study.settings:
+    if s == BASELINE:
+      continue
+    diffs = [paired_difference(values[c.key][s], values[c.key][BASELINE]) for c in columns]
+    ref = paper["values"].get(s, (None, None))
+    paper_diff = (ref[1] - base_ref[1] if ref[1] is not None and base_ref[1] is not None
+                  else None)
+    lines.append("| " + " | ".join(
+        [display_name(s)] + [_fmt_diff(d, c.metric) for d, c in zip(diffs, columns)]
+        + [_fmt(paper_diff, metric, signed=True), str(diffs[-1].n)]) + " |")
+  return lines + [""]
 
-  if not evaluation:  # one evaluation per run: no best over epochs.
-    lines += _other_numbers(settings, best_vals, loss_vals)
-  lines += _activation_table(finished, settings)
 
+def _leaky_pairs(study: _Study) -> list[str]:
+  """The leaky rectifiers against each other (LEAKY_PAIRS), paired over seeds."""
+  pairs = [(a, b) for a, b in LEAKY_PAIRS if a in study.settings and b in study.settings]
+  if not pairs:
+    return []
+  # Overfitting shows in the test log-loss (confident mistakes) before the error rate.
+  pair_columns = study.columns + ([Column("test_loss", "test log-loss", "log-loss")]
+                                  if study.metric == "error" else [])
+  pair_values = {**study.values, "test_loss": study.loss_vals}
+  lines = ["## Between the leaky rectifiers, paired over seeds", "",
+           "The paper's claims about RReLU and PReLU (§4, observations 2 and 3) compare "
+           "them with each other and with the fixed slope of Leaky ReLU a=5.5, RReLU's "
+           "test-time slope; the same paired intervals as above.", "",
+           "| Pair | " + " | ".join(f"Δ {c.label.split(' (')[0]} [95% CI]"
+                                  for c in pair_columns)
+           + " | pairs |", "|---|" + "---:|" * (len(pair_columns) + 1)]
+  for a, b in pairs:
+    diffs = [paired_difference(pair_values[c.key][a], pair_values[c.key][b])
+             for c in pair_columns]
+    lines.append("| " + " | ".join(
+        [f"{display_name(a)} − {display_name(b)}"]
+        + [_fmt_diff(d, c.metric) for d, c in zip(diffs, pair_columns)] + [str(diffs[-1].n)])
+        + " |")
+  return lines + [""]
+
+
+def _runs_table(study: _Study) -> list[str]:
+  """One line per finished run, then the unfinished ones, named."""
+  has_train_eval, workdir = study.has_train_eval, study.workdir
   extra = " train error, test mode (%) |" if has_train_eval else ""
-  lines += ["## Runs", "", "| Activation | seed | epochs | train error (%) |" + extra
-            + " test error (%) | test log-loss | images/s | run |",
-            "|---|---:|---:|---:|" + "---:|" * has_train_eval + "---:|---:|---:|---|"]
-  for r in finished:
+  lines = ["## Runs", "", "| Activation | seed | epochs | train error (%) |" + extra
+           + " test error (%) | test log-loss | images/s | run |",
+           "|---|---:|---:|---:|" + "---:|" * has_train_eval + "---:|---:|---:|---|"]
+  for r in study.finished:
     f = r.final
     rel = os.path.relpath(r.path, workdir) if workdir else r.path
     extra = f" {100 * f['train_eval_error']:.2f} |" if has_train_eval else ""
@@ -406,15 +448,33 @@ def results_markdown(runs: list[RunRecord], workdir: str = "", evaluation: str |
                  f"| {100 * f['train_error']:.2f} |{extra} {100 * f['test_error']:.2f} "
                  f"| {f['test_loss']:.4f} | {f.get('images_per_sec', math.nan):.0f} | {rel} |")
   lines.append("")
-  if unfinished:
+  if study.unfinished:
     lines += ["Unfinished runs, not counted above: "
               + ", ".join(f"{r.setting}/seed{r.seed} (epoch {r.final['epoch']} of "
-                          f"{r.num_epochs})" for r in unfinished) + ".", ""]
-  config = first.config
-  if config:
-    lines += ["## Recipe (shared by every run; rectifier and seed vary)", "", "```json",
-              json.dumps({k: v for k, v in config.items() if k not in ("rectifier", "seed")},
-                         indent=1, sort_keys=True), "```", ""]
+                          f"{r.num_epochs})" for r in study.unfinished) + ".", ""]
+  return lines
+
+
+def _recipe(study: _Study) -> list[str]:
+  config = study.finished[0].config
+  if not config:
+    return []
+  return ["## Recipe (shared by every run; rectifier and seed vary)", "", "```json",
+          json.dumps({k: v for k, v in config.items() if k not in ("rectifier", "seed")},
+                     indent=1, sort_keys=True), "```", ""]
+
+
+def results_markdown(runs: list[RunRecord], workdir: str = "", evaluation: str | None = None
+                     ) -> str:
+  """The report as Markdown; `runs` may include unfinished runs (listed, not counted).
+  With `evaluation`, the test columns are that evaluation's (`with_evaluation`)."""
+  study = _study(runs, workdir, evaluation)
+  lines = (_introduction(study) + _results_table(study) + _differences_to_baseline(study)
+           + _leaky_pairs(study))
+  if not evaluation:  # one evaluation per run: no best over epochs.
+    lines += _other_numbers(study.settings, study.best_vals, study.loss_vals)
+  lines += _activation_table(study.finished, study.settings)
+  lines += _runs_table(study) + _recipe(study)
   return "\n".join(lines)
 
 
