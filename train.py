@@ -62,8 +62,7 @@ class TrainState:
 
 # --- Configuration ---------------------------------------------------------------------------
 
-# For notebooks: train.model_options(config), train.augment_config(config).
-model_options, augment_config = validation.model_options, validation.augment_config
+augment_config = validation.augment_config  # for notebooks: train.augment_config(config)
 
 
 def config_record(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -440,57 +439,108 @@ def rrelu_expected_slope(spec: str) -> float | None:
                                      test_slope="expected")
 
 
-def jit_train_step(mesh: Mesh, tx: optax.GradientTransformation, **options: Any):
-  """`train_step` jitted as training runs it (also the benchmarks' step): the batch split
-  over the mesh's "data" axis, the state, key and mean image replicated, the state donated.
-  `options` are train_step's keyword arguments (model, augment_config, input_scale)."""
-  data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-  return jax.jit(functools.partial(train_step, tx=tx, **options),
-                 in_shardings=(replicated, data_sharding, replicated, replicated),
-                 out_shardings=(replicated, replicated), donate_argnums=(0,))
+# --- Building a run's parts: the one way -------------------------------------------------------
 
 
-def setup(config: ml_collections.ConfigDict, dataset: input_pipeline.Dataset) -> Setup:
-  """Builds the model, the mesh over the devices the batch divides, and the jitted steps."""
+def data_mesh(config: ml_collections.ConfigDict) -> Mesh:
+  """The 1-D "data" mesh a run of `config` computes on: the most of JAX's devices that
+  divide its batch and evaluation batch (all of them with several processes, which must
+  divide; training/devices.mesh_devices)."""
   batch_sizes = (config.batch_size, config.eval_batch_size or config.batch_size)
   mesh_devices = devices.mesh_devices(jax.devices(), batch_sizes)
   for key, size in zip(("batch_size", "eval_batch_size"), batch_sizes):
     if size % len(mesh_devices):
       raise validation.ConfigError(f"config.{key} ({size}) must be divisible by the number of "
                                    f"devices ({len(mesh_devices)}).")
-  mesh = Mesh(np.asarray(mesh_devices), ("data",))
+  return Mesh(np.asarray(mesh_devices), ("data",))
+
+
+def jit_train_step(mesh: Mesh, tx: optax.GradientTransformation, **options: Any):
+  """`train_step` jitted as training runs it: the batch split over the mesh's "data" axis,
+  the state, key and mean image replicated, the state donated. `options` are train_step's
+  keyword arguments (model, augment_config, input_scale)."""
   data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-  steps_per_epoch = config.steps_per_epoch or input_pipeline.steps_per_epoch(
-      len(dataset.train), config.batch_size)
-  model = models.create(config.model, num_classes=dataset.num_classes,
-                        rectifier=config.rectifier, **model_options(config))
+  return jax.jit(functools.partial(train_step, tx=tx, **options),
+                 in_shardings=(replicated, data_sharding, replicated, replicated),
+                 out_shardings=(replicated, replicated), donate_argnums=(0,))
+
+
+def jit_eval_step(mesh: Mesh, **options: Any):
+  """`eval_step` jitted as training and evaluate.py run it: the batch split over the mesh's
+  "data" axis, the state and mean image replicated. `options` are eval_step's keyword
+  arguments (model, augment_config, input_scale, activation_statistics)."""
+  data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+  return jax.jit(functools.partial(eval_step, **options),
+                 in_shardings=(replicated, data_sharding, replicated), out_shardings=replicated)
+
+
+@dataclasses.dataclass(frozen=True)
+class Parts:
+  """What a config builds before any data is read: the network, the optimiser and its
+  schedule, and the jitted initial state and steps over a mesh's "data" axis."""
+
+  model: nn.Module
+  augment_config: augment.AugmentConfig
+  input_shape: tuple[int, ...]  # what the network sees: the image shape after augmentation
+  schedule: optax.Schedule
+  tx: optax.GradientTransformation
+  data_sharding: NamedSharding
+  replicated: NamedSharding
+  init: Callable[[jax.Array], TrainState]  # from the run's key (create_train_state)
+  train_step: Callable[..., tuple[TrainState, dict[str, jax.Array]]]
+  eval_step: Callable[..., dict[str, Any]]
+  histogram_step: Callable[..., dict[str, tuple[jax.Array, jax.Array]]]
+  slope_step: Callable[..., dict[str, dict[str, jax.Array]]]
+
+
+def build(config: ml_collections.ConfigDict, mesh: Mesh, *, image_shape: Sequence[int],
+          num_classes: int, steps_per_epoch: int) -> Parts:
+  """A run's network (`models.from_config`), optimiser, initial state and jitted steps for
+  images of `image_shape` on `mesh` (`data_mesh(config)` for training): what `setup`
+  builds for training, and the benchmarks for synthetic batches."""
+  data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+  model = models.from_config(config, num_classes)
   aug = augment_config(config)
+  input_shape = augment.output_shape(tuple(image_shape), aug)
   schedule = learning_rate_schedule(config, steps_per_epoch)
   tx = make_optimizer(config, schedule)
   options = dict(model=model, augment_config=aug, input_scale=config.input_scale)
-  return Setup(
-      config=config, dataset=dataset, data_sharding=data_sharding, replicated=replicated,
-      steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * config.num_epochs,
-      schedule=schedule,
-      mean_image=jax.device_put(np.asarray(dataset.mean_image, np.float32), replicated),
-      init=jax.jit(functools.partial(create_train_state, model,
-                                     augment.output_shape(dataset.image_shape, aug), tx),
+  return Parts(
+      model=model, augment_config=aug, input_shape=input_shape, schedule=schedule, tx=tx,
+      data_sharding=data_sharding, replicated=replicated,
+      init=jax.jit(functools.partial(create_train_state, model, input_shape, tx),
                    out_shardings=replicated),
       train_step=jit_train_step(mesh, tx, **options),
-      eval_step=jax.jit(functools.partial(eval_step, **options,
-                                          activation_statistics=config.activation_statistics),
-                        in_shardings=(replicated, data_sharding, replicated),
-                        out_shardings=replicated),
-      add_metrics=jax.jit(_add_metrics, out_shardings=replicated, donate_argnums=(0,)),
-      train_eval=train_eval_subset(dataset.train, config.train_eval_examples),
+      eval_step=jit_eval_step(mesh, **options,
+                              activation_statistics=config.activation_statistics),
       histogram_step=jax.jit(functools.partial(preactivation_histograms, **options),
                              in_shardings=(replicated, data_sharding, replicated),
                              out_shardings=replicated),
       slope_step=jax.jit(functools.partial(training_mode_slopes, **options),
                          in_shardings=(replicated, data_sharding, replicated, replicated),
-                         out_shardings=replicated),
+                         out_shardings=replicated))
+
+
+def setup(config: ml_collections.ConfigDict, dataset: input_pipeline.Dataset) -> Setup:
+  """Everything a run of `config` on `dataset` computes with: `build`'s parts on
+  `data_mesh(config)`, and what comes from the data (steps per epoch, the mean image, the
+  train-eval subset, the network's rectified layers)."""
+  mesh = data_mesh(config)
+  steps_per_epoch = config.steps_per_epoch or input_pipeline.steps_per_epoch(
+      len(dataset.train), config.batch_size)
+  parts = build(config, mesh, image_shape=dataset.image_shape,
+                num_classes=dataset.num_classes, steps_per_epoch=steps_per_epoch)
+  return Setup(
+      config=config, dataset=dataset, data_sharding=parts.data_sharding,
+      replicated=parts.replicated, steps_per_epoch=steps_per_epoch,
+      total_steps=steps_per_epoch * config.num_epochs, schedule=parts.schedule,
+      mean_image=jax.device_put(np.asarray(dataset.mean_image, np.float32), parts.replicated),
+      init=parts.init, train_step=parts.train_step, eval_step=parts.eval_step,
+      add_metrics=jax.jit(_add_metrics, out_shardings=parts.replicated, donate_argnums=(0,)),
+      train_eval=train_eval_subset(dataset.train, config.train_eval_examples),
+      histogram_step=parts.histogram_step, slope_step=parts.slope_step,
       layers=tuple(rectifiers_linen.rectified_layers(
-          model, jnp.zeros((1, *augment.output_shape(dataset.image_shape, aug))), train=False)),
+          parts.model, jnp.zeros((1, *parts.input_shape)), train=False)),
       rrelu_expected_slope=rrelu_expected_slope(config.rectifier))
 
 

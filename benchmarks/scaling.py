@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import glob
 import importlib.util
 import json
@@ -67,13 +66,12 @@ import jax
 import jaxlib
 import ml_collections
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
 
 import input_pipeline
 import models
 import train
 from configs import validation
-from input_pipeline import augment
 from models import conv as conv_lib
 from training import figures
 from training.devices import single_thread_xla_flags
@@ -165,21 +163,16 @@ class TrainStep:
 
 def build_train_step(config: ml_collections.ConfigDict, mesh: Mesh, global_batch: int,
                      image_shape: tuple[int, int, int], num_classes: int) -> TrainStep:
-  """Compiles `train.train_step` for `config` as train.py does: batch on the mesh's "data"
-  axis, state replicated, the state donated."""
-  model = models.create(config.model, num_classes=num_classes, rectifier=config.rectifier,
-                        **train.model_options(config))
-  augment_config = train.augment_config(config)
-  input_shape = augment.output_shape(image_shape, augment_config)
-  tx = train.make_optimizer(config, train.learning_rate_schedule(config, NOMINAL_STEPS_PER_EPOCH))
-  data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+  """Compiles `train.train_step` for `config` as train.py does (`train.build`): batch on
+  the mesh's "data" axis, state replicated, the state donated."""
+  parts = train.build(config, mesh, image_shape=image_shape, num_classes=num_classes,
+                      steps_per_epoch=NOMINAL_STEPS_PER_EPOCH)
+  data_sharding, replicated = parts.data_sharding, parts.replicated
   rng = jax.random.key(config.seed)
-  state = jax.jit(functools.partial(train.create_train_state, model, input_shape, tx),
-                  out_shardings=replicated)(rng)
+  state = parts.init(rng)
   # Mid-grey: centred inputs, like the real data after mean subtraction.
   mean_image = jax.device_put(np.full(image_shape, 127.5, np.float32), replicated)
-  step = train.jit_train_step(mesh, tx, model=model, augment_config=augment_config,
-                              input_scale=config.input_scale)
+  step = parts.train_step
   example = input_pipeline.to_device(
       synthetic_batch(np.random.default_rng(0), global_batch // jax.process_count(),
                       image_shape, num_classes), data_sharding)

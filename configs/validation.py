@@ -2,8 +2,8 @@
 
 `validate_config` needs no data; `check_data` is what only the dataset can tell (classes,
 examples, an image size the network accepts). Both raise `ConfigError`, whose message
-names the key and what is allowed. `model_options` and `augment_config` are the config's
-model options and augmentation as the library's arguments (the checks build both).
+names the key and what is allowed. `augment_config` is the config's augmentation as the
+preprocessing's argument (the checks build it, and the network: `models.from_config`).
 """
 
 from __future__ import annotations
@@ -27,15 +27,13 @@ class ConfigError(ValueError):
   """A configuration value is unknown or out of range; raised before anything compiles."""
 
 
-def model_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """`models.create`'s keyword options: config.model_options and the computation dtype."""
-  return {**config.model_options.to_dict(), "dtype": models.DTYPES[config.dtype]}
-
-
-def augment_config(config: ml_collections.ConfigDict) -> augment.AugmentConfig:
-  """config.augment as the preprocessing's config (lists back to tuples)."""
+def augment_config(config: Mapping[str, Any]) -> augment.AugmentConfig:
+  """config.augment as the preprocessing's config, from a ConfigDict or a run's record of
+  one (config.json, an export's model.json): lists back to tuples."""
+  group = config["augment"]
+  group = group.to_dict() if hasattr(group, "to_dict") else dict(group)
   return augment.AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in config.augment.to_dict().items()})
+                                  for k, v in group.items()})
 
 
 def _has_default_type(value: Any, default: Any) -> bool:
@@ -122,7 +120,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   except ValueError as e:
     raise ConfigError(f"config.rectifier: {e}") from None
   try:
-    models.create(config.model, num_classes=2, rectifier=config.rectifier, **model_options(config))
+    models.from_config(config, num_classes=2)
   except (ValueError, TypeError) as e:
     raise ConfigError(f"config.model / config.model_options: {e}") from None
   try:
@@ -143,8 +141,7 @@ def check_data(config: ml_collections.ConfigDict, dataset: input_pipeline.Datase
   if config.batch_size > len(dataset.train):
     raise ConfigError(f"config.batch_size={config.batch_size} is larger than the training "
                       f"split of {where} ({len(dataset.train)} examples): lower it.")
-  model = models.create(config.model, num_classes=dataset.num_classes,
-                        rectifier=config.rectifier, **model_options(config))
+  model = models.from_config(config, dataset.num_classes)
   try:
     shape = augment.output_shape(dataset.image_shape, augment_config(config))
     jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *shape)), train=False))
