@@ -129,8 +129,8 @@ def run_config(config: ml_collections.ConfigDict, setting: str,
 def plan(config: ml_collections.ConfigDict, workdir: str, settings: Sequence[str],
          seeds: Sequence[int]) -> tuple[list[Run], list[Run]]:
   """Splits the sweep into (to_run, finished), refusing runs started with another config
-  (training/run_directory.py's rule, as a training would). Seed-major order: every setting's seed 0 first, so that an
-  interrupted sweep already holds complete comparisons."""
+  (training/run_directory.py's rule, as a training would). Seed-major order: every
+  setting's seed 0 first, so that an interrupted sweep already holds complete comparisons."""
   import train  # pylint: disable=g-import-not-at-top
   for setting in settings:
     rectifiers_linen.rectifier_factory(setting)  # a clear error for a typo, before any run.
@@ -310,68 +310,103 @@ def _stop_with_parent() -> None:
     pass
 
 
+@dataclasses.dataclass(frozen=True)
+class _Placement:
+  """Where `--parallel` trainings run: slot i on its own GPUs or cores (slot_environment)."""
+  parallel: int
+  devices_per_run: int
+  gpus: list[str]
+  cores: list[int]
+  taskset: bool
+
+  @classmethod
+  def of_this_machine(cls, parallel: int, devices_per_run: int) -> _Placement:
+    """The visible GPUs (else the cores this process may use), checked against the slots."""
+    placement = cls(parallel, devices_per_run, visible_gpus(), sorted(os.sched_getaffinity(0)),
+                    _has_taskset())
+    placement.environment(parallel - 1)  # raises if the GPUs are too few for every slot
+    if not placement.gpus and len(placement.cores) < parallel * devices_per_run:
+      logging.warning("%d cores for --parallel=%d x --devices_per_run=%d: the runs share "
+                      "cores.", len(placement.cores), parallel, devices_per_run)
+    return placement
+
+  def environment(self, slot: int) -> tuple[dict[str, str], list[str]]:
+    return slot_environment(slot, self.parallel, self.devices_per_run, self.gpus, self.cores,
+                            dict(os.environ), self.taskset)
+
+
+# One running training of a `--parallel` sweep: (run, process, its train.log).
+_Active = tuple[Run, subprocess.Popen, Any]
+
+
+def _start(config: ml_collections.ConfigDict, run: Run, slot: int,
+           placement: _Placement) -> _Active:
+  """`python sweep.py --run_one` for `run` in `slot`: its config on stdin, its output in
+  the run's train.log."""
+  import train  # pylint: disable=g-import-not-at-top
+  env, prefix = placement.environment(slot)
+  log = run_directory.open_log(run.workdir)
+  cmd = [*prefix, sys.executable, os.path.join(_HERE, "sweep.py"), "--run_one",
+         f"--workdir={run.workdir}"]
+  logging.info("Starting %s / seed %d (slot %d): %s", run.setting, run.seed, slot,
+               " ".join(cmd))
+  proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                          env=env, text=True, preexec_fn=_stop_with_parent)
+  proc.stdin.write(json.dumps(train.config_record(run_config(config, run.setting, run.seed))))
+  proc.stdin.close()
+  return run, proc, log
+
+
+def _reap(active: dict[int, _Active], stopping: bool) -> list[str]:
+  """Removes the trainings that ended from `active`; returns the failures among them (one
+  that a forwarded stop signal ended, `stopping`, is none)."""
+  failures = []
+  for slot, (run, proc, log) in list(active.items()):
+    if proc.poll() is None:
+      continue
+    log.close()
+    del active[slot]
+    if stopping and proc.returncode in (130, -signal.SIGTERM):
+      continue
+    if proc.returncode:
+      failures.append(f"{run.workdir}: exit status {proc.returncode}; see "
+                      f"{os.path.join(run.workdir, run_directory.LOG)}")
+      logging.error("%s failed (exit status %d).", run.workdir, proc.returncode)
+    else:
+      logging.info("Finished %s / seed %d.", run.setting, run.seed)
+  return failures
+
+
 def _run_subprocesses(config: ml_collections.ConfigDict, runs: list[Run], parallel: int,
                       devices_per_run: int) -> list[str]:
   """Runs `runs` K at a time, each `python sweep.py --run_one` (its config on stdin) with
-  its log in the run directory's train.log, on its own GPUs or cores (slot_environment)."""
-  import train  # pylint: disable=g-import-not-at-top
-  gpus, cores, taskset = visible_gpus(), sorted(os.sched_getaffinity(0)), _has_taskset()
-  slot_environment(parallel - 1, parallel, devices_per_run, gpus, cores, {}, taskset)  # checks
-  if not gpus and len(cores) < parallel * devices_per_run:
-    logging.warning("%d cores for --parallel=%d x --devices_per_run=%d: the runs share cores.",
-                    len(cores), parallel, devices_per_run)
-  pending = list(runs)
-  active: dict[int, tuple[Run, subprocess.Popen, Any]] = {}  # slot -> (run, process, log)
-  failures = []
+  its log in the run directory's train.log, on its own GPUs or cores (slot_environment).
+  On a stop signal, starts no more, forwards SIGTERM to the running ones once, waits for
+  them and raises SweepStopped."""
+  placement = _Placement.of_this_machine(parallel, devices_per_run)
+  pending, active, failures = list(runs), {}, []
   with signals.StopRequest() as stop:
-    stopping = None  # how many trainings the stop signal was forwarded to.
+    forwarded = None  # how many trainings the stop signal was forwarded to.
     try:
       while pending or active:
-        for slot in range(parallel):
-          if slot in active or not pending or stop.received:
-            continue
-          run = pending.pop(0)
-          env, prefix = slot_environment(slot, parallel, devices_per_run, gpus, cores,
-                                         dict(os.environ), taskset)
-          log = run_directory.open_log(run.workdir)
-          cmd = [*prefix, sys.executable, os.path.join(_HERE, "sweep.py"), "--run_one",
-                 f"--workdir={run.workdir}"]
-          logging.info("Starting %s / seed %d (slot %d): %s", run.setting, run.seed, slot,
-                       " ".join(cmd))
-          proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log,
-                                  stderr=subprocess.STDOUT, env=env, text=True,
-                                  preexec_fn=_stop_with_parent)
-          proc.stdin.write(json.dumps(train.config_record(
-              run_config(config, run.setting, run.seed))))
-          proc.stdin.close()
-          active[slot] = (run, proc, log)
-        if stop.received and stopping is None:
+        free = [s for s in range(parallel) if s not in active] if not stop.received else []
+        for slot in free[:len(pending)]:
+          active[slot] = _start(config, pending.pop(0), slot, placement)
+        if stop.received and forwarded is None:
           for _, proc, _ in active.values():
             proc.send_signal(signal.SIGTERM)
-          stopping = len(active)
+          forwarded = len(active)
         time.sleep(0.2)
-        for slot, (run, proc, log) in list(active.items()):
-          if proc.poll() is None:
-            continue
-          log.close()
-          del active[slot]
-          if stop.received and proc.returncode in (130, -signal.SIGTERM):
-            continue
-          if proc.returncode:
-            failures.append(f"{run.workdir}: exit status {proc.returncode}; see "
-                            f"{os.path.join(run.workdir, run_directory.LOG)}")
-            logging.error("%s failed (exit status %d).", run.workdir, proc.returncode)
-          else:
-            logging.info("Finished %s / seed %d.", run.setting, run.seed)
+        failures += _reap(active, stopping=bool(stop.received))
         if stop.received and not active:
           raise SweepStopped(stop.received,
-                             _stop_message(stop.received, stopping or 0, len(pending)))
+                             _stop_message(stop.received, forwarded or 0, len(pending)))
     finally:
       _stop_all(active)
   return failures
 
 
-def _stop_all(active: dict[int, tuple[Run, subprocess.Popen, Any]]) -> None:
+def _stop_all(active: dict[int, _Active]) -> None:
   """Leaves no training behind: SIGTERM (they save), then SIGKILL after STOP_TIMEOUT_S."""
   for _, proc, _ in active.values():
     if proc.poll() is None:
