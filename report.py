@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from training import figures, provenance, run_directory
+from training import figures, provenance, records, run_directory
 
 # --- The paper's numbers -------------------------------------------------------------------
 
@@ -72,6 +72,7 @@ BASELINE = "relu"
 # Pairs the paper's observations 2-3 are about (RReLU's randomness against a fixed or a
 # learned slope), reported when a sweep has both settings.
 LEAKY_PAIRS = (("rrelu", "leaky_relu_5.5"), ("rrelu", "prelu"), ("prelu", "leaky_relu_5.5"))
+GAP = "gap"  # the results table's generalisation-gap column (records.generalisation_gap)
 
 
 def display_name(setting: str) -> str:
@@ -121,11 +122,11 @@ def with_evaluation(runs: list[RunRecord], name: str) -> list[RunRecord]:
       missing.append(f"{r.setting}/seed{r.seed}")
       continue
     evaluation = run_directory.read_json(file)
-    if evaluation["step"] != r.final["step"]:
+    if evaluation["step"] != r.final[records.STEP]:
       raise ValueError(f"Evaluation {name!r} of {r.path} is of step {evaluation['step']}, not "
-                       f"the run's final step {r.final['step']}: evaluate the final model.")
-    final = {**r.final, "test_error": evaluation["error"], "test_loss": evaluation["loss"],
-             "test_examples": evaluation["examples"], "evaluation": evaluation}
+                       f"the run's final step {r.final[records.STEP]}: evaluate the final model.")
+    final = {**r.final, **records.split_columns(records.TEST, evaluation),
+             "evaluation": evaluation}
     out.append(dataclasses.replace(r, rows=[final]))
   if missing:
     raise ValueError(f"No evaluation {name!r} for {', '.join(missing)}: run python evaluate.py "
@@ -227,14 +228,14 @@ def _fmt_diff(d: PairedDiff, metric: str) -> str:
 
 
 def _values(runs: list[RunRecord], key: str) -> dict[str, dict[int, float]]:
-  """{setting: {seed: value}}: the final row's `key`; "best_test_error" is the minimum test
-  error over epochs and "gap" the final test error minus the test-mode training error."""
+  """{setting: {seed: value}}: the final row's `key`; records.BEST_TEST_ERROR is the
+  minimum test error over epochs and GAP the final row's generalisation gap (records)."""
   out: dict[str, dict[int, float]] = {}
   for r in runs:
-    if key == "best_test_error":
-      value = min(float(row["test_error"]) for row in r.rows)
-    elif key == "gap":
-      value = float(r.final["test_error"]) - float(r.final["train_eval_error"])
+    if key == records.BEST_TEST_ERROR:
+      value = records.best_test_error(r.rows)
+    elif key == GAP:
+      value = records.generalisation_gap(r.final)
     else:
       value = float(r.final[key])
     out.setdefault(r.setting, {})[r.seed] = value
@@ -252,17 +253,17 @@ class Column:
 
 def _columns(metric: str, has_train_eval: bool) -> list[Column]:
   if metric == "error":
-    columns = [Column("train_error", "train error, training mode (%)", "error", 0)]
+    columns = [Column(records.TRAIN_ERROR, "train error, training mode (%)", "error", 0)]
     if has_train_eval:
-      columns.append(Column("train_eval_error", "train error, test mode (%)", "error"))
-    columns.append(Column("test_error", "test error (%)", "error", 1))
+      columns.append(Column(records.TRAIN_EVAL_ERROR, "train error, test mode (%)", "error"))
+    columns.append(Column(records.TEST_ERROR, "test error (%)", "error", 1))
     if has_train_eval:
-      columns.append(Column("gap", "gap: test − train test mode (points)", "error"))
+      columns.append(Column(GAP, "gap: test − train test mode (points)", "error"))
     return columns
-  columns = [Column("train_loss", "train log-loss, training mode", "log-loss", 0)]
+  columns = [Column(records.TRAIN_LOSS, "train log-loss, training mode", "log-loss", 0)]
   if has_train_eval:
-    columns.append(Column("train_eval_loss", "train log-loss, test mode", "log-loss"))
-  return columns + [Column("test_loss", "val log-loss", "log-loss", 1)]
+    columns.append(Column(records.TRAIN_EVAL_LOSS, "train log-loss, test mode", "log-loss"))
+  return columns + [Column(records.TEST_LOSS, "val log-loss", "log-loss", 1)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,21 +308,22 @@ def _study(runs: list[RunRecord], workdir: str, evaluation: str | None) -> _Stud
   model = first.config.get("model", (first.summary or {}).get("model", "?"))
   table_key, same_experiment = paper_table_for(dataset, model, first.dataset.get("num_classes"))
   paper = PAPER_TABLES[table_key]
-  has_train_eval = all("train_eval_error" in r.final for r in finished)
+  has_train_eval = all(records.TRAIN_EVAL_ERROR in r.final for r in finished)
   columns = _columns(paper["metric"], has_train_eval)
   values = {c.key: _values(finished, c.key) for c in columns}
   return _Study(
       finished=finished, unfinished=unfinished, workdir=workdir, evaluation=evaluation,
       dataset=dataset, model=model, paper=paper, same_experiment=same_experiment,
       has_train_eval=has_train_eval, columns=columns, values=values,
-      best_vals=_values(finished, "best_test_error"), loss_vals=_values(finished, "test_loss"),
+      best_vals=_values(finished, records.BEST_TEST_ERROR),
+      loss_vals=_values(finished, records.TEST_LOSS),
       settings=sorted(values[columns[0].key], key=_setting_order))
 
 
 def _introduction(study: _Study) -> list[str]:
   """The title, what the numbers are, the evaluation, the code version and the paper."""
   finished, settings, paper = study.finished, study.settings, study.paper
-  epochs = sorted({r.final["epoch"] for r in finished})
+  epochs = sorted({r.final[records.EPOCH] for r in finished})
   seeds = sorted({r.seed for r in finished})
   train_examples = sorted({r.dataset.get("train_examples") for r in finished} - {None})
   lines = [f"# Rectifier comparison: {study.model} on {study.dataset}"
@@ -413,9 +415,9 @@ def _leaky_pairs(study: _Study) -> list[str]:
   if not pairs:
     return []
   # Overfitting shows in the test log-loss (confident mistakes) before the error rate.
-  pair_columns = study.columns + ([Column("test_loss", "test log-loss", "log-loss")]
+  pair_columns = study.columns + ([Column(records.TEST_LOSS, "test log-loss", "log-loss")]
                                   if study.metric == "error" else [])
-  pair_values = {**study.values, "test_loss": study.loss_vals}
+  pair_values = {**study.values, records.TEST_LOSS: study.loss_vals}
   lines = ["## Between the leaky rectifiers, paired over seeds", "",
            "The paper's claims about RReLU and PReLU (§4, observations 2 and 3) compare "
            "them with each other and with the fixed slope of Leaky ReLU a=5.5, RReLU's "
@@ -443,14 +445,15 @@ def _runs_table(study: _Study) -> list[str]:
   for r in study.finished:
     f = r.final
     rel = os.path.relpath(r.path, workdir) if workdir else r.path
-    extra = f" {100 * f['train_eval_error']:.2f} |" if has_train_eval else ""
-    lines.append(f"| {display_name(r.setting)} | {r.seed} | {f['epoch']} "
-                 f"| {100 * f['train_error']:.2f} |{extra} {100 * f['test_error']:.2f} "
-                 f"| {f['test_loss']:.4f} | {f.get('images_per_sec', math.nan):.0f} | {rel} |")
+    extra = f" {100 * f[records.TRAIN_EVAL_ERROR]:.2f} |" if has_train_eval else ""
+    lines.append(f"| {display_name(r.setting)} | {r.seed} | {f[records.EPOCH]} "
+                 f"| {100 * f[records.TRAIN_ERROR]:.2f} |{extra} "
+                 f"{100 * f[records.TEST_ERROR]:.2f} | {f[records.TEST_LOSS]:.4f} "
+                 f"| {f.get(records.IMAGES_PER_SEC, math.nan):.0f} | {rel} |")
   lines.append("")
   if study.unfinished:
     lines += ["Unfinished runs, not counted above: "
-              + ", ".join(f"{r.setting}/seed{r.seed} (epoch {r.final['epoch']} of "
+              + ", ".join(f"{r.setting}/seed{r.seed} (epoch {r.final[records.EPOCH]} of "
                           f"{r.num_epochs})" for r in study.unfinished) + ".", ""]
   return lines
 
@@ -499,8 +502,9 @@ def _other_numbers(settings: list[str], best_vals: dict[str, dict[int, float]],
 def _activation_table(runs: list[RunRecord], settings: list[str]) -> list[str]:
   """Per setting, the final test-split statistics averaged over layers and seeds: what
   the rectifiers do inside the network (rectifiers/statistics.py); [] without them."""
-  stats = {s: [r.final["activations"]["test"] for r in runs
-               if r.setting == s and "test" in r.final.get("activations", {})] for s in settings}
+  stats = {s: [r.final[records.ACTIVATIONS][records.TEST] for r in runs
+               if r.setting == s and records.TEST in r.final.get(records.ACTIVATIONS, {})]
+           for s in settings}
   if not any(stats.values()):
     return []
   lines = ["## Inside the network (final evaluation, test split)", "",
@@ -530,10 +534,11 @@ def plot_activations(runs: list[RunRecord], path: str, title: str = "") -> bool:
   """Dead units per rectified layer over training (test split), one panel per layer,
   each setting's mean over seeds with a ± sd band, ReLU in black. False (and nothing
   written) when the runs recorded no activation statistics."""
-  runs = [r for r in runs if all("test" in row.get("activations", {}) for row in r.rows)]
+  runs = [r for r in runs
+          if all(records.TEST in row.get(records.ACTIVATIONS, {}) for row in r.rows)]
   if not runs:
     return False
-  layers = list(runs[0].rows[-1]["activations"]["test"])
+  layers = list(runs[0].rows[-1][records.ACTIVATIONS][records.TEST])
   by_setting: dict[str, list[RunRecord]] = {}
   for r in runs:
     by_setting.setdefault(r.setting, []).append(r)
@@ -546,10 +551,11 @@ def plot_activations(runs: list[RunRecord], path: str, title: str = "") -> bool:
   for setting in sorted(by_setting, key=_setting_order):
     color = "black" if setting == BASELINE else next(colors, "tab:gray")
     group = by_setting[setting]
-    common = sorted(set.intersection(*[{row["epoch"] for row in r.rows} for r in group]))
+    common = sorted(set.intersection(*[{row[records.EPOCH] for row in r.rows} for r in group]))
     for i, layer in enumerate(layers):
-      table = np.asarray([[100 * next(row["activations"]["test"][layer]["dead"] for row in r.rows
-                                      if row["epoch"] == e) for e in common] for r in group])
+      table = np.asarray([[100 * next(row[records.ACTIVATIONS][records.TEST][layer]["dead"]
+                                      for row in r.rows if row[records.EPOCH] == e)
+                           for e in common] for r in group])
       mean = table.mean(axis=0)
       sd = table.std(axis=0, ddof=1) if len(group) > 1 else np.zeros_like(mean)
       ax = axes[i // cols, i % cols]
@@ -575,19 +581,20 @@ def plot_prelu_slopes(runs: list[RunRecord], path: str) -> bool:
   """PReLU's learned slopes per layer: their mean over training (mean over seeds, band
   from the layer's smallest to largest slope) and the final slopes' spread. False (and
   nothing written) without PReLU runs that recorded them."""
-  runs = [r for r in runs if all("prelu_slopes" in row.get("activations", {}) for row in r.rows)]
+  runs = [r for r in runs
+          if all(records.PRELU_SLOPES in row.get(records.ACTIVATIONS, {}) for row in r.rows)]
   if not runs:
     return False
-  layers = list(runs[0].rows[-1]["activations"]["prelu_slopes"])
-  common = sorted(set.intersection(*[{row["epoch"] for row in r.rows} for r in runs]))
+  layers = list(runs[0].rows[-1][records.ACTIVATIONS][records.PRELU_SLOPES])
+  common = sorted(set.intersection(*[{row[records.EPOCH] for row in r.rows} for r in runs]))
   fig = figures.figure(figsize=(11, 4))
   left, right = fig.subplots(1, 2)
   import matplotlib  # pylint: disable=g-import-not-at-top  (slow; figures.figure loaded it)
   cmap = matplotlib.colormaps["viridis"]
   for i, layer in enumerate(layers):
     color = cmap(i / max(1, len(layers) - 1))
-    get = lambda key: np.asarray([[next(row["activations"]["prelu_slopes"][layer][key]
-                                        for row in r.rows if row["epoch"] == e)
+    get = lambda key: np.asarray([[next(row[records.ACTIVATIONS][records.PRELU_SLOPES][layer][key]
+                                        for row in r.rows if row[records.EPOCH] == e)
                                    for e in common] for r in runs]).mean(axis=0)
     left.plot(common, get("mean"), color=color, label=layer)
     left.fill_between(common, get("min"), get("max"), color=color, alpha=0.08, linewidth=0)
@@ -614,8 +621,8 @@ def plot_prelu_slopes(runs: list[RunRecord], path: str) -> bool:
 
 def _curve(runs: list[RunRecord], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Epochs, mean and sd over runs of `key` (epochs every run has)."""
-  common = sorted(set.intersection(*[{row["epoch"] for row in r.rows} for r in runs]))
-  table = np.asarray([[next(row[key] for row in r.rows if row["epoch"] == e) for e in common]
+  common = sorted(set.intersection(*[{row[records.EPOCH] for row in r.rows} for r in runs]))
+  table = np.asarray([[next(row[key] for row in r.rows if row[records.EPOCH] == e) for e in common]
                       for r in runs], np.float64)
   sd = table.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros(len(common))
   return np.asarray(common), table.mean(axis=0), sd
@@ -631,8 +638,8 @@ def plot_curves(runs: list[RunRecord], path: str, title: str = "",
   others = [s for s in sorted(by_setting, key=_setting_order) if s != BASELINE]
   if BASELINE not in by_setting or not others:
     others = [s for s in sorted(by_setting, key=_setting_order)]  # no pairing: plot each alone.
-  train_key, test_key = (("train_error", "test_error") if metric == "error"
-                         else ("train_loss", "test_loss"))
+  train_key, test_key = ((records.TRAIN_ERROR, records.TEST_ERROR) if metric == "error"
+                         else (records.TRAIN_LOSS, records.TEST_LOSS))
   ylabel = "error rate" if metric == "error" else "log-loss"
   fig = figures.figure(figsize=(max(3.6 * len(others), 7.0), 6.2))
   axes = fig.subplots(2, len(others), squeeze=False, sharex=True, sharey="row")

@@ -51,8 +51,9 @@ from absl import logging
 import ml_collections
 
 from rectifiers import linen as rectifiers_linen
+from configs import default as default_config
 from configs import validation
-from training import devices, process, run_directory, signals
+from training import devices, process, records, run_directory, signals
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SWEEP_RECORD = "sweep.json"
@@ -131,17 +132,16 @@ def plan(config: ml_collections.ConfigDict, workdir: str, settings: Sequence[str
   """Splits the sweep into (to_run, finished), refusing runs started with another config
   (training/run_directory.py's rule, as a training would). Seed-major order: every
   setting's seed 0 first, so that an interrupted sweep already holds complete comparisons."""
-  import train  # pylint: disable=g-import-not-at-top
   for setting in settings:
     rectifiers_linen.rectifier_factory(setting)  # a clear error for a typo, before any run.
-  defaults = train.config_record(train.default_config.get_config())
+  defaults = records.config_record(default_config.get_config())
   to_run, finished = [], []
   for seed in seeds:
     for setting in settings:
       run = Run(setting, seed, run_dir(workdir, setting, seed))
       cfg = run_config(config, setting, seed)
       run_directory.RunDirectory(run.workdir, writer=False).check_config(
-          train.config_record(cfg), defaults)
+          records.config_record(cfg), defaults)
       record = run_directory.read_run(run.workdir)
       done = record.finished and record.config.get("num_epochs") == cfg.num_epochs
       (finished if done else to_run).append(run)
@@ -152,13 +152,12 @@ def _record_sweep(config: ml_collections.ConfigDict, workdir: str, settings: Seq
                   seeds: Sequence[int], parallel: int, devices_per_run: int) -> None:
   """Adds this invocation to WORKDIR/sweep.json after checking the base config against the
   recorded one (the rectifier and seed of the base config do not matter)."""
-  import train  # pylint: disable=g-import-not-at-top
   path = os.path.join(workdir, SWEEP_RECORD)
-  base = {**train.config_record(config), "rectifier": None, "seed": None}
+  base = {**records.config_record(config), "rectifier": None, "seed": None}
   record = run_directory.read_json(path) if os.path.exists(path) else {"invocations": []}
   if "config" in record:
     run_directory.check_resumable(
-        record["config"], base, train.config_record(train.default_config.get_config()),
+        record["config"], base, records.config_record(default_config.get_config()),
         reached_epoch=0, where=workdir)
   record["config"] = base
   record["invocations"].append({
@@ -343,7 +342,6 @@ def _start(config: ml_collections.ConfigDict, run: Run, slot: int,
            placement: _Placement) -> _Active:
   """`python sweep.py --run_one` for `run` in `slot`: its config on stdin, its output in
   the run's train.log."""
-  import train  # pylint: disable=g-import-not-at-top
   env, prefix = placement.environment(slot)
   log = run_directory.open_log(run.workdir)
   cmd = [*prefix, sys.executable, os.path.join(_HERE, "sweep.py"), "--run_one",
@@ -352,7 +350,8 @@ def _start(config: ml_collections.ConfigDict, run: Run, slot: int,
                " ".join(cmd))
   proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
                           env=env, text=True, preexec_fn=_stop_with_parent)
-  proc.stdin.write(json.dumps(train.config_record(run_config(config, run.setting, run.seed))))
+  proc.stdin.write(json.dumps(records.config_record(run_config(config, run.setting,
+                                                               run.seed))))
   proc.stdin.close()
   return run, proc, log
 

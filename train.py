@@ -43,7 +43,7 @@ import rectifiers
 from rectifiers import linen as rectifiers_linen
 from rectifiers import statistics
 from training import (checkpoints, devices, export, figures, process, progress, provenance,
-                      run_directory, signals, tensorboard)
+                      records, run_directory, signals, tensorboard)
 
 # Independent random streams, derived from the one seed by fold_in (PROBE_STREAM: the
 # training-mode pass of the activation statistics, which must not disturb training's).
@@ -63,16 +63,6 @@ class TrainState:
 # --- Configuration ---------------------------------------------------------------------------
 
 augment_config = validation.augment_config  # for notebooks: train.augment_config(config)
-
-
-def config_record(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The config as a run records it (config.json): JSON values, and every model option,
-  those the config left at their defaults included."""
-  record = run_directory.json_values(config.to_dict())
-  if config.model in models.MODELS:
-    record["model_options"] = run_directory.json_values(
-        {**models.default_options(config.model), **record["model_options"]})
-  return record
 
 
 def load_data(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
@@ -335,16 +325,17 @@ class Setup:
     subset, as the metrics row's test_* and train_eval_* columns; with
     config.activation_statistics also the row's "activations" (`activation_record`)."""
     row, activations = {}, {}
-    for prefix, source in (("test", self.dataset.test), ("train_eval", self.train_eval)):
+    for prefix, source in ((records.TEST, self.dataset.test),
+                           (records.TRAIN_EVAL, self.train_eval)):
       if not len(source):
         continue
       sums = evaluate_source(self.eval_step, state, source, self.mean_image,
                              batch_size=self.eval_batch_size, data_sharding=self.data_sharding)
-      row.update({f"{prefix}_{k}": v for k, v in evaluation_metrics(sums).items()})
+      row.update(records.split_columns(prefix, evaluation_metrics(sums)))
       if "activations" in sums:
         activations[prefix] = layer_statistics(sums["activations"], self.layers)
     if self.config.activation_statistics:
-      row["activations"] = {**activations, **self.activation_record(state, histograms)}
+      row[records.ACTIVATIONS] = {**activations, **self.activation_record(state, histograms)}
     return row
 
   def activation_record(self, state: TrainState, histograms: bool) -> dict[str, Any]:
@@ -353,7 +344,7 @@ class Setup:
     first test batch (rectifiers/statistics.py)."""
     out = {}
     if slopes := statistics.prelu_slopes(jax.device_get(state.params)):
-      out["prelu_slopes"] = in_order({layer: {"mean": float(v.mean()), "min": float(v.min()),
+      out[records.PRELU_SLOPES] = in_order({layer: {"mean": float(v.mean()), "min": float(v.min()),
                                               "max": float(v.max())}
                                       for layer, v in slopes.items()}, self.layers)
     first_batch = lambda source: input_pipeline.to_device(next(input_pipeline.eval_batches(
@@ -364,27 +355,27 @@ class Setup:
       rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(self.config.seed),
                                                   PROBE_STREAM), state.step)
       sums = jax.device_get(self.slope_step(state, first_batch(probe), self.mean_image, rng))
-      out["rrelu_training_slope"] = in_order({
+      out[records.RRELU_TRAINING_SLOPE] = in_order({
           layer: {"realised": v["mean_slope"], "expected": self.rrelu_expected_slope}
           for layer, v in statistics.summarize(_widen(sums)).items()}, self.layers)
     if histograms and len(self.dataset.test):
       hist = jax.device_get(self.histogram_step(state, first_batch(self.dataset.test),
                                                 self.mean_image))
-      out["histograms"] = in_order({layer: {"edges": [float(e) for e in edges],
+      out[records.HISTOGRAMS] = in_order({layer: {"edges": [float(e) for e in edges],
                                             "counts": [int(round(float(c))) for c in counts]}
                                     for layer, (counts, edges) in hist.items()}, self.layers)
     return out
 
-  def dataset_record(self) -> dict[str, Any]:
+  def dataset_record(self) -> records.DatasetRecord:
     d = self.dataset
-    return {"spec": self.config.dataset, "class_names": list(d.class_names),
-            "num_classes": d.num_classes, "image_shape": list(d.image_shape),
-            "train_examples": len(d.train), "test_examples": len(d.test),
-            "full_train_examples": d.full_train_examples, "subset_seed": d.subset_seed,
-            "train_eval_examples": len(self.train_eval),
-            # Unreadable images left out (config.skip_corrupt), named inside the folder.
-            "skipped_files": [os.path.relpath(f, self.config.dataset.partition(":")[2])
-                              for f in d.skipped_files]}
+    return records.DatasetRecord(
+        spec=self.config.dataset, class_names=list(d.class_names), num_classes=d.num_classes,
+        image_shape=list(d.image_shape), train_examples=len(d.train),
+        test_examples=len(d.test), full_train_examples=d.full_train_examples,
+        subset_seed=d.subset_seed, train_eval_examples=len(self.train_eval),
+        # Unreadable images left out (config.skip_corrupt), named inside the folder.
+        skipped_files=[os.path.relpath(f, self.config.dataset.partition(":")[2])
+                       for f in d.skipped_files])
 
 
 def _widen(tree: Any) -> Any:
@@ -569,10 +560,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   the command line's: training/process.py) and leaves the process as it found it.
   """
   validation.validate_config(config)
-  record = config_record(config)
+  record = records.config_record(config)
   with run_directory.RunDirectory(workdir, writer=jax.process_index() == 0,
                                   events=tensorboard.EventWriter) as run:
-    run.check_config(record, config_record(default_config.get_config()))
+    run.check_config(record, records.config_record(default_config.get_config()))
     if (done := run.read()).finished and done.config["num_epochs"] == config.num_epochs:
       return done.summary
     s = setup(config, load_data(config))
@@ -646,24 +637,24 @@ def _stopped(stopping: tuple[int, list[int]], step: int,
                          signum)
 
 
-def _finish(run: run_directory.RunDirectory, s: Setup, state: TrainState) -> dict[str, Any]:
+def _finish(run: run_directory.RunDirectory, s: Setup, state: TrainState) -> records.Summary:
   """Writes the run's curves and its exported model, then the summary, last: a run is
   finished only once everything it promises is on disk. Returns the summary."""
   config, record = s.config, run.read()
   rows = record.rows
-  summary = {**rows[-1], "best_test_error": min(r["test_error"] for r in rows),
-             "num_params": s.num_params, "model": config.model, "rectifier": config.rectifier,
-             "dataset": config.dataset, "seed": config.seed, "devices": s.num_devices,
-             "backend": jax.default_backend(), "processes": jax.process_count()}
+  summary = records.Summary(
+      **rows[-1], best_test_error=records.best_test_error(rows), num_params=s.num_params,
+      model=config.model, rectifier=config.rectifier, dataset=config.dataset, seed=config.seed,
+      devices=s.num_devices, backend=jax.default_backend(), processes=jax.process_count())
   if slopes := statistics.prelu_slopes(jax.device_get(state.params)):
-    summary["prelu_slope_vectors"] = in_order({k: v.tolist() for k, v in slopes.items()},
-                                              s.layers)
+    summary[records.PRELU_SLOPE_VECTORS] = in_order(
+        {k: v.tolist() for k, v in slopes.items()}, s.layers)
   if run.writer:
     figures.plot_run_curves(rows, run.file(run_directory.CURVES),
                             f"{config.model} / {config.rectifier} / {config.dataset}")
     export.save(run.path, config=record.config, dataset=record.dataset, params=state.params,
                 batch_stats=state.batch_stats, mean_image=s.dataset.mean_image,
-                step=int(state.step), epoch=rows[-1]["epoch"],
+                step=int(state.step), epoch=rows[-1][records.EPOCH],
                 code_versions=record.code_versions)
   run.finish(summary)
   return summary
@@ -678,18 +669,19 @@ def wants_histograms(config: ml_collections.ConfigDict, epoch: int) -> bool:
 
 
 def _evaluation_row(s: Setup, state: TrainState, epoch: int, step: int,
-                    train_sums: dict[str, Any], clock: progress.RunClock) -> dict[str, Any]:
+                    train_sums: dict[str, Any], clock: progress.RunClock) -> records.Row:
   images_per_sec, start = clock.images_per_sec(), clock.elapsed()
-  row = {"epoch": epoch, "step": step,
-         "train_error": float(train_sums["errors"] / train_sums["count"]),
-         "train_loss": float(train_sums["loss"] / train_sums["count"]),
-         **s.evaluate(state, histograms=wants_histograms(s.config, epoch)),
-         "learning_rate": float(s.schedule(step - 1)),
-         "images_per_sec": images_per_sec, "wall_time": clock.elapsed()}
+  row = records.Row(
+      epoch=epoch, step=step, train_error=float(train_sums["errors"] / train_sums["count"]),
+      train_loss=float(train_sums["loss"] / train_sums["count"]),
+      **s.evaluate(state, histograms=wants_histograms(s.config, epoch)),
+      learning_rate=float(s.schedule(step - 1)), images_per_sec=images_per_sec,
+      wall_time=clock.elapsed())
   clock.new_window()
   logging.info("epoch %d: train error %.4f loss %.4f | test error %.4f loss %.4f | %.1f img/s "
-               "| evaluated in %.1f s", epoch, row["train_error"], row["train_loss"],
-               row["test_error"], row["test_loss"], images_per_sec, row["wall_time"] - start)
+               "| evaluated in %.1f s", epoch, row[records.TRAIN_ERROR], row[records.TRAIN_LOSS],
+               row[records.TEST_ERROR], row[records.TEST_LOSS], images_per_sec,
+               row[records.WALL_TIME] - start)
   return row
 
 
@@ -730,9 +722,9 @@ def main(argv: list[str]) -> None:
       raise
     exit_naming_lost_processes(e, FLAGS.heartbeat_timeout_s)
   if jax.process_index() == 0:
-    print(f"final: test error {summary['test_error']:.4f}, test log-loss "
-          f"{summary['test_loss']:.4f}, train error {summary['train_error']:.4f} "
-          f"(epoch {summary['epoch']}); outputs in {FLAGS.workdir}")
+    print(f"final: test error {summary[records.TEST_ERROR]:.4f}, test log-loss "
+          f"{summary[records.TEST_LOSS]:.4f}, train error {summary[records.TRAIN_ERROR]:.4f} "
+          f"(epoch {summary[records.EPOCH]}); outputs in {FLAGS.workdir}")
 
 
 def exit_naming_lost_processes(error: Exception, heartbeat_timeout_s: int) -> None:

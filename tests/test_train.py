@@ -20,7 +20,7 @@ import models
 import train
 from configs import validation
 from tests.helpers import REPO, final_params, tiny_config
-from training import checkpoints, devices, run_directory
+from training import checkpoints, devices, records, run_directory
 
 
 def read_metrics(workdir):
@@ -351,7 +351,7 @@ def start_processes(workdir, config, heartbeat_timeout_s=100):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
   overrides = [f"--config.{k}={v}" for k, v in run_directory.flatten(
-      train.config_record(config)).items()
+      records.config_record(config)).items()
                if k.split(".")[0] in ("model_options", "batch_size", "eval_batch_size",
                                       "steps_per_epoch", "num_epochs", "log_every_steps",
                                       "checkpoint_every_epochs", "eval_every_epochs",

@@ -5,6 +5,8 @@ sweep.py and report.py; docs/architecture.md has the whole map):
                      config a run was started with and what a rerun may change, metrics
                      rows that never outrun the checkpoint they resume from, the
                      "finished" rule, atomic writes, a sweep's layout.
+  records            the records' schema: a metrics row, the summary, the dataset and
+                     config records, and the values derived from them.
   checkpoints        orbax checkpoints with SHA-256 digests: save, restore the newest
                      intact one (moving unusable ones aside), `load_checkpoint`.
   tensorboard        a run's metrics as TensorBoard events, kept in step with its rows.

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from training import records
+
 
 def figure(**options: Any) -> Any:
   """A new `matplotlib.figure.Figure(**options)`, outside pyplot (matplotlib is imported on
@@ -34,11 +36,11 @@ def plot_run_curves(rows: list[dict[str, Any]], path: str, title: str) -> None:
   """One run's error per evaluation: training mode, test mode on training images, test."""
   fig = figure(figsize=(6, 4))
   ax = fig.subplots()
-  epochs = [r["epoch"] for r in rows]
-  ax.plot(epochs, [r["train_error"] for r in rows], label="train (training mode)")
-  if all("train_eval_error" in r for r in rows):
-    ax.plot(epochs, [r["train_eval_error"] for r in rows], label="train (test mode)")
-  ax.plot(epochs, [r["test_error"] for r in rows], label="test")
+  epochs = [r[records.EPOCH] for r in rows]
+  ax.plot(epochs, [r[records.TRAIN_ERROR] for r in rows], label="train (training mode)")
+  if all(records.TRAIN_EVAL_ERROR in r for r in rows):
+    ax.plot(epochs, [r[records.TRAIN_EVAL_ERROR] for r in rows], label="train (test mode)")
+  ax.plot(epochs, [r[records.TEST_ERROR] for r in rows], label="test")
   ax.set(xlabel="epoch", ylabel="error rate", title=title)
   ax.grid(alpha=0.3)
   ax.legend()
