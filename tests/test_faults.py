@@ -12,13 +12,12 @@ import sys
 import textwrap
 import time
 
-import jax
 import numpy as np
 import pytest
 
 import sweep
 import train
-from tests.conftest import REPO, tiny_config
+from tests.helpers import REPO, final_params, tiny_config
 from training import checkpoints, run_directory, tensorboard
 
 # 3 steps an epoch; evaluations at steps 3, 6, 9; checkpoints at 6 and 9 (the end).
@@ -33,10 +32,6 @@ def rows(workdir):
 def same_rows(a, b):
   strip = lambda rs: [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rs]
   return strip(rows(a)) == strip(rows(b))
-
-
-def final_params(workdir):
-  return jax.tree.leaves(train.load_checkpoint(str(workdir))["state"]["params"])
 
 
 def assert_bit_identical(a, b):

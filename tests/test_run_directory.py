@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 from training import run_directory as rd
 
 DEFAULTS = {"seed": 0, "rectifier": "relu", "num_epochs": 10, "eval_every_epochs": 1,

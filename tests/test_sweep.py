@@ -13,14 +13,14 @@ import pytest
 import sweep
 import train
 from training import run_directory
-from tests.conftest import REPO, tiny_config
+from tests.helpers import REPO, tiny_config
 
 SETTINGS = ("relu", "rrelu")
 SEEDS = (0, 1)
 
 
 def tiny_sweep_config() -> ml_collections.ConfigDict:
-  """conftest's tiny NIN on digits, 2 steps an epoch: seconds per run."""
+  """tests/helpers.py's tiny NIN on digits, 2 steps an epoch: seconds per run."""
   return tiny_config("relu", steps_per_epoch=2)
 
 

@@ -18,13 +18,9 @@ import pytest
 import input_pipeline
 import models
 import train
-from tests.conftest import REPO, tiny_config
-from training import checkpoints, devices, run_directory
-
-
-def final_params(workdir) -> list[np.ndarray]:
-  restored = train.load_checkpoint(str(workdir))
-  return [np.asarray(x) for x in jax.tree.leaves(restored["state"]["params"])]
+from configs import validation
+from tests.helpers import REPO, final_params, tiny_config
+from training import checkpoints, devices, records, run_directory
 
 
 def read_metrics(workdir):
@@ -34,6 +30,8 @@ def read_metrics(workdir):
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
+  """(workdir, summary) of tiny_config() trained in process: one device, the reference the
+  multi-device and multi-process runs must match."""
   workdir = tmp_path_factory.mktemp("digits")
   summary = train.train_and_evaluate(tiny_config(), str(workdir))
   return workdir, summary
@@ -60,6 +58,33 @@ def test_run_writes_config_metrics_summary_curves_and_checkpoints(digits_run):
   assert (record["train_examples"], record["full_train_examples"], record["subset_seed"],
           record["train_eval_examples"]) == (1437, 1437, None, 1437)
   assert sorted(os.listdir(workdir / "checkpoints")) == ["3", "6"]
+
+
+def _process_state() -> dict:
+  """What a library call must leave as it found it (training/process.py's set-up)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  return {"environ": dict(os.environ), "backend": matplotlib.get_backend(),
+          "pyplot": "matplotlib.pyplot" in sys.modules,
+          "log_filters": list(logging.get_absl_handler().filters),
+          "signals": [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)],
+          **{key: getattr(jax.config, key) for key in (
+              "jax_num_cpu_devices", "jax_compilation_cache_dir",
+              "jax_persistent_cache_min_compile_time_secs",
+              "jax_persistent_cache_min_entry_size_bytes",
+              "jax_cpu_collectives_implementation")}}
+
+
+def test_training_in_process_changes_nothing_process_wide(tmp_path):
+  # Libraries that training imports lazily and that set environment variables on import.
+  import sklearn.datasets, tensorboardX  # noqa: F401,E401 pylint: disable=g-import-not-at-top
+  # cpu_devices=2 is the command line's business: in process the run takes JAX's devices.
+  before = _process_state()
+  summary = train.train_and_evaluate(tiny_config(cpu_devices=2, num_epochs=1), str(tmp_path))
+  assert _process_state() == before
+  assert summary["devices"] == max(n for n in range(1, jax.device_count() + 1)
+                                   if 8 % n == 0 and 120 % n == 0)
+  assert (tmp_path / "curves.png").stat().st_size > 0
 
 
 def test_rerunning_a_finished_run_resumes_and_does_nothing(digits_run):
@@ -144,13 +169,16 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch):
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
-  config = tiny_config(learning_rate=1e4, num_epochs=4, rectifier="relu", log_every_steps=1)
+  # A sane first epoch, checkpointed at step 3, then a learning rate x1e6 that diverges.
+  config = tiny_config(num_epochs=4, rectifier="relu", log_every_steps=1, lr_decay_epochs=(1,),
+                       lr_decay_factor=1e6)
   with pytest.raises(FloatingPointError, match=r"Non-finite training loss at step \d+") as e:
     train.train_and_evaluate(config, str(tmp_path))
   bad_step = int(str(e.value).split("at step ")[1].split()[0])
   saved = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints"))
-  assert all(s <= bad_step for s in saved)
-  for leaf in jax.tree.leaves(train.load_checkpoint(str(tmp_path))["state"]["params"]) if saved else []:
+  assert saved and saved[0] == 3 and all(s <= bad_step for s in saved), (saved, bad_step)
+  assert f"The last good checkpoint is at step {saved[-1]} " in str(e.value)
+  for leaf in jax.tree.leaves(train.load_checkpoint(str(tmp_path))["state"]["params"]):
     assert np.all(np.isfinite(leaf))
 
 
@@ -184,7 +212,7 @@ def test_config_errors_name_the_key_before_anything_compiles(key, value, match, 
   if key == "batch_size":  # with steps_per_epoch set, the split's size was never checked
     node["steps_per_epoch"] = 3
   config = ml_collections.ConfigDict(config)
-  with pytest.raises(train.ConfigError, match=match):
+  with pytest.raises(validation.ConfigError, match=match):
     train.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / "checkpoints").exists()
 
@@ -221,13 +249,15 @@ def test_learning_rate_schedule_warms_up_then_steps_down():
 WORKER = textwrap.dedent("""
     import json, os, sys
     import jax
+    import ml_collections
+    from training import process
+    config = ml_collections.ConfigDict(json.loads(os.environ["CONFIG"]))
+    process.configure(config.cpu_devices)  # as train.py's command line does
     if int(os.environ.get("NUM_PROCESSES", "1")) > 1:
       jax.config.update("jax_cpu_collectives_implementation", "gloo")
       jax.distributed.initialize(os.environ["COORDINATOR"], int(os.environ["NUM_PROCESSES"]),
                                  int(os.environ["PROCESS_ID"]))
-    import ml_collections
     import train
-    config = ml_collections.ConfigDict(json.loads(os.environ["CONFIG"]))
     summary = train.train_and_evaluate(config, os.environ["WORKDIR"])
     print("DEVICES", jax.device_count(), "PROCESSES", jax.process_count())
 """)
@@ -257,13 +287,6 @@ def run_workers(config, workdir, devices_per_process=None, processes=1):
   return outputs
 
 
-@pytest.fixture(scope="module")
-def one_device_run(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("one_device")
-  train.train_and_evaluate(tiny_config(), str(workdir))
-  return workdir
-
-
 def assert_same_run(a, b):
   ra, rb = read_metrics(a), read_metrics(b)
   for key in ("train_loss", "test_loss", "test_error", "train_error"):
@@ -272,22 +295,22 @@ def assert_same_run(a, b):
     np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
 
 
-def test_four_devices_match_one_device(one_device_run, tmp_path):
+def test_four_devices_match_one_device(digits_run, tmp_path):
   run_workers(tiny_config(), tmp_path, devices_per_process=4)
-  assert_same_run(one_device_run, tmp_path)
+  assert_same_run(digits_run[0], tmp_path)
 
 
-def test_two_processes_match_one_process(one_device_run, tmp_path):
+def test_two_processes_match_one_process(digits_run, tmp_path):
   run_workers(tiny_config(), tmp_path, devices_per_process=2, processes=2)
-  assert_same_run(one_device_run, tmp_path)
+  assert_same_run(digits_run[0], tmp_path)
 
 
-def test_by_default_training_uses_one_single_threaded_device_per_core(one_device_run, tmp_path):
+def test_by_default_training_uses_one_single_threaded_device_per_core(digits_run, tmp_path):
   cores = devices.usable_cores()
   run_workers(tiny_config(cpu_devices=0), tmp_path)
   expected = max(n for n in range(1, cores + 1) if 8 % n == 0 and 120 % n == 0)
   assert run_directory.read_run(str(tmp_path)).summary["devices"] == expected
-  assert_same_run(one_device_run, tmp_path)
+  assert_same_run(digits_run[0], tmp_path)
 
 
 def test_a_batch_that_does_not_divide_uses_fewer_devices(tmp_path):
@@ -299,11 +322,11 @@ def test_a_batch_that_does_not_divide_uses_fewer_devices(tmp_path):
 
 def test_an_existing_backend_is_kept_and_said_once():
   script = textwrap.dedent("""
-      import jax, train
-      from tests.conftest import tiny_config
+      import jax
+      from training import process
       have = len(jax.devices())  # a notebook that touched JAX first
       for _ in range(2):
-        train.configure_devices(tiny_config(cpu_devices=have + 2))
+        process.configure(cpu_devices=have + 2)
       print("DEVICES", len(jax.devices()), have)
   """)
   out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
@@ -312,8 +335,8 @@ def test_an_existing_backend_is_kept_and_said_once():
   devices_now, had = out.stdout.split()[1:3]
   assert devices_now == had
   assert out.stderr.count("training uses its") == 1
-  with pytest.raises(train.ConfigError, match="cpu_devices must be an int >= 0"):
-    train.configure_devices(tiny_config(cpu_devices=-1))
+  with pytest.raises(validation.ConfigError, match="cpu_devices must be an int >= 0"):
+    validation.validate_config(tiny_config(cpu_devices=-1))
 
 
 # --- Preemption and lost processes with several processes ------------------------------------
@@ -328,7 +351,7 @@ def start_processes(workdir, config, heartbeat_timeout_s=100):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
   overrides = [f"--config.{k}={v}" for k, v in run_directory.flatten(
-      train.config_record(config)).items()
+      records.config_record(config)).items()
                if k.split(".")[0] in ("model_options", "batch_size", "eval_batch_size",
                                       "steps_per_epoch", "num_epochs", "log_every_steps",
                                       "checkpoint_every_epochs", "eval_every_epochs",
@@ -407,7 +430,7 @@ def test_a_one_class_dataset_is_refused(tmp_path):
       Image.new("RGB", (8, 8), (i, 0, 0)).save(tmp_path / "data" / split / "only" / f"{i}.png")
   config = tiny_config(dataset=f"folder:{tmp_path / 'data'}", batch_size=2, eval_batch_size=2,
                        cache_dir=str(tmp_path / "cache"))
-  with pytest.raises(train.ConfigError, match=r"has 1 class \(only\); a classifier needs "
+  with pytest.raises(validation.ConfigError, match=r"has 1 class \(only\); a classifier needs "
                                               r"at least 2"):
     train.train_and_evaluate(config, str(tmp_path / "run"))
 

@@ -12,6 +12,7 @@
     WORKDIR/tensorboard/    the metrics as TensorBoard events (training/tensorboard.py)
     WORKDIR/checkpoints/    orbax checkpoints (training/checkpoints.py)
     WORKDIR/checkpoints.unusable/  checkpoints that could not be restored, moved aside
+    WORKDIR/train.log       the output of a sweep's `--parallel` subprocess (`open_log`)
     WORKDIR/.lock           held, with the operating system's file lock, by the one writer
                             (evaluate.py takes it shared: never while a writer holds it)
 
@@ -28,7 +29,8 @@ The rules (train.py, sweep.py and report.py read and write runs only through thi
 3. **Records match checkpoints.** A resumed run first drops the metrics rows after the
    checkpoint it resumes from (all rows when there is none), so rows are never doubled,
    never out of order, and every row was produced by the training that continues. The
-   TensorBoard events are rewritten from the kept rows at the same moment.
+   TensorBoard events (when the writer has them: `RunDirectory(events=...)`) are rewritten
+   from the kept rows at the same moment.
 4. **Finished** means `summary.json` exists and the last row reached the recorded
    `num_epochs`; the summary is written last and removed when a run trains further.
 5. **One code version at a time, all of them recorded.** A resume under another commit or
@@ -48,17 +50,18 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
-from training import provenance, tensorboard
+from training import provenance
 
 CONFIG, DATASET, METRICS, SUMMARY = "config.json", "dataset.json", "metrics.jsonl", "summary.json"
 MEAN_IMAGE, PROVENANCE, EVALUATIONS = "mean_image.npy", "provenance.json", "evaluations"
 CURVES, CHECKPOINTS, UNUSABLE, LOCK = ("curves.png", "checkpoints", "checkpoints.unusable",
                                       ".lock")
+LOG = "train.log"
 
 # Config keys a rerun may change: they decide when things are evaluated, logged and saved,
 # and where inputs and caches are read from, not what is computed. `num_epochs` may change
@@ -235,8 +238,11 @@ def read_mean_image(path: str) -> np.ndarray | None:
     raise RunDirectoryError(f"{file} is not a readable .npy array ({e}).") from None
 
 
-def is_finished(path: str) -> bool:
-  return read_run(path).finished
+def open_log(path: str) -> Any:
+  """The run's train.log, created with the run directory if need be, open for appending
+  (a training's output, e.g. a sweep's subprocess's; append: resumes keep earlier output)."""
+  os.makedirs(path, exist_ok=True)
+  return open(os.path.join(path, LOG), "a")
 
 
 # --- The lock ------------------------------------------------------------------------------
@@ -312,13 +318,18 @@ class RunDirectory:
 
   With `writer=False` (the other processes of a multi-process run) nothing is locked or
   written, and the reading methods still work, so every process takes the same decisions.
+  `events` makes the writer of the run's derived event files, called as
+  `events(path, rows=kept_rows)` at each `resume_from` (training passes
+  `training.tensorboard.EventWriter`; None writes none).
   """
 
-  def __init__(self, path: str, writer: bool = True):
+  def __init__(self, path: str, writer: bool = True,
+               events: Callable[..., Any] | None = None):
     self.path, self.writer = path, writer
     self._lock = DirectoryLock(path) if writer else None
     self._config: dict[str, Any] = {}
-    self._events: tensorboard.EventWriter | None = None
+    self._new_events = events
+    self._events: Any = None  # the open event writer, from `events`
 
   def __enter__(self) -> RunDirectory:
     if self._lock is not None:
@@ -380,7 +391,7 @@ class RunDirectory:
   def resume_from(self, step: int | None) -> None:
     """Rule 3: training continues from the checkpoint at `step` (None or 0: from the
     start). Keeps the rows at steps <= `step`, removes the summary, and restarts the
-    TensorBoard events from the kept rows."""
+    TensorBoard events (`events`) from the kept rows."""
     if not self.writer:
       return
     rows = [r for r in self.read().rows if step and r["step"] <= step]
@@ -394,8 +405,9 @@ class RunDirectory:
       os.remove(self.file(SUMMARY))
     if self._events is not None:
       self._events.close()
-    self._events = tensorboard.EventWriter(self.path, rows=rows)
-    self._events.write_config(self._config)
+    if self._new_events is not None:
+      self._events = self._new_events(self.path, rows=rows)
+      self._events.write_config(self._config)
 
   def append_row(self, row: Mapping[str, Any]) -> None:
     """Adds one evaluation's row; its step must follow the last row's."""
