@@ -14,6 +14,7 @@ checkpoints) is training/run_directory.py's; checkpoints are training/checkpoint
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import math
@@ -569,6 +570,14 @@ def _check_finite(metrics: dict[str, Any], steps_per_epoch: int,
 
 # --- The loop ------------------------------------------------------------------------------
 
+# Train steps the loop dispatches ahead of the one it waits for. JAX dispatches
+# asynchronously, and without a bound the loop ran up to log_every_steps steps (two programs
+# each) ahead of the devices; on several CPU devices XLA then blocked launches on its
+# 32-programs-per-device cap inside the thread pool that runs the devices' parts
+# (training/devices.py `client_threads`). Two steps keep the next batch's transfer and
+# dispatch overlapping the running step, which is all the overlap there is to have.
+STEPS_IN_FLIGHT = 2
+
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains and evaluates `config` in `workdir`, resuming from its newest usable checkpoint.
@@ -599,11 +608,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           "epoch": step / s.steps_per_epoch, "wall_time": clock.elapsed()})
 
     line = progress.ProgressLine(s.total_steps, s.steps_per_epoch, step, run.writer)
+    in_flight = collections.deque()
     with signals.StopRequest() as stop:
       while step < s.total_steps:
         state, metrics = s.train_step(state, input_pipeline.to_device(next(data), s.data_sharding),
                                       rng, s.mean_image)
         epoch_metrics, step = s.add_metrics(epoch_metrics, metrics), step + 1
+        in_flight.append(metrics)
+        if len(in_flight) > STEPS_IN_FLIGHT:
+          jax.block_until_ready(in_flight.popleft())
         clock.count(config.batch_size)
         if step % config.log_every_steps == 0:
           _check_finite(jax.device_get(epoch_metrics), s.steps_per_epoch, saved)
