@@ -250,7 +250,10 @@ def _run_in_process(config: ml_collections.ConfigDict, runs: list[Run]) -> list[
         # The rule for in-process and subprocess runs alike: a failed run is recorded and
         # the others still run.
         failures.append(f"{run.workdir}: {type(e).__name__}: {e}")
-        logging.exception("%s failed.", run.workdir)
+        if isinstance(e, train.EXPECTED_ERRORS):  # its message says it all, as train.py's.
+          logging.error("%s failed: %s", run.workdir, e)
+        else:
+          logging.exception("%s failed.", run.workdir)
   return failures
 
 

@@ -117,6 +117,20 @@ def test_a_second_training_on_a_workdir_in_use_stops_at_once(tmp_path):
   assert [r["step"] for r in rows(tmp_path)] == [30, 60]
 
 
+@pytest.mark.parametrize("script, record, flags", [
+    ("train.py", run_directory.CONFIG, ["--config=configs/quickstart.py"]),
+    ("report.py", f"relu/seed0/{run_directory.SUMMARY}", [])])
+def test_a_damaged_record_is_one_line_naming_the_file(tmp_path, script, record, flags):
+  (tmp_path / record).parent.mkdir(parents=True, exist_ok=True)
+  (tmp_path / record).write_text('{"num_epochs": 2, }')
+  (tmp_path / record).with_name(run_directory.METRICS).write_text('{"epoch": 1, "step": 3}\n')
+  done = subprocess.run([sys.executable, script, f"--workdir={tmp_path}", *flags], cwd=REPO,
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 1
+  assert f"{tmp_path / record} is damaged: not valid JSON" in done.stderr
+  assert len(done.stderr.strip().splitlines()) == 1, done.stderr  # no traceback
+
+
 # --- kill -9 at any point ------------------------------------------------------------------------
 
 KILL_WORKER = textwrap.dedent("""

@@ -62,8 +62,34 @@ def test_rows_skip_a_torn_last_line_but_refuse_a_damaged_one(tmp_path):
   path.write_text('{"epoch": 1, "step": 3}\n{"epoch": 2, "st')
   assert rd.read_rows(str(path)) == [{"epoch": 1, "step": 3}]
   path.write_text('{"epoch": 1, "st\n{"epoch": 2, "step": 6}\n')
-  with pytest.raises(rd.RunDirectoryError, match="line 1, is not JSON"):
+  with pytest.raises(rd.RunDirectoryError, match="metrics.jsonl is damaged: line 1 is not JSON"):
     rd.read_rows(str(path))
+
+
+@pytest.mark.parametrize("line", ["[1, 2]", '{"epoch": 1}', '"a row"'])
+@pytest.mark.parametrize("last", [False, True])
+def test_a_metrics_row_that_is_valid_json_but_no_row_names_the_file_and_line(
+    tmp_path, line, last):
+  path = tmp_path / rd.METRICS
+  rows = ['{"epoch": 1, "step": 3}', line] if last else [line, '{"epoch": 1, "step": 3}']
+  path.write_text("\n".join(rows) + "\n")
+  with pytest.raises(rd.RunDirectoryError) as e:
+    rd.read_rows(str(path))
+  assert f"{path} is damaged: line {2 if last else 1} is not a metrics row" in str(e.value)
+
+
+@pytest.mark.parametrize("name", [rd.CONFIG, rd.SUMMARY, rd.DATASET, rd.PROVENANCE])
+@pytest.mark.parametrize("content", ['{"num_epochs": 2, }', "[1, 2]", "\udcff"])
+def test_a_damaged_json_record_names_its_file_and_what_to_do(tmp_path, name, content):
+  (tmp_path / name).write_bytes(content.encode("utf-8", "surrogateescape"))
+  with pytest.raises(rd.RunDirectoryError) as e:
+    rd.read_run(str(tmp_path))
+  message = str(e.value)
+  assert message.startswith(f"{tmp_path / name} is damaged: ")
+  assert "Restore it from a copy, or " in message
+  where = {"{": "not valid JSON (Expecting property name", "[": "JSON list, not an object",
+           "\udcff": "not text"}[content[0]]
+  assert where in message and ("line 1 column 19" in message) == (content[0] == "{")
 
 
 def test_a_resume_keeps_rows_through_its_step_drops_the_summary_and_rows_stay_ordered(tmp_path):

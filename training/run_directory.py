@@ -37,7 +37,9 @@ The rules (train.py, sweep.py and report.py read and write runs only through thi
    other library versions goes on, and `provenance.json` lists each (from_step, version)
    the kept training ran under.
 6. **Atomic writes.** JSON files are replaced whole (write, fsync, rename); a torn last
-   metrics line (a crash mid-append) is ignored on reading and dropped on resume.
+   metrics line (a crash mid-append) is ignored on reading and dropped on resume. Any
+   other record that is not what this code writes (invalid JSON, a row that is not a
+   row) stops every reader with a RunDirectoryError naming the file and what to do.
 """
 
 from __future__ import annotations
@@ -104,26 +106,63 @@ def json_values(obj: Any) -> Any:
   return json.loads(json.dumps(obj))
 
 
-def read_json(path: str) -> Any:
-  with open(path) as f:
-    return json.load(f)
+# What to do about a damaged record, by file name (any other: restore it from a copy).
+_REPAIR = {
+    CONFIG: "start the run again in a new workdir (a sweep's sweep.json holds its base "
+            "config)",
+    DATASET: "if the run has not finished, remove it and rerun the training, which writes "
+             "it again",
+    SUMMARY: "remove it and rerun the training, which writes it again from the final "
+             "checkpoint",
+    PROVENANCE: "remove it (the record of the code versions that trained the run is then "
+                "lost)",
+    METRICS: "start the run again in a new workdir",
+}
+
+
+def damaged(path: str, what: str) -> RunDirectoryError:
+  """The error for a record file that is not what this code writes, saying what to do."""
+  repair = _REPAIR.get(os.path.basename(path))
+  return RunDirectoryError(f"{path} is damaged: {what}. It was cut off or edited by hand. "
+                           f"Restore it from a copy{f', or {repair}' if repair else ''}.")
+
+
+def read_json(path: str) -> dict[str, Any]:
+  """The JSON object in `path`; RunDirectoryError naming the file if it is not one."""
+  try:
+    with open(path, "rb") as f:
+      obj = json.loads(f.read())
+  except json.JSONDecodeError as e:
+    raise damaged(path, f"not valid JSON ({e.msg}: line {e.lineno} column {e.colno})") from None
+  except UnicodeDecodeError:
+    raise damaged(path, "not text") from None
+  if not isinstance(obj, dict):
+    raise damaged(path, f"it holds a JSON {type(obj).__name__}, not an object")
+  return obj
 
 
 def read_rows(path: str) -> list[dict[str, Any]]:
   """The rows of a metrics.jsonl; a torn last line (a crash mid-write) is left out."""
   if not os.path.exists(path):
     return []
-  with open(path) as f:
-    lines = f.read().split("\n")
+  with open(path, "rb") as f:
+    lines = f.read().split(b"\n")
   rows = []
   for i, line in enumerate(lines):
     if not line.strip():
       continue
+    shown = repr(line[:80].decode("utf-8", "replace"))
     try:
-      rows.append(json.loads(line))
-    except json.JSONDecodeError:
+      row = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
       if i < len(lines) - 2:  # not the last line: the file is damaged, not torn.
-        raise RunDirectoryError(f"{path}, line {i + 1}, is not JSON: {line[:80]!r}.") from None
+        raise damaged(path, f"line {i + 1} is not JSON: {shown}") from None
+      continue
+    if not (isinstance(row, dict) and isinstance(row.get("step"), int)
+            and isinstance(row.get("epoch"), (int, float))):
+      raise damaged(path, f"line {i + 1} is not a metrics row (an object with an integer "
+                    f"step and a numeric epoch): {shown}")
+    rows.append(row)
   return rows
 
 
