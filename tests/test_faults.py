@@ -249,8 +249,10 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_and_is_kept_asid
 def test_without_digests_an_orbax_error_also_falls_back(reference, tmp_path):
   run = tmp_path / "run"
   shutil.copytree(reference, run)
+  # A run written before digests existed, and before provenance.json.
   for digest in glob.glob(f"{run}/checkpoints/*/{checkpoints.DIGEST}"):
-    os.remove(digest)  # a run written before digests existed
+    os.remove(digest)
+  os.remove(run / run_directory.PROVENANCE)
   os.remove(run / "checkpoints" / "9" / "state" / "_METADATA")
   train.train_and_evaluate(tiny_config(**{**FAULT_CONFIG, "num_epochs": 4}), str(run))
   assert "Error" in (run / run_directory.UNUSABLE / "9.reason.txt").read_text()

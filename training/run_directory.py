@@ -263,7 +263,13 @@ def read_run(path: str) -> RunRecord:
     return read_json(file) if os.path.exists(file) else None
   return RunRecord(path=path, config=optional(CONFIG) or {}, dataset=optional(DATASET) or {},
                    rows=read_rows(os.path.join(path, METRICS)), summary=optional(SUMMARY),
-                   code_versions=(optional(PROVENANCE) or {}).get("code_versions", []))
+                   code_versions=read_code_versions(path))
+
+
+def read_code_versions(path: str) -> list[dict[str, Any]]:
+  """Run `path`'s (from_step, code version) history ([] when it has no provenance.json)."""
+  file = os.path.join(path, PROVENANCE)
+  return read_json(file).get("code_versions", []) if os.path.exists(file) else []
 
 
 def read_mean_image(path: str) -> np.ndarray | None:
