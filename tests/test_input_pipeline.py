@@ -401,3 +401,21 @@ def test_the_corrupt_image_hint_names_the_config_key(tmp_path):
   (root / "train" / "airplane" / "bad.jpg").write_bytes(b"not an image")
   with pytest.raises(input_pipeline.CorruptImagesError, match=r"config.skip_corrupt=True"):
     input_pipeline.load(f"folder:{root}", cache_dir=str(tmp_path / "cache"))
+
+
+def test_damaged_tfds_label_and_mean_caches_are_computed_again_naming_the_file(
+    tmp_path, caplog):
+  options = dict(data_dir=str(tmp_path / "tfds"), cache_dir=str(tmp_path / "cache"),
+                 train_examples=20)
+  with _mock_tfds(num_examples=40):
+    first = input_pipeline.load("tfds:cifar10", **options)
+    [labels] = list((tmp_path / "cache").glob("tfds-cifar10-labels-*.npy"))
+    [mean] = list((tmp_path / "cache").glob("tfds-cifar10-mean-*.npy"))
+    labels.write_bytes(labels.read_bytes()[:100])  # truncated, as by a full disk
+    np.save(mean, np.zeros((2, 2), np.float32))    # another array's
+    with caplog.at_level(logging.WARNING):
+      again = input_pipeline.load("tfds:cifar10", **options)
+  for path in (labels, mean):
+    assert f"The cache file {path} (" in caplog.text
+  np.testing.assert_array_equal(again.mean_image, first.mean_image)
+  assert np.load(labels).shape == (40,) and np.load(mean).shape == (32, 32, 3)  # rewritten
