@@ -183,7 +183,8 @@ def load(spec: str, *, data_dir: str | None = None, train_split: str = "train",
     The Dataset.
 
   Raises:
-    ValueError: unknown spec, or options that do not apply to this kind of source.
+    ValueError: unknown spec, options that do not apply to this kind of source, or (folder)
+      images that are not 8-bit.
     DatasetNotPreparedError: a TFDS dataset is not prepared in `data_dir`.
     folder_lib.CorruptImagesError: unreadable images and skip_corrupt=False.
   """
