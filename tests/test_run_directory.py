@@ -82,8 +82,10 @@ def test_a_metrics_row_that_is_valid_json_but_no_row_names_the_file_and_line(
 @pytest.mark.parametrize("content", ['{"num_epochs": 2, }', "[1, 2]", "\udcff"])
 def test_a_damaged_json_record_names_its_file_and_what_to_do(tmp_path, name, content):
   (tmp_path / name).write_bytes(content.encode("utf-8", "surrogateescape"))
-  with pytest.raises(rd.RunDirectoryError) as e:
+  # A ValueError too, as the json module's errors were, for callers that caught those.
+  with pytest.raises(rd.DamagedRecordError) as e:
     rd.read_run(str(tmp_path))
+  assert isinstance(e.value, rd.RunDirectoryError) and isinstance(e.value, ValueError)
   message = str(e.value)
   assert message.startswith(f"{tmp_path / name} is damaged: ")
   assert "Restore it from a copy, or " in message

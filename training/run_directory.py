@@ -39,7 +39,7 @@ The rules (train.py, sweep.py and report.py read and write runs only through thi
 6. **Atomic writes.** JSON files are replaced whole (write, fsync, rename); a torn last
    metrics line (a crash mid-append) is ignored on reading and dropped on resume. Any
    other record that is not what this code writes (invalid JSON, a row that is not a
-   row) stops every reader with a RunDirectoryError naming the file and what to do.
+   row) stops every reader with a DamagedRecordError naming the file and what to do.
 """
 
 from __future__ import annotations
@@ -86,6 +86,11 @@ class ConfigMismatchError(RunDirectoryError):
   """A rerun's config differs from the recorded one in a key that changes results."""
 
 
+class DamagedRecordError(RunDirectoryError, ValueError):
+  """A record file is not what this code writes (invalid JSON, not an object, not a row).
+  A ValueError too, as the json module's errors it replaces were."""
+
+
 # --- Files ---------------------------------------------------------------------------------
 
 
@@ -120,15 +125,15 @@ _REPAIR = {
 }
 
 
-def damaged(path: str, what: str) -> RunDirectoryError:
+def damaged(path: str, what: str) -> DamagedRecordError:
   """The error for a record file that is not what this code writes, saying what to do."""
   repair = _REPAIR.get(os.path.basename(path))
-  return RunDirectoryError(f"{path} is damaged: {what}. It was cut off or edited by hand. "
+  return DamagedRecordError(f"{path} is damaged: {what}. It was cut off or edited by hand. "
                            f"Restore it from a copy{f', or {repair}' if repair else ''}.")
 
 
 def read_json(path: str) -> dict[str, Any]:
-  """The JSON object in `path`; RunDirectoryError naming the file if it is not one."""
+  """The JSON object in `path`; DamagedRecordError naming the file if it holds none."""
   try:
     with open(path, "rb") as f:
       obj = json.loads(f.read())
