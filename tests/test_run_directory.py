@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from tests.helpers import REPO
@@ -106,6 +107,26 @@ def test_a_resume_keeps_rows_through_its_step_drops_the_summary_and_rows_stay_or
     assert run.read().summary is None
     run.resume_from(None)
     assert run.read().rows == []
+
+
+def test_an_error_after_the_run_started_is_recorded_as_its_failure_a_stop_is_not(tmp_path):
+  def train(error, start=True):
+    with pytest.raises(type(error)):
+      with rd.RunDirectory(str(tmp_path)) as run:
+        if start:
+          run.start(DEFAULTS, {}, np.zeros((2, 2, 1), np.float32))
+        raise error
+  train(rd.ConfigMismatchError("refused"), start=False)  # a refusal before anything is written
+  assert not (tmp_path / rd.FAILURE).exists()
+  train(KeyboardInterrupt("stopped by SIGTERM"))
+  assert rd.read_run(str(tmp_path)).failure is None
+  train(FloatingPointError("Non-finite training loss at step 5"))
+  assert rd.read_run(str(tmp_path)).failure["error"] == (
+      "FloatingPointError: Non-finite training loss at step 5")
+  assert rd.read_run(str(tmp_path)).failed
+  with rd.RunDirectory(str(tmp_path)) as run:  # training again: no longer failed
+    run.start(DEFAULTS, {}, np.zeros((2, 2, 1), np.float32))
+    assert run.read().failure is None
 
 
 def test_finished_means_a_summary_at_the_last_row_that_reached_num_epochs(tmp_path):

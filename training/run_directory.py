@@ -6,6 +6,8 @@
     WORKDIR/provenance.json the code versions that trained it, from which step (provenance.py)
     WORKDIR/metrics.jsonl   one row per evaluation, steps strictly increasing
     WORKDIR/summary.json    the final metrics; present only once the run has finished
+    WORKDIR/failure.json    why its last training failed (an error, not a stop signal or a
+                            kill); removed when a training of it starts again
     WORKDIR/curves.png      its learning curves
     WORKDIR/model/          the final model, exported (training/export.py)
     WORKDIR/evaluations/    evaluate.py's results on other test sets, one JSON file each
@@ -61,6 +63,7 @@ from training import provenance
 
 CONFIG, DATASET, METRICS, SUMMARY = "config.json", "dataset.json", "metrics.jsonl", "summary.json"
 MEAN_IMAGE, PROVENANCE, EVALUATIONS = "mean_image.npy", "provenance.json", "evaluations"
+FAILURE = "failure.json"
 CURVES, CHECKPOINTS, UNUSABLE, LOCK = ("curves.png", "checkpoints", "checkpoints.unusable",
                                       ".lock")
 LOG = "train.log"
@@ -243,10 +246,17 @@ class RunRecord:
   # (from_step, code version) pairs, oldest first (training/provenance.py); [] for runs
   # written before the code recorded it.
   code_versions: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+  # failure.json: {"error": ..., "time": ...} when its last training failed.
+  failure: dict[str, Any] | None = None
 
   @property
   def finished(self) -> bool:
     return is_finished_record(self.config, self.rows, self.summary)
+
+  @property
+  def failed(self) -> bool:
+    """Its last training raised an error (not finished, and failure.json says why)."""
+    return self.failure is not None and not self.finished
 
   @property
   def final(self) -> dict[str, Any]:
@@ -268,7 +278,13 @@ def read_run(path: str) -> RunRecord:
     return read_json(file) if os.path.exists(file) else None
   return RunRecord(path=path, config=optional(CONFIG) or {}, dataset=optional(DATASET) or {},
                    rows=read_rows(os.path.join(path, METRICS)), summary=optional(SUMMARY),
-                   code_versions=read_code_versions(path))
+                   code_versions=read_code_versions(path), failure=optional(FAILURE))
+
+
+def record_failure(path: str, error: str) -> None:
+  """Writes run `path`'s failure.json: its last training failed with `error`."""
+  write_json(os.path.join(path, FAILURE), {
+      "error": error, "time": datetime.datetime.now().isoformat(timespec="seconds")})
 
 
 def read_code_versions(path: str) -> list[dict[str, Any]]:
@@ -386,7 +402,15 @@ class RunDirectory:
       self._lock.__enter__()
     return self
 
-  def __exit__(self, *exc) -> None:
+  def __exit__(self, exc_type: Any = None, error: BaseException | None = None,
+               traceback: Any = None) -> None:
+    # An error once the run has started is its failure; a stop signal (KeyboardInterrupt)
+    # or a refusal before `start` is not.
+    if self.writer and self._config and isinstance(error, Exception):
+      try:
+        record_failure(self.path, f"{type(error).__name__}: {error}")
+      except OSError:  # e.g. a full disk: the error itself is what the caller reports.
+        pass
     if self._events is not None:
       self._events.close()
     if self._lock is not None:
@@ -424,6 +448,8 @@ class RunDirectory:
           "data changed since the run started. Train on the data it started with, or use a "
           "new workdir.")
     if self.writer:
+      if os.path.exists(self.file(FAILURE)):
+        os.remove(self.file(FAILURE))  # this training may succeed; it records its own.
       write_json(self.file(CONFIG), dict(config))
       write_json(self.file(DATASET), dict(dataset))
       if recorded is None:
@@ -482,6 +508,16 @@ class RunDirectory:
 # --- A sweep's runs --------------------------------------------------------------------------
 
 
+SWEEP = "sweep.json"  # a sweep's record: its base config and each invocation (sweep.py)
+
+
+def sweep_num_epochs(workdir: str) -> int | None:
+  """The num_epochs the sweep in `workdir` last trained its runs to (sweep.json's base
+  config); None without a sweep record (runs placed by hand)."""
+  path = os.path.join(workdir, SWEEP)
+  return read_json(path).get("config", {}).get("num_epochs") if os.path.exists(path) else None
+
+
 def sweep_run_path(workdir: str, setting: str, seed: int) -> str:
   """Where sweep.py puts one (setting, seed) run: WORKDIR/<setting>/seed<k>."""
   return os.path.join(workdir, setting, f"seed{seed}")
@@ -500,7 +536,8 @@ class SweepRun(RunRecord):
 
 
 def read_sweep(workdir: str) -> list[SweepRun]:
-  """Every WORKDIR/<setting>/seed<k> with at least one metrics row, in directory order."""
+  """Every WORKDIR/<setting>/seed<k> with at least one metrics row or a failure, in
+  directory order."""
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f"No sweep directory {workdir}.")
   runs = []
@@ -511,7 +548,7 @@ def read_sweep(workdir: str) -> list[SweepRun]:
       if not (name.startswith("seed") and name[4:].isdigit()):
         continue
       record = read_run(os.path.join(workdir, setting, name))
-      if record.rows:
+      if record.rows or record.failure:
         runs.append(SweepRun(**dataclasses.asdict(record), setting=setting, seed=int(name[4:])))
   return runs
 
