@@ -14,10 +14,10 @@ into WORKDIR (or --out):
 
 Runs are compared only at one length: a sweep's runs at the num_epochs of its record
 (sweep.json), others only when every finished run ended at the same epoch (num_epochs may
-change between reruns, so runs of one directory can differ in it). Runs that did not
-finish, or finished at another length, are listed and not counted: failed (failure.json
-says why), finished at another length, or stopped (or still running). When the report is
-refused, an earlier one in the same place is renamed stale-*, so that none looks current.
+change between reruns, so runs of one directory can differ in it). The runs left out are
+named with why: failed (failure.json says with what), finished at another length, or
+stopped (or still running). When the report is refused, an earlier one in the same place
+is renamed stale-*, so that none looks current.
 
 Numbers are the final epoch's (what the paper reports): training error/loss are the running
 averages of the last epoch in training mode (dropout and random slopes on, as cxxnet
