@@ -12,6 +12,13 @@ into WORKDIR (or --out):
                   curves per epoch (mean over seeds, band ± one standard deviation);
   rectifiers.png  the paper's Figure 1: the rectifiers, RReLU with its range of slopes.
 
+Runs are compared only at one length: a sweep's runs at the num_epochs of its record
+(sweep.json), others only when every finished run ended at the same epoch (num_epochs may
+change between reruns, so runs of one directory can differ in it). The runs left out are
+named with why: failed (failure.json says with what), finished at another length, or
+stopped (or still running). When the report is refused, an earlier one in the same place
+is renamed stale-*, so that none looks current.
+
 Numbers are the final epoch's (what the paper reports): training error/loss are the running
 averages of the last epoch in training mode (dropout and random slopes on, as cxxnet
 reported them), test numbers are deterministic mode. The best test error over epochs is
@@ -149,6 +156,20 @@ def code_versions_line(runs: list[RunRecord]) -> str | None:
           + "; ".join(f"{v} ({', '.join(who)})" for v, who in versions.items()) + ".")
 
 
+def check_one_length(runs: list[RunRecord]) -> None:
+  """Refuses to compare finished runs that ended at different epochs."""
+  by_epoch: dict[int, list[str]] = {}
+  for r in runs:
+    by_epoch.setdefault(r.final[records.EPOCH], []).append(f"{r.setting}/seed{r.seed}")
+  if len(by_epoch) > 1:
+    longest = max(by_epoch)
+    raise ValueError(
+        "The finished runs ended at different epochs ("
+        + "; ".join(f"epoch {e}: {', '.join(names)}" for e, names in sorted(by_epoch.items()))
+        + "): their numbers are not one comparison. Train the shorter ones on (rerun them with "
+        f"--config.num_epochs={longest}), or report each length from its own directory.")
+
+
 def check_one_recipe(runs: list[RunRecord]) -> None:
   """Refuses to compare runs whose configs differ in anything but the rectifier and seed."""
   if differing := run_directory.differing_settings(runs):
@@ -271,6 +292,8 @@ class _Study:
   """What every section of the report reads: the finished runs and what they compare."""
   finished: list[RunRecord]
   unfinished: list[RunRecord]
+  other_length: list[RunRecord]  # finished, at another epoch than the sweep's num_epochs
+  num_epochs: int | None         # the sweep's (sweep.json); None for runs placed by hand
   workdir: str
   evaluation: str | None
   dataset: str
@@ -294,14 +317,22 @@ class _Study:
     return "paper" if self.same_experiment else "paper CIFAR-10 †"
 
 
-def _study(runs: list[RunRecord], workdir: str, evaluation: str | None) -> _Study:
+def _study(runs: list[RunRecord], workdir: str, evaluation: str | None,
+           num_epochs: int | None) -> _Study:
   finished = [r for r in runs if r.finished]
   unfinished = [r for r in runs if not r.finished]
+  other_length = [r for r in finished
+                  if num_epochs is not None and r.final[records.EPOCH] != num_epochs]
+  finished = [r for r in finished if not any(r is o for o in other_length)]
   if evaluation and finished:
     finished = with_evaluation(finished, evaluation)
   if not finished:
     raise ValueError("No finished runs to report on"
-                     + (f" in {workdir}" if workdir else "") + ".")
+                     + (f" in {workdir}" if workdir else "")
+                     + (f" at the sweep's {num_epochs} epochs ("
+                        + ", ".join(_status(r, num_epochs) for r in other_length) + ")"
+                        if other_length else "") + ".")
+  check_one_length(finished)
   check_one_recipe(finished)
   first = finished[0]
   dataset = first.config.get("dataset", (first.summary or {}).get("dataset", "?"))
@@ -312,7 +343,8 @@ def _study(runs: list[RunRecord], workdir: str, evaluation: str | None) -> _Stud
   columns = _columns(paper["metric"], has_train_eval)
   values = {c.key: _values(finished, c.key) for c in columns}
   return _Study(
-      finished=finished, unfinished=unfinished, workdir=workdir, evaluation=evaluation,
+      finished=finished, unfinished=unfinished, other_length=other_length,
+      num_epochs=num_epochs, workdir=workdir, evaluation=evaluation,
       dataset=dataset, model=model, paper=paper, same_experiment=same_experiment,
       has_train_eval=has_train_eval, columns=columns, values=values,
       best_vals=_values(finished, records.BEST_TEST_ERROR),
@@ -341,6 +373,8 @@ def _introduction(study: _Study) -> list[str]:
             "tables). Test mode: deterministic, as at test time"
             + (" (on a fixed subset of the training images, `train_eval_examples`)"
                if study.has_train_eval else "") + ".", ""]
+  if not_counted := _not_counted_line(study):
+    lines += [not_counted, ""]
   if study.evaluation:
     e = finished[0].final["evaluation"]
     lines += [f"**Test numbers from evaluation `{study.evaluation}`**: each run's final model "
@@ -451,11 +485,36 @@ def _runs_table(study: _Study) -> list[str]:
                  f"{100 * f[records.TEST_ERROR]:.2f} | {f[records.TEST_LOSS]:.4f} "
                  f"| {f.get(records.IMAGES_PER_SEC, math.nan):.0f} | {rel} |")
   lines.append("")
-  if study.unfinished:
-    lines += ["Unfinished runs, not counted above: "
-              + ", ".join(f"{r.setting}/seed{r.seed} (epoch {r.final[records.EPOCH]} of "
-                          f"{r.num_epochs})" for r in study.unfinished) + ".", ""]
+  if others := study.other_length + study.unfinished:
+    lines += ["Not counted above: "
+              + "; ".join(_status(r, study.num_epochs) for r in others) + ".", ""]
   return lines
+
+
+def _status(r: RunRecord, num_epochs: int | None) -> str:
+  """Why run `r` is not counted, for the report: failed, another length, or stopped."""
+  name = f"{r.setting}/seed{r.seed}"
+  reached = f"epoch {r.final[records.EPOCH]}" if r.rows else "no evaluation"
+  if r.finished:
+    fix = ("rerun the sweep to train it on" if r.final[records.EPOCH] < (num_epochs or 0)
+           else "report it from its own directory")
+    return f"{name} (finished at {reached}; the sweep's runs train {num_epochs} epochs: {fix})"
+  if r.failed:
+    error = str(r.failure.get("error", "")).splitlines()[0][:200] if r.failure else ""
+    return f"{name} (**failed** at {reached} of {r.num_epochs}: {error})"
+  return f"{name} ({reached} of {r.num_epochs}; stopped, or still running)"
+
+
+def _not_counted_line(study: _Study) -> str | None:
+  """One line near the top saying how many runs are left out, and why (None: none)."""
+  counts = {"failed": sum(r.failed for r in study.unfinished),
+            f"finished at another length than the sweep's {study.num_epochs} epochs":
+                len(study.other_length),
+            "stopped or still running": sum(not r.failed for r in study.unfinished)}
+  parts = [f"{n} {why}" for why, n in counts.items() if n]
+  if not parts:
+    return None
+  return f"**Not counted: {', '.join(parts)}** (listed under Runs)."
 
 
 def _recipe(study: _Study) -> list[str]:
@@ -467,11 +526,18 @@ def _recipe(study: _Study) -> list[str]:
                      indent=1, sort_keys=True), "```", ""]
 
 
-def results_markdown(runs: list[RunRecord], workdir: str = "", evaluation: str | None = None
-                     ) -> str:
+def results_markdown(runs: list[RunRecord], workdir: str = "", evaluation: str | None = None,
+                     num_epochs: int | None = None) -> str:
   """The report as Markdown; `runs` may include unfinished runs (listed, not counted).
-  With `evaluation`, the test columns are that evaluation's (`with_evaluation`)."""
-  study = _study(runs, workdir, evaluation)
+  With `evaluation`, the test columns are that evaluation's (`with_evaluation`). With
+  `num_epochs` (a sweep's), finished runs of another length are listed, not counted;
+  without it, finished runs of different lengths are refused.
+
+  Raises:
+    ValueError: nothing to report, or runs that are not one comparison (the message says
+      which and what to do).
+  """
+  study = _study(runs, workdir, evaluation, num_epochs)
   lines = (_introduction(study) + _results_table(study) + _differences_to_baseline(study)
            + _leaky_pairs(study))
   if not evaluation:  # one evaluation per run: no best over epochs.
@@ -726,10 +792,21 @@ def write_report(workdir: str, out: str | None = None,
   """Writes results.md, curves.png, rectifiers.png and (when the runs recorded them)
   activations.png and prelu_slopes.png for the runs in `workdir` into `out` (default
   `workdir`); returns their paths. With `evaluation`, writes only results-NAME.md, the
-  tables with that evaluation's test numbers."""
-  runs = read_runs(workdir)
-  markdown = results_markdown(runs, workdir, evaluation)
+  tables with that evaluation's test numbers.
+
+  A refused report (ValueError, or RunDirectoryError for a damaged record) renames the
+  earlier one in `out` to stale-* first, so that it cannot pass for a report of these runs.
+  """
   out = out or workdir
+  try:
+    runs = read_runs(workdir)
+    num_epochs = run_directory.sweep_num_epochs(workdir)
+    markdown = results_markdown(runs, workdir, evaluation, num_epochs)
+  except (ValueError, run_directory.RunDirectoryError) as e:
+    if renamed := _set_aside(out, evaluation):
+      raise ReportRefused(f"{e}\nThe earlier report no longer describes these runs: renamed "
+                          f"{', '.join(renamed)} in {out}.") from None
+    raise
   os.makedirs(out, exist_ok=True)
   if evaluation:
     path = os.path.join(out, f"results-{evaluation}.md")
@@ -740,7 +817,7 @@ def write_report(workdir: str, out: str | None = None,
                                                       "rectifiers.png")}
   with open(paths["results.md"], "w") as f:
     f.write(markdown)
-  finished = [r for r in runs if r.finished]
+  finished = [r for r in runs if r.finished and num_epochs in (None, r.final[records.EPOCH])]
   for name, plot in (("activations.png", plot_activations),
                      ("prelu_slopes.png", plot_prelu_slopes)):
     if plot(finished, os.path.join(out, name)):
@@ -754,6 +831,27 @@ def write_report(workdir: str, out: str | None = None,
               metric=PAPER_TABLES[table_key]["metric"])
   plot_rectifiers(paths["rectifiers.png"])
   return paths
+
+
+class ReportRefused(ValueError):
+  """The runs cannot be reported on, and an earlier report was renamed stale-*."""
+
+
+STALE_PREFIX = "stale-"
+# What a report writes from the runs (rectifiers.png depends on no run).
+_REPORT_FILES = ("results.md", "curves.png", "activations.png", "prelu_slopes.png")
+
+
+def _set_aside(out: str, evaluation: str | None) -> list[str]:
+  """Renames the report files in `out` (those of `evaluation`, or the main ones) to
+  stale-NAME, replacing older stale ones; returns the new names."""
+  names = [f"results-{evaluation}.md"] if evaluation else list(_REPORT_FILES)
+  renamed = []
+  for name in names:
+    if os.path.exists(path := os.path.join(out, name)):
+      os.replace(path, os.path.join(out, STALE_PREFIX + name))
+      renamed.append(f"{name} to {STALE_PREFIX}{name}")
+  return renamed
 
 
 def main(argv: list[str]) -> None:

@@ -56,7 +56,7 @@ from configs import validation
 from training import devices, process, records, run_directory, signals
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-SWEEP_RECORD = "sweep.json"
+SWEEP_RECORD = run_directory.SWEEP
 STOP_TIMEOUT_S = 600  # how long a stopping training may take to save before it is killed.
 
 
@@ -250,7 +250,10 @@ def _run_in_process(config: ml_collections.ConfigDict, runs: list[Run]) -> list[
         # The rule for in-process and subprocess runs alike: a failed run is recorded and
         # the others still run.
         failures.append(f"{run.workdir}: {type(e).__name__}: {e}")
-        logging.exception("%s failed.", run.workdir)
+        if isinstance(e, train.EXPECTED_ERRORS):  # its message says it all, as train.py's.
+          logging.error("%s failed: %s", run.workdir, e)
+        else:
+          logging.exception("%s failed.", run.workdir)
   return failures
 
 
@@ -371,9 +374,23 @@ def _reap(active: dict[int, _Active], stopping: bool) -> list[str]:
       failures.append(f"{run.workdir}: exit status {proc.returncode}; see "
                       f"{os.path.join(run.workdir, run_directory.LOG)}")
       logging.error("%s failed (exit status %d).", run.workdir, proc.returncode)
+      _record_crash(run.workdir, proc.returncode)
     else:
       logging.info("Finished %s / seed %d.", run.setting, run.seed)
   return failures
+
+
+def _record_crash(workdir: str, returncode: int) -> None:
+  """Records the failure of a training that died without recording one itself (an abort,
+  a kill: exit status other than 1), so that the report tells it from a stopped run."""
+  if returncode == 1 or os.path.exists(os.path.join(workdir, run_directory.FAILURE)):
+    return
+  try:
+    with run_directory.DirectoryLock(workdir):
+      run_directory.record_failure(workdir, f"exit status {returncode} (see "
+                                   f"{os.path.join(workdir, run_directory.LOG)})")
+  except run_directory.RunInUseError:
+    pass  # another process trains it now: it is not failed.
 
 
 def _run_subprocesses(config: ml_collections.ConfigDict, runs: list[Run], parallel: int,

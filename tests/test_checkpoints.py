@@ -2,11 +2,15 @@
 
 import json
 import os
+import subprocess
+import sys
+import textwrap
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.helpers import REPO
 from training import checkpoints, run_directory
 
 
@@ -71,8 +75,11 @@ def test_verify_names_a_changed_a_missing_and_an_unlisted_file(tmp_path):
   digest.pop(os.path.relpath(data, directory))
   run_directory.write_json(os.path.join(directory, checkpoints.DIGEST), digest)
   assert "stray is not in its digest" in checkpoints.verify(directory)
-  os.remove(os.path.join(directory, checkpoints.DIGEST))
+  with open(os.path.join(directory, checkpoints.DIGEST), "w") as f:
+    f.write("{")
   assert "digest file is unreadable" in checkpoints.verify(directory)
+  os.remove(os.path.join(directory, checkpoints.DIGEST))
+  assert "its save was cut off before the digest" in checkpoints.verify(directory)
 
 
 def test_a_damaged_newest_checkpoint_is_moved_aside_and_the_previous_restored(tmp_path):
@@ -100,6 +107,44 @@ def test_every_checkpoint_damaged_raises_and_keeps_them_aside(tmp_path):
   assert sorted(os.listdir(tmp_path / run_directory.UNUSABLE)) == [
       "1", "1.reason.txt", "2", "2.reason.txt"]
   ckpt.close()
+
+
+def test_a_checkpoint_cut_off_before_its_digest_is_told_apart_from_one_before_digests(tmp_path):
+  ckpt = saved(tmp_path, steps=(1,))
+  os.remove(os.path.join(step_dir(tmp_path, 1), checkpoints.DIGEST))
+  provenance = os.path.join(tmp_path, run_directory.PROVENANCE)
+  # An older run resumed by this code: its history begins where it resumed.
+  run_directory.write_json(provenance, {"code_versions": [{"from_step": 1}]})
+  assert ckpt.restore(state(0)).step == 1
+  # A run this code started (history from step 0): the save was cut off.
+  run_directory.write_json(provenance, {"code_versions": [{"from_step": 0}]})
+  with pytest.raises(checkpoints.NoUsableCheckpointError,
+                     match="step 1 \\(it has no sha256.json: its save was cut off before"):
+    ckpt.restore(state(0))
+  ckpt.close()
+
+
+NO_USABLE_CHECKPOINT = textwrap.dedent("""
+    import sys
+    import jax.numpy as jnp
+    from training import checkpoints, run_directory
+    ckpt = checkpoints.Checkpoints(sys.argv[1], keep=2)
+    ckpt.save(1, {"w": jnp.ones(3)}, {})
+    run_directory.write_json(sys.argv[1] + "/checkpoints/1/sha256.json", {})
+    try:
+      checkpoints.Checkpoints(sys.argv[1], keep=2).restore({"w": jnp.ones(3)})
+    except checkpoints.NoUsableCheckpointError as e:
+      sys.exit(str(e))
+""")
+
+
+def test_no_usable_checkpoint_ends_with_its_message_and_no_shutdown_noise(tmp_path):
+  done = subprocess.run([sys.executable, "-c", NO_USABLE_CHECKPOINT, str(tmp_path)], cwd=REPO,
+                        capture_output=True, text=True, timeout=300,
+                        env={**os.environ, "PYTHONPATH": str(REPO)})
+  assert done.returncode == 1
+  assert done.stderr.strip().splitlines()[-1].startswith("No usable checkpoint in ")
+  assert "Traceback" not in done.stderr, done.stderr
 
 
 def test_load_checkpoint_gives_plain_arrays_and_refuses_a_damaged_one(tmp_path):

@@ -117,6 +117,20 @@ def test_a_second_training_on_a_workdir_in_use_stops_at_once(tmp_path):
   assert [r["step"] for r in rows(tmp_path)] == [30, 60]
 
 
+@pytest.mark.parametrize("script, record, flags", [
+    ("train.py", run_directory.CONFIG, ["--config=configs/quickstart.py"]),
+    ("report.py", f"relu/seed0/{run_directory.SUMMARY}", [])])
+def test_a_damaged_record_is_one_line_naming_the_file(tmp_path, script, record, flags):
+  (tmp_path / record).parent.mkdir(parents=True, exist_ok=True)
+  (tmp_path / record).write_text('{"num_epochs": 2, }')
+  (tmp_path / record).with_name(run_directory.METRICS).write_text('{"epoch": 1, "step": 3}\n')
+  done = subprocess.run([sys.executable, script, f"--workdir={tmp_path}", *flags], cwd=REPO,
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 1
+  assert f"{tmp_path / record} is damaged: not valid JSON" in done.stderr
+  assert len(done.stderr.strip().splitlines()) == 1, done.stderr  # no traceback
+
+
 # --- kill -9 at any point ------------------------------------------------------------------------
 
 KILL_WORKER = textwrap.dedent("""
@@ -235,8 +249,10 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_and_is_kept_asid
 def test_without_digests_an_orbax_error_also_falls_back(reference, tmp_path):
   run = tmp_path / "run"
   shutil.copytree(reference, run)
+  # A run written before digests existed, and before provenance.json.
   for digest in glob.glob(f"{run}/checkpoints/*/{checkpoints.DIGEST}"):
-    os.remove(digest)  # a run written before digests existed
+    os.remove(digest)
+  os.remove(run / run_directory.PROVENANCE)
   os.remove(run / "checkpoints" / "9" / "state" / "_METADATA")
   train.train_and_evaluate(tiny_config(**{**FAULT_CONFIG, "num_epochs": 4}), str(run))
   assert "Error" in (run / run_directory.UNUSABLE / "9.reason.txt").read_text()

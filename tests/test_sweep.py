@@ -180,3 +180,10 @@ def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
   assert sweep.visible_gpus() == ["2", "5"]
   monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
   assert sweep.visible_gpus() == []
+
+
+def test_a_training_that_died_without_a_record_is_recorded_as_failed(tmp_path):
+  sweep._record_crash(str(tmp_path), 1)  # exit 1: the training recorded its own failure.
+  assert run_directory.read_run(str(tmp_path)).failure is None
+  sweep._record_crash(str(tmp_path), -9)
+  assert run_directory.read_run(str(tmp_path)).failure["error"].startswith("exit status -9")

@@ -10,8 +10,10 @@ Restoring tries the newest checkpoint first. One that fails to restore, or whose
 not match their digests, is moved to `WORKDIR/checkpoints.unusable/<step>` (never
 deleted) with the reason logged, and the next newest is tried. A flipped byte in an array
 file restores without any error from orbax; the digest is what catches it. A checkpoint
-without a digest counts as unfinished, unless no checkpoint of the run has one (a run
-written before digests existed), which is restored with a warning.
+without a digest counts as unfinished (its save was cut off before the digest was
+written), unless the run was started before digests existed: then no checkpoint of it has
+one and its provenance.json, which came later, is missing or begins at the step this code
+resumed it from, not at 0. Those are restored with a warning.
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ def _digests(step_dir: str) -> dict[str, str]:
 def verify(step_dir: str) -> str | None:
   """None if every file of the checkpoint matches its recorded digest, else the reason."""
   path = os.path.join(step_dir, DIGEST)
+  if not os.path.exists(path):
+    return f"it has no {DIGEST}: its save was cut off before the digest was written"
   try:
     with open(path) as f:
       recorded = json.load(f)
@@ -89,6 +93,13 @@ def verify(step_dir: str) -> str | None:
   return None
 
 
+def _started_with_digests(workdir: str) -> bool:
+  """Whether the run in `workdir` was started by code that writes digests: its code-version
+  history (provenance.json, which came after the digests) begins at step 0."""
+  history = run_directory.read_code_versions(workdir)
+  return bool(history) and history[0].get("from_step") == 0
+
+
 class Checkpoints:
   """Saves and restores one run's checkpoints under `workdir/checkpoints`."""
 
@@ -96,14 +107,16 @@ class Checkpoints:
     self.workdir = workdir
     self.directory = os.path.abspath(os.path.join(workdir, run_directory.CHECKPOINTS))
     self.keep = keep
-    self._manager = self._open()
-
-  def _open(self) -> ocp.CheckpointManager:
-    return ocp.CheckpointManager(
+    self._manager = ocp.CheckpointManager(
         self.directory, item_names=("state", "extra"),
         options=ocp.CheckpointManagerOptions(
             max_to_keep=self.keep, create=True, enable_async_checkpointing=False,
             cleanup_tmp_directories=True))
+    # orbax removes cut-off saves in a thread that only its `save` waits for; a run that
+    # stops before saving (no usable checkpoint) would exit under that thread and print
+    # its shutdown tracebacks after the run's own message. (A private method: without it,
+    # the thread is left to finish on its own.)
+    getattr(self._manager, "_maybe_await_cleanup_tmp_directory", lambda: None)()
 
   def steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -127,8 +140,8 @@ class Checkpoints:
     steps = self.steps()
     if not steps:
       return None
-    legacy = not any(os.path.exists(os.path.join(self.directory, str(s), DIGEST))
-                     for s in steps)
+    legacy = not (any(os.path.exists(os.path.join(self.directory, str(s), DIGEST))
+                      for s in steps) or _started_with_digests(self.workdir))
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     failures = []
     for step in reversed(steps):
@@ -140,8 +153,8 @@ class Checkpoints:
               state=ocp.args.StandardRestore(abstract), extra=ocp.args.JsonRestore()))
           if legacy:
             logging.warning("Restored the checkpoint at step %d of %s without a digest "
-                            "check (it was written before digests existed).", step,
-                            self.workdir)
+                            "check (the run was started before checkpoints had digests).",
+                            step, self.workdir)
           return Restored(step, restored.state, dict(restored.extra))
         except Exception as e:  # pylint: disable=broad-except
           # orbax and TensorStore raise many types for damaged files; any of them means
@@ -166,8 +179,7 @@ class Checkpoints:
       shutil.move(os.path.join(self.directory, str(step)), target)
       with open(target + ".reason.txt", "w") as f:
         f.write(reason + "\n")
-    self._manager.close()
-    self._manager = self._open()  # orbax caches the list of steps.
+    self._manager.reload()  # orbax caches the list of steps (reopening would clean up again).
 
   def close(self) -> None:
     self._manager.close()

@@ -6,6 +6,8 @@
     WORKDIR/provenance.json the code versions that trained it, from which step (provenance.py)
     WORKDIR/metrics.jsonl   one row per evaluation, steps strictly increasing
     WORKDIR/summary.json    the final metrics; present only once the run has finished
+    WORKDIR/failure.json    why its last training failed (an error, not a stop signal or a
+                            kill); removed when a training of it starts again
     WORKDIR/curves.png      its learning curves
     WORKDIR/model/          the final model, exported (training/export.py)
     WORKDIR/evaluations/    evaluate.py's results on other test sets, one JSON file each
@@ -37,7 +39,9 @@ The rules (train.py, sweep.py and report.py read and write runs only through thi
    other library versions goes on, and `provenance.json` lists each (from_step, version)
    the kept training ran under.
 6. **Atomic writes.** JSON files are replaced whole (write, fsync, rename); a torn last
-   metrics line (a crash mid-append) is ignored on reading and dropped on resume.
+   metrics line (a crash mid-append) is ignored on reading and dropped on resume. Any
+   other record that is not what this code writes (invalid JSON, a row that is not a
+   row) stops every reader with a DamagedRecordError naming the file and what to do.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ from training import provenance
 
 CONFIG, DATASET, METRICS, SUMMARY = "config.json", "dataset.json", "metrics.jsonl", "summary.json"
 MEAN_IMAGE, PROVENANCE, EVALUATIONS = "mean_image.npy", "provenance.json", "evaluations"
+FAILURE = "failure.json"
 CURVES, CHECKPOINTS, UNUSABLE, LOCK = ("curves.png", "checkpoints", "checkpoints.unusable",
                                       ".lock")
 LOG = "train.log"
@@ -84,6 +89,11 @@ class ConfigMismatchError(RunDirectoryError):
   """A rerun's config differs from the recorded one in a key that changes results."""
 
 
+class DamagedRecordError(RunDirectoryError, ValueError):
+  """A record file is not what this code writes (invalid JSON, not an object, not a row).
+  A ValueError too, as the json module's errors it replaces were."""
+
+
 # --- Files ---------------------------------------------------------------------------------
 
 
@@ -104,26 +114,63 @@ def json_values(obj: Any) -> Any:
   return json.loads(json.dumps(obj))
 
 
-def read_json(path: str) -> Any:
-  with open(path) as f:
-    return json.load(f)
+# What to do about a damaged record, by file name (any other: restore it from a copy).
+_REPAIR = {
+    CONFIG: "start the run again in a new workdir (a sweep's sweep.json holds its base "
+            "config)",
+    DATASET: "if the run has not finished, remove it and rerun the training, which writes "
+             "it again",
+    SUMMARY: "remove it and rerun the training, which writes it again from the final "
+             "checkpoint",
+    PROVENANCE: "remove it (the record of the code versions that trained the run is then "
+                "lost)",
+    METRICS: "start the run again in a new workdir",
+}
+
+
+def damaged(path: str, what: str) -> DamagedRecordError:
+  """The error for a record file that is not what this code writes, saying what to do."""
+  repair = _REPAIR.get(os.path.basename(path))
+  return DamagedRecordError(f"{path} is damaged: {what}. It was cut off or edited by hand. "
+                           f"Restore it from a copy{f', or {repair}' if repair else ''}.")
+
+
+def read_json(path: str) -> dict[str, Any]:
+  """The JSON object in `path`; DamagedRecordError naming the file if it holds none."""
+  try:
+    with open(path, "rb") as f:
+      obj = json.loads(f.read())
+  except json.JSONDecodeError as e:
+    raise damaged(path, f"not valid JSON ({e.msg}: line {e.lineno} column {e.colno})") from None
+  except UnicodeDecodeError:
+    raise damaged(path, "not text") from None
+  if not isinstance(obj, dict):
+    raise damaged(path, f"it holds a JSON {type(obj).__name__}, not an object")
+  return obj
 
 
 def read_rows(path: str) -> list[dict[str, Any]]:
   """The rows of a metrics.jsonl; a torn last line (a crash mid-write) is left out."""
   if not os.path.exists(path):
     return []
-  with open(path) as f:
-    lines = f.read().split("\n")
+  with open(path, "rb") as f:
+    lines = f.read().split(b"\n")
   rows = []
   for i, line in enumerate(lines):
     if not line.strip():
       continue
+    shown = repr(line[:80].decode("utf-8", "replace"))
     try:
-      rows.append(json.loads(line))
-    except json.JSONDecodeError:
+      row = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
       if i < len(lines) - 2:  # not the last line: the file is damaged, not torn.
-        raise RunDirectoryError(f"{path}, line {i + 1}, is not JSON: {line[:80]!r}.") from None
+        raise damaged(path, f"line {i + 1} is not JSON: {shown}") from None
+      continue
+    if not (isinstance(row, dict) and isinstance(row.get("step"), int)
+            and isinstance(row.get("epoch"), (int, float))):
+      raise damaged(path, f"line {i + 1} is not a metrics row (an object with an integer "
+                    f"step and a numeric epoch): {shown}")
+    rows.append(row)
   return rows
 
 
@@ -199,10 +246,17 @@ class RunRecord:
   # (from_step, code version) pairs, oldest first (training/provenance.py); [] for runs
   # written before the code recorded it.
   code_versions: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+  # failure.json: {"error": ..., "time": ...} when its last training failed.
+  failure: dict[str, Any] | None = None
 
   @property
   def finished(self) -> bool:
     return is_finished_record(self.config, self.rows, self.summary)
+
+  @property
+  def failed(self) -> bool:
+    """Its last training raised an error (not finished, and failure.json says why)."""
+    return self.failure is not None and not self.finished
 
   @property
   def final(self) -> dict[str, Any]:
@@ -224,7 +278,19 @@ def read_run(path: str) -> RunRecord:
     return read_json(file) if os.path.exists(file) else None
   return RunRecord(path=path, config=optional(CONFIG) or {}, dataset=optional(DATASET) or {},
                    rows=read_rows(os.path.join(path, METRICS)), summary=optional(SUMMARY),
-                   code_versions=(optional(PROVENANCE) or {}).get("code_versions", []))
+                   code_versions=read_code_versions(path), failure=optional(FAILURE))
+
+
+def record_failure(path: str, error: str) -> None:
+  """Writes run `path`'s failure.json: its last training failed with `error`."""
+  write_json(os.path.join(path, FAILURE), {
+      "error": error, "time": datetime.datetime.now().isoformat(timespec="seconds")})
+
+
+def read_code_versions(path: str) -> list[dict[str, Any]]:
+  """Run `path`'s (from_step, code version) history ([] when it has no provenance.json)."""
+  file = os.path.join(path, PROVENANCE)
+  return read_json(file).get("code_versions", []) if os.path.exists(file) else []
 
 
 def read_mean_image(path: str) -> np.ndarray | None:
@@ -336,7 +402,15 @@ class RunDirectory:
       self._lock.__enter__()
     return self
 
-  def __exit__(self, *exc) -> None:
+  def __exit__(self, exc_type: Any = None, error: BaseException | None = None,
+               traceback: Any = None) -> None:
+    # An error once the run has started is its failure; a stop signal (KeyboardInterrupt)
+    # or a refusal before `start` is not.
+    if self.writer and self._config and isinstance(error, Exception):
+      try:
+        record_failure(self.path, f"{type(error).__name__}: {error}")
+      except OSError:  # e.g. a full disk: the error itself is what the caller reports.
+        pass
     if self._events is not None:
       self._events.close()
     if self._lock is not None:
@@ -374,6 +448,8 @@ class RunDirectory:
           "data changed since the run started. Train on the data it started with, or use a "
           "new workdir.")
     if self.writer:
+      if os.path.exists(self.file(FAILURE)):
+        os.remove(self.file(FAILURE))  # this training may succeed; it records its own.
       write_json(self.file(CONFIG), dict(config))
       write_json(self.file(DATASET), dict(dataset))
       if recorded is None:
@@ -432,6 +508,16 @@ class RunDirectory:
 # --- A sweep's runs --------------------------------------------------------------------------
 
 
+SWEEP = "sweep.json"  # a sweep's record: its base config and each invocation (sweep.py)
+
+
+def sweep_num_epochs(workdir: str) -> int | None:
+  """The num_epochs the sweep in `workdir` last trained its runs to (sweep.json's base
+  config); None without a sweep record (runs placed by hand)."""
+  path = os.path.join(workdir, SWEEP)
+  return read_json(path).get("config", {}).get("num_epochs") if os.path.exists(path) else None
+
+
 def sweep_run_path(workdir: str, setting: str, seed: int) -> str:
   """Where sweep.py puts one (setting, seed) run: WORKDIR/<setting>/seed<k>."""
   return os.path.join(workdir, setting, f"seed{seed}")
@@ -450,7 +536,8 @@ class SweepRun(RunRecord):
 
 
 def read_sweep(workdir: str) -> list[SweepRun]:
-  """Every WORKDIR/<setting>/seed<k> with at least one metrics row, in directory order."""
+  """Every WORKDIR/<setting>/seed<k> with at least one metrics row or a failure, in
+  directory order."""
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f"No sweep directory {workdir}.")
   runs = []
@@ -461,7 +548,7 @@ def read_sweep(workdir: str) -> list[SweepRun]:
       if not (name.startswith("seed") and name[4:].isdigit()):
         continue
       record = read_run(os.path.join(workdir, setting, name))
-      if record.rows:
+      if record.rows or record.failure:
         runs.append(SweepRun(**dataclasses.asdict(record), setting=setting, seed=int(name[4:])))
   return runs
 
