@@ -749,29 +749,34 @@ def main(argv: list[str]) -> None:
   except KeyboardInterrupt as e:
     logging.warning("%s", e)
     sys.exit(130)
-  except jax.errors.JaxRuntimeError as e:
-    if jax.process_count() == 1:
+  except Exception as e:  # pylint: disable=broad-except
+    if not failed_collective(e):
       raise
-    exit_naming_lost_processes(e, FLAGS.heartbeat_timeout_s)
+    exit_naming_lost_processes(e)
   if jax.process_index() == 0:
     print(f"final: test error {summary[records.TEST_ERROR]:.4f}, test log-loss "
           f"{summary[records.TEST_LOSS]:.4f}, train error {summary[records.TRAIN_ERROR]:.4f} "
           f"(epoch {summary[records.EPOCH]}); outputs in {FLAGS.workdir}")
 
 
-def exit_naming_lost_processes(error: Exception, heartbeat_timeout_s: int) -> None:
-  """After a failed collective in a multi-process run: waits (at most the heartbeat timeout
-  and 10 s) until JAX's coordination service names the processes that stopped answering,
-  says which, and exits 1 at once (a normal exit would wait for them in jax.distributed's
-  shutdown). JAX itself terminates survivors after the heartbeat timeout, with a message
-  that names them too; whichever comes first ends the process."""
-  everyone = list(range(jax.process_count()))
-  deadline, lost = time.monotonic() + heartbeat_timeout_s + 10, []
-  while not lost and time.monotonic() < deadline:
-    if (live := process.live_processes(everyone)) is None:
-      break  # no answer: the service itself is gone (the coordinator, process 0, died).
-    lost = sorted(set(everyone) - set(live))
-    time.sleep(1)
+def failed_collective(error: Exception) -> bool:
+  """Whether `error` is a collective with the other processes of a multi-process run that
+  failed: XLA's runtime error, or gloo's (raised as a ValueError naming Gloo)."""
+  return jax.process_count() > 1 and (isinstance(error, jax.errors.JaxRuntimeError)
+                                      or "Gloo" in str(error))
+
+
+def exit_naming_lost_processes(error: Exception) -> None:
+  """After a failed collective in a multi-process run: says which processes stopped
+  answering, in one line, and exits 1 at once (a normal exit would wait for them in
+  jax.distributed's shutdown, and JAX's own watchdog would end this process with a crash
+  dump at the heartbeat timeout). With two processes the lost one is the other; with more,
+  those JAX's coordination service no longer hears from, when it already knows."""
+  everyone, me = list(range(jax.process_count())), jax.process_index()
+  live = process.live_processes(everyone)
+  lost = sorted(set(everyone) - set(live)) if live is not None else []
+  if not lost and len(everyone) == 2:
+    lost = [1 - me]
   first = str(error).split("\n")[0][-300:]
   who = (f"process(es) {lost} of {len(everyone)} stopped answering" if lost else
          "another process (or the coordinator) stopped answering")
