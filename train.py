@@ -584,7 +584,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                   events=tensorboard.EventWriter) as run:
     run.check_config(record, records.config_record(default_config.get_config()))
     if (done := run.read()).finished and done.config["num_epochs"] == config.num_epochs:
-      return done.summary
+      if not (missing := incomplete_artefacts(done)):
+        return done.summary
+      logging.warning("%s has a summary but its %s %s missing or incomplete (the run was "
+                      "stopped as it finished); writing them again from its last checkpoint.",
+                      workdir, ", ".join(missing), "is" if len(missing) == 1 else "are")
     s = setup(config, load_data(config))
     run.start(record, s.dataset_record(), s.dataset.mean_image)
     saved = checkpoints.Checkpoints(workdir, config.keep_checkpoints)
@@ -657,8 +661,9 @@ def _stopped(stopping: tuple[int, list[int]], step: int,
 
 
 def _finish(run: run_directory.RunDirectory, s: Setup, state: TrainState) -> records.Summary:
-  """Writes the run's curves and its exported model, then the summary, last: a run is
-  finished only once everything it promises is on disk. Returns the summary."""
+  """Writes the run's curves (atomically) and its exported model, closes its event files,
+  then writes the summary, last (`RunDirectory.finish`): a run is finished only once
+  everything it promises is on disk. Returns the summary."""
   config, record = s.config, run.read()
   rows = record.rows
   summary = records.Summary(
@@ -677,6 +682,23 @@ def _finish(run: run_directory.RunDirectory, s: Setup, state: TrainState) -> rec
                 code_versions=record.code_versions)
   run.finish(summary)
   return summary
+
+
+def incomplete_artefacts(record: run_directory.RunRecord) -> list[str]:
+  """What a run with a summary promises beside it and lacks: whole learning curves, an
+  undamaged export, event files that show every row. Empty for a complete run; a run
+  stopped between its summary and these (only code older than `_finish`'s order) is
+  completed by a rerun."""
+  missing = []
+  if not figures.is_whole_png(os.path.join(record.path, run_directory.CURVES)):
+    missing.append(run_directory.CURVES)
+  try:
+    export.check(record.path)
+  except export.ExportError:
+    missing.append(export.DIRECTORY)
+  if not tensorboard.shows_rows(record.path, record.rows):
+    missing.append(tensorboard.DIRECTORY)
+  return missing
 
 
 def wants_histograms(config: ml_collections.ConfigDict, epoch: int) -> bool:

@@ -17,8 +17,8 @@ import pytest
 
 import sweep
 import train
-from tests.helpers import REPO, final_params, tiny_config
-from training import checkpoints, run_directory, tensorboard
+from tests.helpers import REPO, copy_run, final_params, tiny_config
+from training import checkpoints, export, run_directory, tensorboard
 
 # 3 steps an epoch; evaluations at steps 3, 6, 9; checkpoints at 6 and 9 (the end).
 FAULT_CONFIG = dict(num_epochs=3, checkpoint_every_epochs=2, keep_checkpoints=3)
@@ -199,6 +199,32 @@ def test_kill_9_then_resume_ends_bit_identical_with_unique_ordered_rows(
   aside = tmp_path / run_directory.UNUSABLE
   unusable = sorted(os.listdir(aside)) if aside.exists() else []
   assert unusable == (["9", "9.reason.txt"] if kill_at == "digest:9" else [])
+
+
+# --- Stopped as it finished ---------------------------------------------------------------------
+
+
+def test_a_run_stopped_between_its_summary_and_its_artefacts_is_completed_by_a_rerun(
+    prelu_run, tmp_path, monkeypatch):
+  run = copy_run(prelu_run, tmp_path / "run")
+  summary = run_directory.read_run(run).summary
+  (tmp_path / "run" / run_directory.CURVES).write_bytes(b"")
+  shutil.rmtree(tmp_path / "run" / export.DIRECTORY)
+  shutil.rmtree(tmp_path / "run" / tensorboard.DIRECTORY)
+  assert train.incomplete_artefacts(run_directory.read_run(run)) == [
+      run_directory.CURVES, export.DIRECTORY, tensorboard.DIRECTORY]
+  # When the summary is written every other artefact is already complete on disk, so a
+  # kill right after it loses nothing.
+  write_json = run_directory.write_json
+
+  def checking_write_json(path, obj):
+    if path.endswith(run_directory.SUMMARY):
+      assert train.incomplete_artefacts(run_directory.read_run(run)) == []
+    write_json(path, obj)
+
+  monkeypatch.setattr(run_directory, "write_json", checking_write_json)
+  assert train.train_and_evaluate(tiny_config("prelu"), run) == summary
+  assert train.incomplete_artefacts(run_directory.read_run(run)) == []
 
 
 # --- Damaged checkpoints -------------------------------------------------------------------------

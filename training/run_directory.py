@@ -32,7 +32,8 @@ The rules (train.py, sweep.py and report.py read and write runs only through thi
    TensorBoard events (when the writer has them: `RunDirectory(events=...)`) are rewritten
    from the kept rows at the same moment.
 4. **Finished** means `summary.json` exists and the last row reached the recorded
-   `num_epochs`; the summary is written last and removed when a run trains further.
+   `num_epochs`; the summary is written last (after the curves, the export and the closed
+   event files) and removed when a run trains further.
 5. **One code version at a time, all of them recorded.** A resume under another commit or
    other library versions goes on, and `provenance.json` lists each (from_step, version)
    the kept training ran under.
@@ -425,6 +426,11 @@ class RunDirectory:
       self._events.write_row(row)
 
   def finish(self, summary: Mapping[str, Any]) -> None:
+    """Rule 4: closes the event writer first (its `flush` leaves events queued in memory;
+    `close` writes them all), then writes the summary, last."""
+    if self._events is not None:
+      self._events.close()
+      self._events = None
     if self.writer:
       write_json(self.file(SUMMARY), dict(summary))
 
