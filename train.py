@@ -582,7 +582,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   record = records.config_record(config)
   with run_directory.RunDirectory(workdir, writer=jax.process_index() == 0,
                                   events=tensorboard.EventWriter) as run:
-    run.check_config(record, records.config_record(default_config.get_config()))
+    run.check_config(record, records.config_record(default_config.get_config()),
+                     checkpoints.recorded_config(workdir))
     if (done := run.read()).finished and done.config["num_epochs"] == config.num_epochs:
       if not (missing := incomplete_artefacts(done)):
         return done.summary
@@ -600,7 +601,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     def save(step: int) -> None:
       saved.save(step, {"state": state, "epoch_metrics": epoch_metrics}, {
           "iterator": checkpoints.encode_iterator_state(data.get_state()),
-          "epoch": step / s.steps_per_epoch, "wall_time": clock.elapsed()})
+          "epoch": step / s.steps_per_epoch, "wall_time": clock.elapsed()}, config=record)
 
     line = progress.ProgressLine(s.total_steps, s.steps_per_epoch, step, run.writer)
     with signals.StopRequest() as stop:

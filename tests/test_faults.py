@@ -95,6 +95,32 @@ def test_a_larger_num_epochs_continues_the_run(reference, tmp_path):
   assert_bit_identical(shorter, reference)
 
 
+def _edit_config_json(run, **values):
+  path = os.path.join(run, run_directory.CONFIG)
+  record = run_directory.read_json(path)
+  record.update(values)
+  run_directory.write_json(path, record)
+
+
+def test_a_hand_edited_config_json_is_refused_naming_the_changed_keys(prelu_run, tmp_path):
+  run = copy_run(prelu_run, tmp_path / "run")
+  _edit_config_json(run, learning_rate=0.05, seed=3)
+  before = file_digests(run)
+  with pytest.raises(run_directory.ConfigMismatchError,
+                     match=r"(?s)config.json was changed after the checkpoint at step 6 .*"
+                           r"  learning_rate: 0.02 \(the checkpoint's copy\) -> 0.05 "
+                           r"\(config.json\)\n  seed: 0 .* -> 3 .*--config.init_from="):
+    train.train_and_evaluate(tiny_config("prelu", learning_rate=0.05, seed=3), run)
+  assert file_digests(run) == before
+
+
+def test_a_hand_edited_neutral_key_in_config_json_is_accepted(prelu_run, tmp_path):
+  run = copy_run(prelu_run, tmp_path / "run")
+  _edit_config_json(run, keep_checkpoints=5)
+  summary = train.train_and_evaluate(tiny_config("prelu", keep_checkpoints=5), run)
+  assert summary == run_directory.read_run(str(prelu_run)).summary
+
+
 # --- One writer ------------------------------------------------------------------------------
 
 

@@ -2,9 +2,11 @@
 
 Each checkpoint `WORKDIR/checkpoints/<step>/` holds two orbax items, "state" (the train
 state and the epoch's running metrics, as arrays) and "extra" (JSON: the data iterator's
-position, the epoch, the run's wall time so far), and `sha256.json`, the digest of every
-other file in it, written once the save has finished. Saves are synchronous: when `save`
-returns, the checkpoint and its digest are on disk.
+position, the epoch, the run's wall time so far), `config.json`, a copy of the run's config
+record as it was trained (so that a hand-edited WORKDIR/config.json is noticed:
+`recorded_config`), and `sha256.json`, the digest of every other file in it, written once
+the save has finished. Saves are synchronous: when `save` returns, the checkpoint and its
+digest are on disk.
 
 Restoring tries the newest checkpoint first. One that fails to restore, or whose files do
 not match their digests, is moved to `WORKDIR/checkpoints.unusable/<step>` (never
@@ -22,6 +24,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from typing import Any
 
 from absl import logging
@@ -30,7 +33,7 @@ import orbax.checkpoint as ocp
 
 from training import run_directory
 
-DIGEST = "sha256.json"
+DIGEST, CONFIG = "sha256.json", "config.json"
 
 
 class NoUsableCheckpointError(RuntimeError):
@@ -112,13 +115,17 @@ class Checkpoints:
     steps = self.steps()
     return steps[-1] if steps else None
 
-  def save(self, step: int, state: Any, extra: dict[str, Any]) -> None:
-    """Saves and waits; then process 0 writes the digest (the checkpoint is complete)."""
+  def save(self, step: int, state: Any, extra: dict[str, Any],
+           config: Mapping[str, Any] | None = None) -> None:
+    """Saves and waits; then process 0 writes the copy of `config` (the run's config
+    record) and the digest (the checkpoint is complete)."""
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), extra=ocp.args.JsonSave(extra)), force=True)
     self._manager.wait_until_finished()
     if jax.process_index() == 0:
       step_dir = os.path.join(self.directory, str(step))
+      if config is not None:
+        run_directory.write_json(os.path.join(step_dir, CONFIG), dict(config))
       run_directory.write_json(os.path.join(step_dir, DIGEST), _digests(step_dir))
 
   def restore(self, target: Any) -> Restored | None:
@@ -171,6 +178,23 @@ class Checkpoints:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def recorded_config(workdir: str) -> tuple[int, dict[str, Any]] | None:
+  """(step, config record) of the newest checkpoint of `workdir` that kept a readable copy
+  of the run's config; None when none did (no checkpoint, or checkpoints written before
+  they kept one). Reads files only: nothing is created, orbax is not involved."""
+  directory = os.path.join(workdir, run_directory.CHECKPOINTS)
+  steps = sorted((int(n) for n in os.listdir(directory) if n.isdigit()), reverse=True) \
+      if os.path.isdir(directory) else []
+  for step in steps:
+    try:
+      config = run_directory.read_json(os.path.join(directory, str(step), CONFIG))
+    except (OSError, ValueError):  # none (an older checkpoint), or cut off mid-save
+      continue
+    if isinstance(config, dict):
+      return step, config
+  return None
 
 
 def load_checkpoint(workdir: str, step: int | None = None) -> dict[str, Any]:

@@ -25,7 +25,8 @@ The rules (train.py, sweep.py and report.py read and write runs only through thi
    only keys that cannot change what was computed (`NEUTRAL_KEYS`: evaluation, logging and
    checkpoint cadence, where data and caches live, a `num_epochs` not below the epoch
    reached); any other difference stops it before anything is written, listing each key.
-   Keys missing from an older record stand for their defaults.
+   Keys missing from an older record stand for their defaults. Every checkpoint keeps a
+   copy of the config record, so a `config.json` edited by hand is refused the same way.
 3. **Records match checkpoints.** A resumed run first drops the metrics rows after the
    checkpoint it resumes from (all rows when there is none), so rows are never doubled,
    never out of order, and every row was produced by the training that continues. The
@@ -183,6 +184,24 @@ def check_resumable(recorded: Mapping[str, Any], config: Mapping[str, Any],
         "configs in one record. Differences:\n" + "\n".join(lines) + "\nNothing was "
         f"written. Use a new workdir for this config, or rerun with the values in "
         f"{os.path.join(where, CONFIG)}.")
+
+
+def check_unedited(recorded: Mapping[str, Any], checkpointed: tuple[int, Mapping[str, Any]],
+                   defaults: Mapping[str, Any], where: str) -> None:
+  """Raises ConfigMismatchError when config.json (`recorded`) differs in a key outside
+  NEUTRAL_KEYS from the copy of it that the checkpoint at `checkpointed[0]` kept: the
+  record was changed by hand, and the checkpoints were trained under the copy's values."""
+  step, kept = checkpointed
+  lines = [f"  {key}: {old!r} (the checkpoint's copy) -> {new!r} ({CONFIG})"
+           for key, old, new in config_differences(kept, recorded, defaults)
+           if key not in NEUTRAL_KEYS]
+  if lines:
+    raise ConfigMismatchError(
+        f"{os.path.join(where, CONFIG)} was changed after the checkpoint at step {step} was "
+        "saved: it no longer matches the copy of the config kept with the checkpoint, under "
+        "which the run trained. Differences:\n" + "\n".join(lines) + "\nNothing was written. "
+        f"Put the checkpoint's values back into {CONFIG}; to train on with the new values, "
+        f"start a new run from this checkpoint: --workdir=NEW --config.init_from={where}:{step}.")
 
 
 # --- Reading a run ---------------------------------------------------------------------------
@@ -349,8 +368,11 @@ class RunDirectory:
   def read(self) -> RunRecord:
     return read_run(self.path)
 
-  def check_config(self, config: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
-    """Rule 2, before anything is written; `config` and `defaults` as JSON-like dicts."""
+  def check_config(self, config: Mapping[str, Any], defaults: Mapping[str, Any],
+                   checkpointed: tuple[int, Mapping[str, Any]] | None = None) -> None:
+    """Rule 2, before anything is written; `config` and `defaults` as JSON-like dicts.
+    `checkpointed` is (step, config record) that the newest checkpoint kept
+    (training/checkpoints.recorded_config): config.json must still say the same."""
     record = self.read()
     if not record.config:
       if record.rows or os.path.isdir(self.file(CHECKPOINTS)):
@@ -358,6 +380,8 @@ class RunDirectory:
             f"{self.path} holds metrics or checkpoints but no {CONFIG}: it was not written "
             "by this code, or was damaged. Use a new workdir.")
       return
+    if checkpointed is not None:
+      check_unedited(record.config, checkpointed, defaults, self.path)
     reached = record.rows[-1]["epoch"] if record.rows else 0
     check_resumable(record.config, config, defaults, reached, self.path)
 
