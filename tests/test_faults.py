@@ -2,7 +2,6 @@
 point, damaged checkpoints, and signals to a sweep (training/run_directory.py's rules)."""
 
 import glob
-import hashlib
 import logging
 import os
 import shutil
@@ -17,7 +16,7 @@ import pytest
 
 import sweep
 import train
-from tests.helpers import REPO, copy_run, final_params, tiny_config
+from tests.helpers import REPO, copy_run, file_digests, final_params, tiny_config
 from training import checkpoints, export, run_directory, tensorboard
 
 # 3 steps an epoch; evaluations at steps 3, 6, 9; checkpoints at 6 and 9 (the end).
@@ -38,15 +37,6 @@ def assert_bit_identical(a, b):
   assert same_rows(a, b), (rows(a), rows(b))
   for x, y in zip(final_params(a), final_params(b), strict=True):
     np.testing.assert_array_equal(x, y)
-
-
-def file_digests(workdir):
-  out = {}
-  for path in sorted(glob.glob(f"{workdir}/**/*", recursive=True)):
-    if os.path.isfile(path) and not path.endswith(run_directory.LOCK):
-      with open(path, "rb") as f:
-        out[os.path.relpath(path, workdir)] = hashlib.sha256(f.read()).hexdigest()
-  return out
 
 
 @pytest.fixture(scope="module")

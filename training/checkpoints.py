@@ -180,14 +180,20 @@ class Checkpoints:
     self._manager.close()
 
 
+def steps_on_disk(workdir: str) -> list[int]:
+  """The steps of `workdir`'s checkpoint directories, oldest first, read without orbax
+  (nothing is created)."""
+  directory = os.path.join(workdir, run_directory.CHECKPOINTS)
+  return sorted(int(n) for n in os.listdir(directory) if n.isdigit()) \
+      if os.path.isdir(directory) else []
+
+
 def recorded_config(workdir: str) -> tuple[int, dict[str, Any]] | None:
   """(step, config record) of the newest checkpoint of `workdir` that kept a readable copy
   of the run's config; None when none did (no checkpoint, or checkpoints written before
   they kept one). Reads files only: nothing is created, orbax is not involved."""
   directory = os.path.join(workdir, run_directory.CHECKPOINTS)
-  steps = sorted((int(n) for n in os.listdir(directory) if n.isdigit()), reverse=True) \
-      if os.path.isdir(directory) else []
-  for step in steps:
+  for step in reversed(steps_on_disk(workdir)):
     try:
       config = run_directory.read_json(os.path.join(directory, str(step), CONFIG))
     except (OSError, ValueError):  # none (an older checkpoint), or cut off mid-save
@@ -195,6 +201,39 @@ def recorded_config(workdir: str) -> tuple[int, dict[str, Any]] | None:
     if isinstance(config, dict):
       return step, config
   return None
+
+
+def restore_from_run(workdir: str, step: int | None, target: Any) -> Restored:
+  """Another run's checkpoint at `step` (None: its newest) restored into `target`'s
+  structure, read only (nothing in `workdir` is written), its digest checked: where a run
+  with config.init_from starts. FileNotFoundError when there is no such checkpoint,
+  NoUsableCheckpointError when it is damaged or does not fit `target`."""
+  directory = os.path.abspath(os.path.join(workdir, run_directory.CHECKPOINTS))
+  steps = steps_on_disk(workdir)
+  if not steps:
+    raise FileNotFoundError(f"No checkpoint in {directory}.")
+  # As `restore`: a checkpoint without its digest is unfinished, unless none has one.
+  finished = [s for s in steps if os.path.exists(os.path.join(directory, str(s), DIGEST))]
+  step = (finished or steps)[-1] if step is None else step
+  if step not in steps:
+    raise FileNotFoundError(f"No checkpoint at step {step} in {directory}; its steps: {steps}.")
+  if finished and (reason := verify(os.path.join(directory, str(step)))) is not None:
+    raise NoUsableCheckpointError(f"The checkpoint at step {step} of {workdir} is unusable: "
+                                  f"{reason}.")
+  handlers = {"state": ocp.StandardCheckpointHandler(), "extra": ocp.JsonCheckpointHandler()}
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+  with ocp.CheckpointManager(directory, item_handlers=handlers,
+                             options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
+    try:
+      restored = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract), extra=ocp.args.JsonRestore()))
+    except Exception as e:  # pylint: disable=broad-except
+      # A tree or shapes that differ, or damaged files: orbax raises many types.
+      raise NoUsableCheckpointError(
+          f"The checkpoint at step {step} of {workdir} does not restore into this config's "
+          f"train state ({type(e).__name__}: {str(e).splitlines()[0][:300]}): the network, "
+          "its options and the optimiser's state must be the parent's.") from None
+  return Restored(step, restored.state, dict(restored.extra))
 
 
 def load_checkpoint(workdir: str, step: int | None = None) -> dict[str, Any]:

@@ -4,6 +4,8 @@
     WORKDIR/dataset.json    the data it trains and evaluates on
     WORKDIR/mean_image.npy  the training split's mean image, the run's preprocessing constant
     WORKDIR/provenance.json the code versions that trained it, from which step (provenance.py)
+    WORKDIR/parent.json     for a run started from another's checkpoint (config.init_from):
+                            that run, the step and the changed config keys
     WORKDIR/metrics.jsonl   one row per evaluation, steps strictly increasing
     WORKDIR/summary.json    the final metrics; present only once the run has finished
     WORKDIR/curves.png      its learning curves
@@ -40,6 +42,8 @@ The rules (train.py, sweep.py and report.py read and write runs only through thi
    the kept training ran under.
 6. **Atomic writes.** JSON files are replaced whole (write, fsync, rename); a torn last
    metrics line (a crash mid-append) is ignored on reading and dropped on resume.
+7. **Valid JSON only.** A NaN or an infinity is never written (JSON has none; Python's
+   bare `NaN` is not JSON): writing one is refused, naming the file and the key.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ from training import provenance
 
 CONFIG, DATASET, METRICS, SUMMARY = "config.json", "dataset.json", "metrics.jsonl", "summary.json"
 MEAN_IMAGE, PROVENANCE, EVALUATIONS = "mean_image.npy", "provenance.json", "evaluations"
+PARENT = "parent.json"
 CURVES, CHECKPOINTS, UNUSABLE, LOCK = ("curves.png", "checkpoints", "checkpoints.unusable",
                                       ".lock")
 LOG = "train.log"
@@ -86,16 +91,44 @@ class ConfigMismatchError(RunDirectoryError):
   """A rerun's config differs from the recorded one in a key that changes results."""
 
 
+class NonFiniteValueError(RunDirectoryError):
+  """A record to be written holds a NaN or an infinity (rule 7)."""
+
+
 # --- Files ---------------------------------------------------------------------------------
+
+
+def non_finite_keys(obj: Any, prefix: str = "") -> list[str]:
+  """The dotted keys (list items by index) of the NaNs and infinities inside `obj`."""
+  if isinstance(obj, Mapping):
+    return [k for key, value in obj.items() for k in non_finite_keys(value, f"{prefix}{key}.")]
+  if isinstance(obj, (list, tuple)):
+    return [k for i, value in enumerate(obj) for k in non_finite_keys(value, f"{prefix}{i}.")]
+  if isinstance(obj, (float, np.floating)) and not np.isfinite(obj):
+    return [prefix.rstrip(".")]
+  return []
+
+
+def json_text(obj: Any, path: str, indent: int | None = None) -> str:
+  """`obj` as JSON for `path`; NonFiniteValueError naming the keys of any NaN or infinity."""
+  try:
+    return json.dumps(obj, indent=indent, allow_nan=False)
+  except ValueError:
+    keys = non_finite_keys(obj)
+    raise NonFiniteValueError(
+        f"Refusing to write {path}: {', '.join(keys[:10]) or 'a value'} "
+        f"{'is' if len(keys) == 1 else 'are'} not finite (NaN or infinite), which JSON cannot "
+        "hold.") from None
 
 
 def write_json(path: str, obj: Any) -> None:
   """Replaces `path` with `obj` as JSON, atomically: readers see the old file or the new one.
-  Keys keep their order (a network's layers are listed in the order it runs them)."""
+  Keys keep their order (a network's layers are listed in the order it runs them). A NaN
+  or an infinity is refused (NonFiniteValueError) and leaves the old file."""
+  text = json_text(obj, path, indent=2)
   tmp = f"{path}.tmp{os.getpid()}"
   with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2)
-    f.write("\n")
+    f.write(text + "\n")
     f.flush()
     os.fsync(f.fileno())
   os.replace(tmp, path)
@@ -406,6 +439,11 @@ class RunDirectory:
         np.save(tmp, np.asarray(mean_image, np.float32), allow_pickle=False)
         os.replace(tmp, self.file(MEAN_IMAGE))
 
+  def record_parent(self, parent: Mapping[str, Any]) -> None:
+    """The run starts from another run's checkpoint (records.ParentRecord)."""
+    if self.writer:
+      write_json(self.file(PARENT), dict(parent))
+
   def record_code_version(self, step: int, version: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Rule 5: training goes on from `step` under `version`; returns the history."""
     history = provenance.with_version(self.read().code_versions, step, version)
@@ -422,7 +460,7 @@ class RunDirectory:
     rows = [r for r in self.read().rows if step and r["step"] <= step]
     tmp = self.file(METRICS) + ".tmp"
     with open(tmp, "w") as f:
-      f.writelines(json.dumps(r) + "\n" for r in rows)
+      f.writelines(json_text(r, self.file(METRICS)) + "\n" for r in rows)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, self.file(METRICS))
@@ -442,8 +480,9 @@ class RunDirectory:
     if rows and row["step"] <= rows[-1]["step"]:
       raise RunDirectoryError(f"Row at step {row['step']} after one at step "
                               f"{rows[-1]['step']} in {self.file(METRICS)}.")
+    line = json_text(dict(row), self.file(METRICS)) + "\n"
     with open(self.file(METRICS), "a") as f:
-      f.write(json.dumps(dict(row)) + "\n")
+      f.write(line)
       f.flush()
       os.fsync(f.fileno())
     if self._events is not None:
