@@ -43,8 +43,8 @@ from input_pipeline import augment
 import rectifiers
 from rectifiers import linen as rectifiers_linen
 from rectifiers import statistics
-from training import (checkpoints, devices, export, figures, process, progress, provenance,
-                      records, run_directory, signals, tensorboard)
+from training import (checkpoints, devices, disk_space, export, figures, process, progress,
+                      provenance, records, run_directory, signals, tensorboard)
 
 # Independent random streams, derived from the one seed by fold_in (PROBE_STREAM: the
 # training-mode pass of the activation statistics, which must not disturb training's).
@@ -857,6 +857,7 @@ def main(argv: list[str]) -> None:
   try:
     summary = train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except EXPECTED_ERRORS as e:
+    disk_space.exit_if_full(e, FLAGS.workdir)  # e.g. a lock file that cannot be written
     logging.error("%s", e)
     sys.exit(1)
   except KeyboardInterrupt as e:
@@ -866,6 +867,9 @@ def main(argv: list[str]) -> None:
     if jax.process_count() == 1:
       raise
     exit_naming_lost_processes(e, FLAGS.heartbeat_timeout_s)
+  except Exception as e:  # pylint: disable=broad-except
+    disk_space.exit_if_full(e, FLAGS.workdir)
+    raise
   if jax.process_index() == 0:
     print(f"final: test error {summary[records.TEST_ERROR]:.4f}, test log-loss "
           f"{summary[records.TEST_LOSS]:.4f}, train error {summary[records.TRAIN_ERROR]:.4f} "

@@ -243,6 +243,52 @@ def test_a_run_stopped_between_its_summary_and_its_artefacts_is_completed_by_a_r
   assert train.incomplete_artefacts(run_directory.read_run(run)) == []
 
 
+# --- A full disk ---------------------------------------------------------------------------------
+
+FULL_DISK_WORKER = textwrap.dedent("""
+    import errno, os
+    from absl import app, logging
+    import train
+    from training import checkpoints, command_line, run_directory
+
+    ENOSPC = os.strerror(errno.ENOSPC)
+    if os.environ["FULL_AT"] == "save":  # as orbax reports it: its threads log, then a ValueError
+      def full(self, step, *args, **kwargs):
+        logging.error("_SignalingThread.run() raised an exception: RESOURCE_EXHAUSTED: "
+                      "Failed to write 13232 bytes to file 12: %s [os_error_code='28']", ENOSPC)
+        raise ValueError(f"RESOURCE_EXHAUSTED: Error writing: {ENOSPC} [os_error_code='28']")
+      checkpoints.Checkpoints.save = full
+    else:  # a record: the OSError itself
+      def full(self, row):
+        raise OSError(errno.ENOSPC, ENOSPC, self.file(run_directory.METRICS))
+      run_directory.RunDirectory.append_row = full
+    train._define_flags()
+    app.run(train.main, flags_parser=command_line.parse_flags)
+""")
+
+
+@pytest.mark.parametrize("full_at", ["save", "row"])
+def test_a_full_disk_is_one_line_naming_the_directory_and_the_run_resumes(
+    reference, tmp_path, full_at):
+  config = tiny_config(**FAULT_CONFIG)
+  config_file = tmp_path.parent / f"{tmp_path.name}-config.py"  # train.py's --config: a file
+  config_file.write_text("import json, os, ml_collections\n"
+                         "def get_config():\n"
+                         "  return ml_collections.ConfigDict(json.loads(os.environ['CONFIG']))\n")
+  full = subprocess.run(
+      [sys.executable, "-c", FULL_DISK_WORKER, f"--config={config_file}",
+       f"--workdir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=600,
+      env={**os.environ, "PYTHONPATH": str(REPO), "FULL_AT": full_at,
+           "CONFIG": config.to_json()})
+  assert full.returncode == 1, full.stderr[-3000:]
+  last = full.stderr.strip().splitlines()[-1]
+  assert f"No space left on the disk of {tmp_path}" in last, full.stderr[-3000:]
+  assert "free there now" in last and "rerun the same command" in last
+  assert "Traceback" not in full.stderr and "RESOURCE_EXHAUSTED" not in full.stderr
+  train.train_and_evaluate(config, str(tmp_path))  # space freed: the same command resumes
+  assert_bit_identical(tmp_path, reference)
+
+
 # --- Damaged checkpoints -------------------------------------------------------------------------
 
 

@@ -1,5 +1,6 @@
 """sweep.py end to end on a tiny config: every artefact, skipping, resuming, config guards."""
 
+import errno
 import glob
 import json
 import os
@@ -180,3 +181,18 @@ def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
   assert sweep.visible_gpus() == ["2", "5"]
   monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
   assert sweep.visible_gpus() == []
+
+
+def test_a_full_disk_stops_an_in_process_sweep_instead_of_failing_every_run(tmp_path,
+                                                                            monkeypatch):
+  calls = []
+
+  def full(config, workdir):
+    calls.append(workdir)
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), workdir)
+
+  monkeypatch.setattr(train, "train_and_evaluate", full)
+  runs = [sweep.Run(s, 0, str(tmp_path / s)) for s in SETTINGS]
+  with pytest.raises(OSError, match="No space left on device"):
+    sweep._run_in_process(tiny_sweep_config(), runs)  # pylint: disable=protected-access
+  assert calls == [runs[0].workdir]
