@@ -10,6 +10,9 @@ changes nothing process-wide and trains on the devices JAX has; the command line
 up first (training/process.py).
 What a workdir holds and guarantees (one writer, one config, records that match the
 checkpoints) is training/run_directory.py's; checkpoints are training/checkpoints.py's.
+A diverged run (a non-finite loss, evaluation or state) stops before recording or saving
+it; `config.init_from` goes on from one of its checkpoints, in a new workdir, under a
+changed config.
 """
 
 from __future__ import annotations
@@ -606,7 +609,8 @@ def _check_finite_state(state: TrainState, step: int, saved: checkpoints.Checkpo
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains and evaluates `config` in `workdir`, resuming from its newest usable checkpoint.
+  """Trains and evaluates `config` in `workdir`, resuming from its newest usable checkpoint
+  (with none yet and config.init_from set: starting from that other run's checkpoint).
 
   Returns the final metrics (also written to `workdir/summary.json`). Refuses, before
   writing anything, a workdir that another process holds or that holds a run of another

@@ -292,6 +292,7 @@ def test_all_finite_finds_a_nan_or_an_infinity_anywhere_in_a_tree():
     ("batch_size", 2000, r"config.batch_size=2000 is larger than the training split"),
     ("model", "ndsb", r"ndsb on the images .* at least 28x28 pixels"),
     ("cpu_devices", -1, r"config.cpu_devices must be an int >= 0"),
+    ("init_from", ":3", r"config.init_from must be WORKDIR or WORKDIR:STEP .* got ':3'"),
 ])
 def test_config_errors_name_the_key_before_anything_compiles(key, value, match, tmp_path):
   config = tiny_config().to_dict()
