@@ -626,9 +626,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if (done := run.read()).finished and done.config["num_epochs"] == config.num_epochs:
       if not (missing := incomplete_artefacts(done)):
         return done.summary
-      logging.warning("%s has a summary but its %s %s missing or incomplete (the run was "
-                      "stopped as it finished); writing them again from its last checkpoint.",
-                      workdir, ", ".join(missing), "is" if len(missing) == 1 else "are")
+      what = f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'}"
+      if done.summary[records.STEP] not in checkpoints.steps_on_disk(workdir):
+        # Without the final weights they cannot be rebuilt, and retraining would drop rows.
+        logging.warning("%s has a summary but its %s missing or incomplete, and its final "
+                        "checkpoint is gone; leaving the run as it is.", workdir, what)
+        return done.summary
+      logging.warning("%s has a summary but its %s missing or incomplete (the run was stopped "
+                      "as it finished); writing them again from its final checkpoint.",
+                      workdir, what)
     s = setup(config, load_data(config))
     parent = _from_parent(s, workdir)
     run.start(record, s.dataset_record(), s.dataset.mean_image)

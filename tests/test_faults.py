@@ -4,6 +4,7 @@ point, damaged checkpoints, and signals to a sweep (training/run_directory.py's 
 import glob
 import logging
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -154,9 +155,9 @@ KILL_WORKER = textwrap.dedent("""
     elif point == "save":   # inside orbax's save of step `at`, before it is finalized
       save, write = checkpoints.Checkpoints.save, ocp.JsonCheckpointHandler.async_save
       saving = []
-      def patched_save(self, step, *args):
+      def patched_save(self, step, *args, **kwargs):
         saving.append(step)
-        return save(self, step, *args)
+        return save(self, step, *args, **kwargs)
       def patched_write(self, *args, **kwargs):
         if saving[-1] == at: die()
         return write(self, *args, **kwargs)
@@ -243,6 +244,15 @@ def test_a_run_stopped_between_its_summary_and_its_artefacts_is_completed_by_a_r
   assert train.incomplete_artefacts(run_directory.read_run(run)) == []
 
 
+def test_a_finished_run_without_its_final_checkpoint_is_returned_as_it_is(prelu_run, tmp_path):
+  run = copy_run(prelu_run, tmp_path / "run", drop=(run_directory.CHECKPOINTS,
+                                                   tensorboard.DIRECTORY))
+  before = file_digests(run)
+  summary = train.train_and_evaluate(tiny_config("prelu"), run)
+  assert summary == run_directory.read_run(str(prelu_run)).summary
+  assert file_digests(run) == before  # nothing retrained, no row dropped
+
+
 # --- A full disk ---------------------------------------------------------------------------------
 
 FULL_DISK_WORKER = textwrap.dedent("""
@@ -287,6 +297,73 @@ def test_a_full_disk_is_one_line_naming_the_directory_and_the_run_resumes(
   assert "Traceback" not in full.stderr and "RESOURCE_EXHAUSTED" not in full.stderr
   train.train_and_evaluate(config, str(tmp_path))  # space freed: the same command resumes
   assert_bit_identical(tmp_path, reference)
+
+
+# --- Random kills (the audit's stress, at CI size) ----------------------------------------------
+
+# Dies with SIGKILL just before the KILL_AFTER-th of these moments: a training step, and
+# each fsync, replace and rename in the workdir by the main thread (every record, event
+# file flush, checkpoint copy and digest, figure and export write; not the compilation
+# cache's, which vary with its state, nor the writer threads', which vary with timing).
+RANDOM_KILL_WORKER = textwrap.dedent("""
+    import json, os, signal, threading
+    import ml_collections
+    import input_pipeline, train
+
+    after, count = int(os.environ["KILL_AFTER"]), [0]
+    workdir = os.path.realpath(os.environ["WORKDIR"])
+    def in_workdir(target):
+      if isinstance(target, int):  # fsync's file descriptor
+        target = os.readlink(f"/proc/self/fd/{target}")
+      return os.path.realpath(target).startswith(workdir)
+    def counted(f, always=False):
+      def dying(*args, **kwargs):
+        if always or threading.current_thread() is threading.main_thread() and in_workdir(
+            args[0]):
+          count[0] += 1
+          if count[0] == after: os.kill(os.getpid(), signal.SIGKILL)
+        return f(*args, **kwargs)
+      return dying
+    os.fsync, os.replace, os.rename = counted(os.fsync), counted(os.replace), counted(os.rename)
+    iterator = input_pipeline.train_iterator
+    def patched(*args, **kwargs):
+      it = iterator(*args, **kwargs)
+      class Counted:
+        get_state, set_state = it.get_state, it.set_state
+        __next__ = counted(lambda self: next(it), always=True)
+      return Counted()
+    input_pipeline.train_iterator = patched
+    train.train_and_evaluate(ml_collections.ConfigDict(json.loads(os.environ["CONFIG"])),
+                             os.environ["WORKDIR"])
+""")
+
+
+def test_five_kills_at_random_moments_then_a_rerun_end_bit_identical_and_complete(
+    reference, tmp_path):
+  # The audit's stress (20 kills of an 8-epoch run) at a size CI affords: five sessions of
+  # one run, each killed at a random moment (a fixed seed), then a rerun to the end.
+  # A fresh session passes 44 such moments (the checkpoint at step 6 is on disk from the
+  # 22nd, with its digest from the 26th; the one at 9 from the 31st and 35th; the summary is
+  # the 44th); a session resumed from step 6 about 30. This seed kills at the start (the
+  # dataset record), after the row at step 6, inside the first save, and between the
+  # export and the summary; the fifth session outlives its moment and finishes the run.
+  config, rng = tiny_config(**FAULT_CONFIG), random.Random(14)
+  env = {**os.environ, "CONFIG": config.to_json(), "WORKDIR": str(tmp_path),
+         "PYTHONPATH": str(REPO)}
+  killed = 0
+  for _ in range(5):
+    session = subprocess.run([sys.executable, "-c", RANDOM_KILL_WORKER], cwd=REPO,
+                             env={**env, "KILL_AFTER": str(rng.randint(1, 30))},
+                             capture_output=True, text=True, timeout=600)
+    assert session.returncode in (0, -signal.SIGKILL), session.stderr[-3000:]
+    killed += session.returncode == -signal.SIGKILL
+  assert killed >= 4  # a session that outlives its moment finishes the run
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert [r["step"] for r in rows(tmp_path)] == [3, 6, 9]
+  assert_bit_identical(tmp_path, reference)
+  untimed = lambda s: {k: v for k, v in s.items() if k not in TIMING_KEYS}
+  assert untimed(summary) == untimed(run_directory.read_run(str(reference)).summary)
+  assert train.incomplete_artefacts(run_directory.read_run(str(tmp_path))) == []
 
 
 # --- Damaged checkpoints -------------------------------------------------------------------------
