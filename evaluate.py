@@ -52,7 +52,7 @@ import train
 from configs import validation
 from input_pipeline import augment
 from rectifiers import linen as rectifiers_linen
-from training import checkpoints, export, process, provenance, run_directory
+from training import checkpoints, disk_space, export, process, provenance, run_directory
 
 SPLITS = ("test", "train")
 
@@ -341,8 +341,12 @@ def main(argv: list[str]) -> None:
   except (EvaluationError, FileNotFoundError, export.ExportError, validation.ConfigError,
           input_pipeline.CorruptImagesError, input_pipeline.DatasetNotPreparedError,
           run_directory.RunDirectoryError, checkpoints.NoUsableCheckpointError) as e:
+    disk_space.exit_if_full(e, FLAGS.workdir)
     logging.error("%s", e)
     sys.exit(1)
+  except Exception as e:  # pylint: disable=broad-except
+    disk_space.exit_if_full(e, FLAGS.workdir)
+    raise
   for path, r in results.items():
     print(f"{path}: {r['dataset']} {r['split']}: error {r['error']:.4f}, log-loss "
           f"{r['loss']:.4f} on {r['examples']} examples (step {r['step']}, from its "

@@ -53,7 +53,7 @@ import ml_collections
 from rectifiers import linen as rectifiers_linen
 from configs import default as default_config
 from configs import validation
-from training import devices, process, records, run_directory, signals
+from training import devices, disk_space, process, records, run_directory, signals
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SWEEP_RECORD = run_directory.SWEEP
@@ -247,6 +247,8 @@ def _run_in_process(config: ml_collections.ConfigDict, runs: list[Run]) -> list[
         signum = getattr(e, "signum", None) or stop.received or signal.SIGINT
         raise SweepStopped(signum, _stop_message(signum, 1, len(runs) - i - 1)) from e
       except Exception as e:  # pylint: disable=broad-except
+        if disk_space.full_disk_error(e) is not None:
+          raise  # the next runs would fail alike: the sweep stops, with main's one line
         # The rule for in-process and subprocess runs alike: a failed run is recorded and
         # the others still run.
         failures.append(f"{run.workdir}: {type(e).__name__}: {e}")
@@ -451,11 +453,15 @@ def _run_one(workdir: str) -> None:
     process.configure(validation.check_cpu_devices(config))
     train.train_and_evaluate(config, workdir)
   except train.EXPECTED_ERRORS as e:
+    disk_space.exit_if_full(e, workdir)
     logging.error("%s", e)
     sys.exit(1)
   except KeyboardInterrupt as e:
     logging.warning("%s", e)
     sys.exit(130)
+  except Exception as e:  # pylint: disable=broad-except
+    disk_space.exit_if_full(e, workdir)
+    raise
 
 
 def main(argv: list[str]) -> None:
@@ -479,7 +485,10 @@ def main(argv: list[str]) -> None:
   except SweepStopped as e:
     logging.warning("%s", e)
     sys.exit(128 + e.signum)
-  except (ValueError, RuntimeError, run_directory.RunDirectoryError) as e:
+  except Exception as e:  # pylint: disable=broad-except
+    disk_space.exit_if_full(e, FLAGS.workdir)
+    if not isinstance(e, (ValueError, RuntimeError, run_directory.RunDirectoryError)):
+      raise
     logging.error("%s", e)
     sys.exit(1)
   print(f"Sweep done; report in {os.path.join(FLAGS.workdir, 'results.md')}")

@@ -10,11 +10,15 @@ changes nothing process-wide and trains on the devices JAX has; the command line
 up first (training/process.py).
 What a workdir holds and guarantees (one writer, one config, records that match the
 checkpoints) is training/run_directory.py's; checkpoints are training/checkpoints.py's.
+A diverged run (a non-finite loss, evaluation or state) stops before recording or saving
+it; `config.init_from` goes on from one of its checkpoints, in a new workdir, under a
+changed config.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import math
@@ -43,8 +47,8 @@ from input_pipeline import augment
 import rectifiers
 from rectifiers import linen as rectifiers_linen
 from rectifiers import statistics
-from training import (checkpoints, devices, export, figures, process, progress, provenance,
-                      records, run_directory, signals, tensorboard)
+from training import (checkpoints, devices, disk_space, export, figures, process, progress,
+                      provenance, records, run_directory, signals, tensorboard)
 
 # Independent random streams, derived from the one seed by fold_in (PROBE_STREAM: the
 # training-mode pass of the activation statistics, which must not disturb training's).
@@ -555,17 +559,51 @@ def setup(config: ml_collections.ConfigDict, dataset: input_pipeline.Dataset) ->
       rrelu_expected_slope=rrelu_expected_slope(config.rectifier))
 
 
+@jax.jit
+def all_finite(tree: Any) -> jax.Array:
+  """Whether every floating-point number in `tree` is finite (one reduction on device)."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def diverged(what: str, saved: checkpoints.Checkpoints) -> FloatingPointError:
+  """The error that stops a diverged run: `what` went wrong, and how to go on. Rerunning
+  the workdir would resume from its last checkpoint and diverge again at the same step, so
+  the way on is a new run from that checkpoint with a changed config (config.init_from)."""
+  last = saved.latest_step()
+  if last is None:
+    how = ("No checkpoint was saved yet: lower config.learning_rate or add "
+           "config.warmup_epochs, in a new workdir (a changed recipe cannot continue this run).")
+  else:
+    how = (f"The last good checkpoint is at step {last}; rerunning this workdir resumes there "
+           "and diverges again. To go on from it with a lower config.learning_rate (or more "
+           "config.warmup_epochs), start a new run from it: the same command with "
+           f"--workdir=NEW_WORKDIR --config.init_from={saved.workdir}:{last} and the changed "
+           "values (README, Training).")
+  return FloatingPointError(f"{what}; stopped. {how}")
+
+
 def _check_finite(metrics: dict[str, Any], steps_per_epoch: int,
                   saved: checkpoints.Checkpoints) -> None:
   bad = int(metrics["first_nonfinite_step"])
   if bad != np.iinfo(np.int32).max:
-    last = saved.latest_step()
-    where = (f"The last good checkpoint is at step {last} in {saved.directory}; rerunning "
-             "resumes there" if last is not None else "No checkpoint was saved yet")
-    raise FloatingPointError(
-        f"Non-finite training loss at step {bad} (epoch {bad / steps_per_epoch:.2f}); stopped. "
-        f"{where}. Lower config.learning_rate or add config.warmup_epochs, in a new workdir "
-        "(a changed recipe cannot continue this run).")
+    raise diverged(f"Non-finite training loss at step {bad} (epoch {bad / steps_per_epoch:.2f})",
+                   saved)
+
+
+def _check_finite_row(row: records.Row, saved: checkpoints.Checkpoints) -> None:
+  """Refuses an evaluation whose numbers are not finite (diverged weights can keep the
+  training loss finite): it is neither recorded nor checkpointed."""
+  if bad := run_directory.non_finite_keys(row):
+    raise diverged(f"Non-finite evaluation at epoch {row[records.EPOCH]} (step "
+                   f"{row[records.STEP]}): {', '.join(bad[:8])}", saved)
+
+
+def _check_finite_state(state: TrainState, step: int, saved: checkpoints.Checkpoints) -> None:
+  """Refuses to checkpoint parameters (or optimiser state) that are not finite."""
+  if not bool(all_finite(state)):
+    raise diverged(f"Non-finite parameters or optimiser state at step {step}, not saved", saved)
 
 
 # --- The loop ------------------------------------------------------------------------------
@@ -580,7 +618,8 @@ STEPS_IN_FLIGHT = 2
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains and evaluates `config` in `workdir`, resuming from its newest usable checkpoint.
+  """Trains and evaluates `config` in `workdir`, resuming from its newest usable checkpoint
+  (with none yet and config.init_from set: starting from that other run's checkpoint).
 
   Returns the final metrics (also written to `workdir/summary.json`). Refuses, before
   writing anything, a workdir that another process holds or that holds a run of another
@@ -591,21 +630,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   record = records.config_record(config)
   with run_directory.RunDirectory(workdir, writer=jax.process_index() == 0,
                                   events=tensorboard.EventWriter) as run:
-    run.check_config(record, records.config_record(default_config.get_config()))
+    run.check_config(record, records.config_record(default_config.get_config()),
+                     checkpoints.recorded_config(workdir))
     if (done := run.read()).finished and done.config["num_epochs"] == config.num_epochs:
-      return done.summary
+      if not (missing := incomplete_artefacts(done)):
+        return done.summary
+      what = f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'}"
+      if done.summary[records.STEP] not in checkpoints.steps_on_disk(workdir):
+        # Without the final weights they cannot be rebuilt, and retraining would drop rows.
+        logging.warning("%s has a summary but its %s missing or incomplete, and its final "
+                        "checkpoint is gone; leaving the run as it is.", workdir, what)
+        return done.summary
+      logging.warning("%s has a summary but its %s missing or incomplete (the run was stopped "
+                      "as it finished); writing them again from its final checkpoint.",
+                      workdir, what)
     s = setup(config, load_data(config))
+    parent = _from_parent(s, workdir)
     run.start(record, s.dataset_record(), s.dataset.mean_image)
+    if parent is not None:
+      run.record_parent(parent[1])
     saved = checkpoints.Checkpoints(workdir, config.keep_checkpoints)
-    state, epoch_metrics, data, clock = _initial_or_restored(s, saved)
+    state, epoch_metrics, data, clock = _initial_or_restored(s, saved,
+                                                             parent and parent[0])
     step, rng = int(state.step), jax.random.key(config.seed)
     run.resume_from(step)  # rows the checkpoint does not back are redone.
     run.record_code_version(step, provenance.code_version())
 
     def save(step: int) -> None:
+      _check_finite_state(state, step, saved)
       saved.save(step, {"state": state, "epoch_metrics": epoch_metrics}, {
           "iterator": checkpoints.encode_iterator_state(data.get_state()),
-          "epoch": step / s.steps_per_epoch, "wall_time": clock.elapsed()})
+          "epoch": step / s.steps_per_epoch, "wall_time": clock.elapsed()}, config=record)
 
     line = progress.ProgressLine(s.total_steps, s.steps_per_epoch, step, run.writer)
     in_flight = collections.deque()
@@ -634,7 +689,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         _check_finite(train_sums, s.steps_per_epoch, saved)
         if epoch % config.eval_every_epochs == 0 or step == s.total_steps:
           line.clear()
-          run.append_row(_evaluation_row(s, state, epoch, step, train_sums, clock))
+          row = _evaluation_row(s, state, epoch, step, train_sums, clock)
+          _check_finite_row(row, saved)
+          run.append_row(row)
         epoch_metrics = s.zero_metrics()
         if epoch % config.checkpoint_every_epochs == 0 or step == s.total_steps:
           save(step)
@@ -642,18 +699,79 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     return _finish(run, s, state)
 
 
-def _initial_or_restored(s: Setup, saved: checkpoints.Checkpoints
+def _from_parent(s: Setup, workdir: str
+                 ) -> tuple[checkpoints.Restored, records.ParentRecord] | None:
+  """The checkpoint config.init_from names, restored, and its record (parent.json), for a
+  run that has no checkpoint of its own yet (None otherwise). Checked before anything is
+  written: another run's, with this run's data and batches, finite, before the end. The
+  parent is read under its shared lock: never while it trains."""
+  config = s.config
+  if not (spec := validation.init_from(config)) or checkpoints.steps_on_disk(workdir):
+    return None
+  path, step = spec
+  where = f"config.init_from={config.init_from!r}"
+  if os.path.abspath(path) == os.path.abspath(workdir):
+    raise validation.ConfigError(f"{where} names this run's own workdir: a run goes on from "
+                                 "another run's checkpoint, into a new workdir.")
+  if not os.path.isdir(path):
+    raise validation.ConfigError(f"{where}: there is no directory {path}.")
+  if step is None and os.path.exists(pinned := os.path.join(workdir, run_directory.PARENT)):
+    step = run_directory.read_json(pinned)["step"]  # the step this run first started from
+  defaults = records.config_record(default_config.get_config())
+  lock = (run_directory.DirectoryLock(path, shared=True) if jax.process_index() == 0
+          else contextlib.nullcontext())
+  with lock:
+    parent = run_directory.read_run(path)
+    if not parent.config:
+      raise validation.ConfigError(f"{where}: {path} holds no {run_directory.CONFIG}; it is "
+                                   "not a run directory.")
+    data = run_directory.json_values(s.dataset_record())
+    differ = sorted(k for k in set(parent.dataset) | set(data)
+                    if parent.dataset.get(k) != data.get(k))
+    differ += [f"config.{k}" for k in ("batch_size", "steps_per_epoch")
+               if parent.config.get(k, defaults[k]) != config[k]]
+    if differ:
+      raise validation.ConfigError(
+          f"{where}: the parent trained on other data or batches ({', '.join(differ)} differ "
+          f"from {os.path.join(path, run_directory.DATASET)} and its config): a run goes on "
+          "from a checkpoint only with the parent's data, batch size and epoch length.")
+    target = {"state": s.init(jax.random.key(config.seed)), "epoch_metrics": s.zero_metrics()}
+    try:
+      restored = checkpoints.restore_from_run(path, step, target)
+    except (FileNotFoundError, checkpoints.NoUsableCheckpointError) as e:
+      raise validation.ConfigError(f"{where}: {e}") from None
+  if not bool(all_finite(restored.state)):
+    raise validation.ConfigError(f"{where}: the checkpoint at step {restored.step} holds "
+                                 "non-finite numbers; choose an earlier step.")
+  if restored.step >= s.total_steps:
+    raise validation.ConfigError(
+        f"{where}: the checkpoint is at step {restored.step}, this config ends at step "
+        f"{s.total_steps} (epoch {config.num_epochs}); raise config.num_epochs.")
+  changed = {key: [old, new] for key, old, new in run_directory.config_differences(
+      parent.config, records.config_record(config), defaults) if key != "init_from"}
+  return restored, records.ParentRecord(workdir=os.path.abspath(path), step=restored.step,
+                                        epoch=restored.step / s.steps_per_epoch, changed=changed)
+
+
+def _initial_or_restored(s: Setup, saved: checkpoints.Checkpoints,
+                         parent: checkpoints.Restored | None = None
                          ) -> tuple[TrainState, dict[str, jax.Array], Any, progress.RunClock]:
   """(train state, the epoch's running metrics, the data iterator, the run's clock), from
-  the newest usable checkpoint, or fresh when there is none."""
+  the newest usable checkpoint, else from `parent` (config.init_from's checkpoint), else
+  fresh."""
   state, epoch_metrics, data = s.init(jax.random.key(s.config.seed)), s.zero_metrics(), \
       s.train_iterator()
   elapsed = 0.0
-  if restored := saved.restore({"state": state, "epoch_metrics": epoch_metrics}):
+  own = saved.restore({"state": state, "epoch_metrics": epoch_metrics})
+  if restored := own or parent:
     state, epoch_metrics = restored.state["state"], restored.state["epoch_metrics"]
     data.set_state(checkpoints.decode_iterator_state(restored.extra["iterator"]))
     elapsed = restored.extra.get("wall_time", 0.0)
-    logging.info("Resumed from the checkpoint at step %d of %s.", restored.step, saved.workdir)
+    if own:
+      logging.info("Resumed from the checkpoint at step %d of %s.", restored.step, saved.workdir)
+    else:
+      logging.info("Starting from the checkpoint at step %d of %s (config.init_from).",
+                   restored.step, s.config.init_from)
   logging.info("%s with %s: %d parameters; %d %s devices in %d processes; %d steps per epoch.",
                s.config.model, s.config.rectifier, s.num_params, s.num_devices,
                jax.default_backend(), jax.process_count(), s.steps_per_epoch)
@@ -670,8 +788,9 @@ def _stopped(stopping: tuple[int, list[int]], step: int,
 
 
 def _finish(run: run_directory.RunDirectory, s: Setup, state: TrainState) -> records.Summary:
-  """Writes the run's curves and its exported model, then the summary, last: a run is
-  finished only once everything it promises is on disk. Returns the summary."""
+  """Writes the run's curves (atomically) and its exported model, closes its event files,
+  then writes the summary, last (`RunDirectory.finish`): a run is finished only once
+  everything it promises is on disk. Returns the summary."""
   config, record = s.config, run.read()
   rows = record.rows
   summary = records.Summary(
@@ -690,6 +809,23 @@ def _finish(run: run_directory.RunDirectory, s: Setup, state: TrainState) -> rec
                 code_versions=record.code_versions)
   run.finish(summary)
   return summary
+
+
+def incomplete_artefacts(record: run_directory.RunRecord) -> list[str]:
+  """What a run with a summary promises beside it and lacks: whole learning curves, an
+  undamaged export, event files that show every row. Empty for a complete run; a run
+  stopped between its summary and these (only code older than `_finish`'s order) is
+  completed by a rerun."""
+  missing = []
+  if not figures.is_whole_png(os.path.join(record.path, run_directory.CURVES)):
+    missing.append(run_directory.CURVES)
+  try:
+    export.check(record.path)
+  except export.ExportError:
+    missing.append(export.DIRECTORY)
+  if not tensorboard.shows_rows(record.path, record.rows):
+    missing.append(tensorboard.DIRECTORY)
+  return missing
 
 
 def wants_histograms(config: ml_collections.ConfigDict, epoch: int) -> bool:
@@ -744,12 +880,14 @@ def main(argv: list[str]) -> None:
   try:
     summary = train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except EXPECTED_ERRORS as e:
+    disk_space.exit_if_full(e, FLAGS.workdir)  # e.g. a lock file that cannot be written
     logging.error("%s", e)
     sys.exit(1)
   except KeyboardInterrupt as e:
     logging.warning("%s", e)
     sys.exit(130)
   except Exception as e:  # pylint: disable=broad-except
+    disk_space.exit_if_full(e, FLAGS.workdir)
     if not failed_collective(e):
       raise
     exit_naming_lost_processes(e)

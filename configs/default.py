@@ -103,4 +103,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 50
   config.checkpoint_every_epochs = 1
   config.keep_checkpoints = 2
+
+  # Go on from another run's checkpoint, "WORKDIR:STEP" (or "WORKDIR": its newest), under
+  # this config, in a new workdir: e.g. after a divergence, with a lower learning_rate. The
+  # new run starts at that step with the parent's parameters, optimiser state and data
+  # position, and records the parent, the step and the changed keys in parent.json. The
+  # parent is only read. Its network and data must be this config's. "": from scratch.
+  config.init_from = ""
   return config

@@ -94,6 +94,21 @@ def check_cpu_devices(config: ml_collections.ConfigDict) -> int:
   return value
 
 
+def init_from(config: Mapping[str, Any]) -> tuple[str, int | None] | None:
+  """config.init_from "WORKDIR[:STEP]" as (WORKDIR, STEP or None: the newest); None when
+  unset. ConfigError for a value without a workdir."""
+  value = config.get("init_from", "")
+  if not value:
+    return None
+  path, colon, step = value.rpartition(":")
+  if not (colon and step.isdigit()):
+    path, step = value, None
+  if not path:
+    raise ConfigError(f"config.init_from must be WORKDIR or WORKDIR:STEP (a run directory "
+                      f"and one of its checkpoint steps), got {value!r}.")
+  return path, None if step is None else int(step)
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Checks keys, types, ranges and names (dataset, model, rectifier, options) without
   reading data or compiling."""
@@ -111,6 +126,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                       f"{config.dtype!r}.")
   _check_numbers(config)
   check_cpu_devices(config)
+  init_from(config)
   processes = jax.process_count()
   if config.batch_size % processes or (config.eval_batch_size or config.batch_size) % processes:
     raise ConfigError(f"config.batch_size ({config.batch_size}) and config.eval_batch_size must "

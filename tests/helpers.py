@@ -3,6 +3,9 @@
 Fixtures live in conftest.py; this is a plain module (`from tests.helpers import ...`).
 """
 
+import glob
+import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -58,3 +61,13 @@ def sweep_of_copies(run, root, settings=("relu", "prelu"), seeds=(0, 1)) -> str:
     for seed in seeds:
       copy_run(run, run_directory.sweep_run_path(str(root), setting, seed))
   return str(root)
+
+
+def file_digests(workdir) -> dict[str, str]:
+  """{relative path: SHA-256} of every file of a run but its lock: what "unchanged" means."""
+  out = {}
+  for path in sorted(glob.glob(f"{workdir}/**/*", recursive=True)):
+    if os.path.isfile(path) and not path.endswith(run_directory.LOCK):
+      with open(path, "rb") as f:
+        out[os.path.relpath(path, workdir)] = hashlib.sha256(f.read()).hexdigest()
+  return out

@@ -145,6 +145,18 @@ def test_json_files_are_replaced_whole(tmp_path):
   assert os.listdir(tmp_path) == ["x.json"]  # no temporary file left behind
 
 
+def test_a_nan_or_an_infinity_is_never_written_and_the_error_names_the_key(tmp_path):
+  path = str(tmp_path / "x.json")
+  rd.write_json(path, {"a": 1})
+  with pytest.raises(rd.NonFiniteValueError, match=r"x.json: b.c, d.1 are not finite"):
+    rd.write_json(path, {"b": {"c": float("nan")}, "d": [0.0, float("inf")]})
+  assert rd.read_json(path) == {"a": 1}  # the old file stays
+  with rd.RunDirectory(str(tmp_path / "run")) as run:
+    with pytest.raises(rd.NonFiniteValueError, match=r"metrics.jsonl: test_loss is not finite"):
+      run.append_row({"step": 3, "test_loss": float("nan")})
+    assert run.read().rows == []
+
+
 HOLD_LOCK = textwrap.dedent("""
     import sys, time
     from training import run_directory

@@ -1,5 +1,6 @@
 """sweep.py end to end on a tiny config: every artefact, skipping, resuming, config guards."""
 
+import errno
 import glob
 import json
 import os
@@ -187,3 +188,18 @@ def test_a_training_that_died_without_a_record_is_recorded_as_failed(tmp_path):
   assert run_directory.read_run(str(tmp_path)).failure is None
   sweep._record_crash(str(tmp_path), -9)
   assert run_directory.read_run(str(tmp_path)).failure["error"].startswith("exit status -9")
+
+
+def test_a_full_disk_stops_an_in_process_sweep_instead_of_failing_every_run(tmp_path,
+                                                                            monkeypatch):
+  calls = []
+
+  def full(config, workdir):
+    calls.append(workdir)
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), workdir)
+
+  monkeypatch.setattr(train, "train_and_evaluate", full)
+  runs = [sweep.Run(s, 0, str(tmp_path / s)) for s in SETTINGS]
+  with pytest.raises(OSError, match="No space left on device"):
+    sweep._run_in_process(tiny_sweep_config(), runs)  # pylint: disable=protected-access
+  assert calls == [runs[0].workdir]

@@ -19,7 +19,7 @@ import input_pipeline
 import models
 import train
 from configs import validation
-from tests.helpers import REPO, final_params, tiny_config
+from tests.helpers import REPO, file_digests, final_params, tiny_config
 from training import checkpoints, devices, records, run_directory
 
 
@@ -168,18 +168,111 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch):
   assert [r["step"] for r in read_metrics(interrupted)] == [3, 6, 9]
 
 
-def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
-  # A sane first epoch, checkpointed at step 3, then a learning rate x1e6 that diverges.
-  config = tiny_config(num_epochs=4, rectifier="relu", log_every_steps=1, lr_decay_epochs=(1,),
-                       lr_decay_factor=1e6)
-  with pytest.raises(FloatingPointError, match=r"Non-finite training loss at step \d+") as e:
-    train.train_and_evaluate(config, str(tmp_path))
-  bad_step = int(str(e.value).split("at step ")[1].split()[0])
-  saved = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints"))
+# A sane first epoch, checkpointed at step 3, then a learning rate x1e6 that diverges.
+DIVERGING = dict(num_epochs=4, rectifier="relu", log_every_steps=1, lr_decay_epochs=(1,),
+                 lr_decay_factor=1e6)
+
+
+@pytest.fixture(scope="module")
+def diverged_run(tmp_path_factory):
+  """(workdir, the error's message) of a run of DIVERGING."""
+  workdir = tmp_path_factory.mktemp("diverged")
+  with pytest.raises(FloatingPointError) as e:
+    train.train_and_evaluate(tiny_config(**DIVERGING), str(workdir))
+  return workdir, str(e.value)
+
+
+def strict_json(text):
+  """json.loads that refuses Python's bare NaN and Infinity, which are not JSON."""
+  return json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name} in JSON"))
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(diverged_run):
+  workdir, message = diverged_run
+  bad_step = int(re.search(r"Non-finite (?:training loss|evaluation.*|parameters.*) at "
+                           r"(?:epoch \d+ \()?step (\d+)", message).group(1))
+  saved = sorted(int(s) for s in os.listdir(workdir / "checkpoints"))
   assert saved and saved[0] == 3 and all(s <= bad_step for s in saved), (saved, bad_step)
-  assert f"The last good checkpoint is at step {saved[-1]} " in str(e.value)
-  for leaf in jax.tree.leaves(train.load_checkpoint(str(tmp_path))["state"]["params"]):
+  assert f"The last good checkpoint is at step {saved[-1]}; " in message
+  for leaf in jax.tree.leaves(train.load_checkpoint(str(workdir))["state"]):
     assert np.all(np.isfinite(leaf))
+  # Every number the run recorded is finite: no bare NaN in any JSON file.
+  for path in [*workdir.glob("*.json"), *workdir.glob("checkpoints/*/*.json")]:
+    strict_json(path.read_text())
+  for line in (workdir / "metrics.jsonl").read_text().splitlines():
+    strict_json(line)
+
+
+def test_a_diverged_run_goes_on_from_its_last_good_checkpoint_in_a_new_workdir(
+    diverged_run, tmp_path):
+  parent, message = diverged_run
+  before = file_digests(parent)
+  init_from = re.search(r"--config.init_from=(\S+:\d+) ", message).group(1)
+  step = int(init_from.rsplit(":", 1)[1])
+  child = tmp_path / "child"
+  summary = train.train_and_evaluate(
+      tiny_config(**{**DIVERGING, "lr_decay_factor": 0.1, "init_from": init_from}), str(child))
+  assert json.loads((child / "parent.json").read_text()) == {
+      "workdir": str(parent), "step": step, "epoch": step / 3,
+      "changed": {"lr_decay_factor": [1e6, 0.1]}}
+  assert [r["step"] for r in read_metrics(child)] == [s for s in (3, 6, 9, 12) if s > step]
+  assert np.isfinite(summary["test_loss"])
+  assert file_digests(parent) == before  # the parent is only read: its config rule holds
+  # The config rule of the new run holds as well: its rerun is a finished run.
+  again = train.train_and_evaluate(
+      tiny_config(**{**DIVERGING, "lr_decay_factor": 0.1, "init_from": init_from}), str(child))
+  assert again == summary
+
+
+def test_init_from_with_the_parents_own_config_continues_it_bit_identically(digits_run,
+                                                                             tmp_path):
+  parent, _ = digits_run
+  train.train_and_evaluate(tiny_config(init_from=f"{parent}:3"), str(tmp_path))
+  timing = ("wall_time", "images_per_sec")
+  strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]
+  assert strip(read_metrics(tmp_path)) == strip(read_metrics(parent)[1:])
+  for a, b in zip(final_params(parent), final_params(tmp_path), strict=True):
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("init_from,overrides,match", [
+    ("{tmp}/nowhere:3", {}, r"init_from=.*: there is no directory"),
+    ("{parent}:4", {}, r"No checkpoint at step 4 .*; its steps: \[3, 6\]"),
+    ("{parent}", {"train_examples": 300}, r"the parent trained on other data or batches "
+                                          r"\(.*train_examples.* differ"),
+    ("{parent}", {}, r"the checkpoint is at step 6, this config ends at step 6 .* raise "
+                     r"config.num_epochs"),
+])
+def test_init_from_is_refused_before_anything_is_written(digits_run, tmp_path, init_from,
+                                                         overrides, match):
+  parent, _ = digits_run
+  config = tiny_config(init_from=init_from.format(tmp=tmp_path, parent=parent), **overrides)
+  with pytest.raises(validation.ConfigError, match=match):
+    train.train_and_evaluate(config, str(tmp_path / "child"))
+  assert os.listdir(tmp_path / "child") == [run_directory.LOCK]
+
+
+def test_an_evaluation_that_is_not_finite_is_neither_recorded_nor_checkpointed(tmp_path,
+                                                                               monkeypatch):
+  evaluate = train.Setup.evaluate
+
+  def nan_at_epoch_2(self, state, histograms=False):
+    row = evaluate(self, state, histograms)
+    return {**row, "test_loss": float("nan")} if int(state.step) == 6 else row
+
+  monkeypatch.setattr(train.Setup, "evaluate", nan_at_epoch_2)
+  with pytest.raises(FloatingPointError, match=r"Non-finite evaluation at epoch 2 \(step 6\): "
+                                               r"test_loss; stopped. The last good checkpoint is "
+                                               r"at step 3; .*--config.init_from="):
+    train.train_and_evaluate(tiny_config(), str(tmp_path))
+  assert [r["step"] for r in read_metrics(tmp_path)] == [3]
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3"]
+
+
+def test_all_finite_finds_a_nan_or_an_infinity_anywhere_in_a_tree():
+  assert bool(train.all_finite({"a": np.ones(3), "b": (np.int32(1), np.zeros(2))}))
+  assert not bool(train.all_finite({"a": np.ones(3), "b": np.array([0.0, np.inf])}))
+  assert not bool(train.all_finite([np.array(np.nan, np.float32)]))
 
 
 @pytest.mark.parametrize("key,value,match", [
@@ -199,6 +292,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     ("batch_size", 2000, r"config.batch_size=2000 is larger than the training split"),
     ("model", "ndsb", r"ndsb on the images .* at least 28x28 pixels"),
     ("cpu_devices", -1, r"config.cpu_devices must be an int >= 0"),
+    ("init_from", ":3", r"config.init_from must be WORKDIR or WORKDIR:STEP .* got ':3'"),
 ])
 def test_config_errors_name_the_key_before_anything_compiles(key, value, match, tmp_path):
   config = tiny_config().to_dict()

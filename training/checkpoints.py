@@ -2,9 +2,11 @@
 
 Each checkpoint `WORKDIR/checkpoints/<step>/` holds two orbax items, "state" (the train
 state and the epoch's running metrics, as arrays) and "extra" (JSON: the data iterator's
-position, the epoch, the run's wall time so far), and `sha256.json`, the digest of every
-other file in it, written once the save has finished. Saves are synchronous: when `save`
-returns, the checkpoint and its digest are on disk.
+position, the epoch, the run's wall time so far), `config.json`, a copy of the run's config
+record as it was trained (so that a hand-edited WORKDIR/config.json is noticed:
+`recorded_config`), and `sha256.json`, the digest of every other file in it, written once
+the save has finished. Saves are synchronous: when `save` returns, the checkpoint and its
+digest are on disk.
 
 Restoring tries the newest checkpoint first. One that fails to restore, or whose files do
 not match their digests, is moved to `WORKDIR/checkpoints.unusable/<step>` (never
@@ -24,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from typing import Any
 
 from absl import logging
@@ -32,7 +35,7 @@ import orbax.checkpoint as ocp
 
 from training import run_directory
 
-DIGEST = "sha256.json"
+DIGEST, CONFIG = "sha256.json", "config.json"
 
 
 class NoUsableCheckpointError(RuntimeError):
@@ -125,13 +128,17 @@ class Checkpoints:
     steps = self.steps()
     return steps[-1] if steps else None
 
-  def save(self, step: int, state: Any, extra: dict[str, Any]) -> None:
-    """Saves and waits; then process 0 writes the digest (the checkpoint is complete)."""
+  def save(self, step: int, state: Any, extra: dict[str, Any],
+           config: Mapping[str, Any] | None = None) -> None:
+    """Saves and waits; then process 0 writes the copy of `config` (the run's config
+    record) and the digest (the checkpoint is complete)."""
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), extra=ocp.args.JsonSave(extra)), force=True)
     self._manager.wait_until_finished()
     if jax.process_index() == 0:
       step_dir = os.path.join(self.directory, str(step))
+      if config is not None:
+        run_directory.write_json(os.path.join(step_dir, CONFIG), dict(config))
       run_directory.write_json(os.path.join(step_dir, DIGEST), _digests(step_dir))
 
   def restore(self, target: Any) -> Restored | None:
@@ -183,6 +190,62 @@ class Checkpoints:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def steps_on_disk(workdir: str) -> list[int]:
+  """The steps of `workdir`'s checkpoint directories, oldest first, read without orbax
+  (nothing is created)."""
+  directory = os.path.join(workdir, run_directory.CHECKPOINTS)
+  return sorted(int(n) for n in os.listdir(directory) if n.isdigit()) \
+      if os.path.isdir(directory) else []
+
+
+def recorded_config(workdir: str) -> tuple[int, dict[str, Any]] | None:
+  """(step, config record) of the newest checkpoint of `workdir` that kept a readable copy
+  of the run's config; None when none did (no checkpoint, or checkpoints written before
+  they kept one). Reads files only: nothing is created, orbax is not involved."""
+  directory = os.path.join(workdir, run_directory.CHECKPOINTS)
+  for step in reversed(steps_on_disk(workdir)):
+    try:
+      config = run_directory.read_json(os.path.join(directory, str(step), CONFIG))
+    except (OSError, ValueError):  # none (an older checkpoint), or cut off mid-save
+      continue
+    if isinstance(config, dict):
+      return step, config
+  return None
+
+
+def restore_from_run(workdir: str, step: int | None, target: Any) -> Restored:
+  """Another run's checkpoint at `step` (None: its newest) restored into `target`'s
+  structure, read only (nothing in `workdir` is written), its digest checked: where a run
+  with config.init_from starts. FileNotFoundError when there is no such checkpoint,
+  NoUsableCheckpointError when it is damaged or does not fit `target`."""
+  directory = os.path.abspath(os.path.join(workdir, run_directory.CHECKPOINTS))
+  steps = steps_on_disk(workdir)
+  if not steps:
+    raise FileNotFoundError(f"No checkpoint in {directory}.")
+  # As `restore`: a checkpoint without its digest is unfinished, unless none has one.
+  finished = [s for s in steps if os.path.exists(os.path.join(directory, str(s), DIGEST))]
+  step = (finished or steps)[-1] if step is None else step
+  if step not in steps:
+    raise FileNotFoundError(f"No checkpoint at step {step} in {directory}; its steps: {steps}.")
+  if finished and (reason := verify(os.path.join(directory, str(step)))) is not None:
+    raise NoUsableCheckpointError(f"The checkpoint at step {step} of {workdir} is unusable: "
+                                  f"{reason}.")
+  handlers = {"state": ocp.StandardCheckpointHandler(), "extra": ocp.JsonCheckpointHandler()}
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+  with ocp.CheckpointManager(directory, item_handlers=handlers,
+                             options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
+    try:
+      restored = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract), extra=ocp.args.JsonRestore()))
+    except Exception as e:  # pylint: disable=broad-except
+      # A tree or shapes that differ, or damaged files: orbax raises many types.
+      raise NoUsableCheckpointError(
+          f"The checkpoint at step {step} of {workdir} does not restore into this config's "
+          f"train state ({type(e).__name__}: {str(e).splitlines()[0][:300]}): the network, "
+          "its options and the optimiser's state must be the parent's.") from None
+  return Restored(step, restored.state, dict(restored.extra))
 
 
 def load_checkpoint(workdir: str, step: int | None = None) -> dict[str, Any]:

@@ -150,8 +150,9 @@ def read_metadata(path: str) -> dict[str, Any]:
   return metadata
 
 
-def load(path: str) -> ExportedModel:
-  """The export in `path` (a run directory or its model/), checked against its digest."""
+def check(path: str) -> tuple[dict[str, Any], str]:
+  """(model.json, the variables file) of the complete, undamaged export in `path`;
+  ExportError naming the file otherwise."""
   metadata = read_metadata(path)
   file = os.path.join(export_directory(path), VARIABLES)
   if not os.path.exists(file):
@@ -159,6 +160,12 @@ def load(path: str) -> ExportedModel:
   if _sha256(file) != metadata["variables_sha256"]:
     raise ExportError(f"{file} does not match the SHA-256 digest in its {METADATA}: the "
                       "file is damaged. Re-export the run or use its checkpoints.")
+  return metadata, file
+
+
+def load(path: str) -> ExportedModel:
+  """The export in `path` (a run directory or its model/), checked against its digest."""
+  metadata, file = check(path)
   with open(file, "rb") as f:
     restored = serialization.msgpack_restore(f.read())
   variables = {"params": restored["params"]}

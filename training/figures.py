@@ -32,6 +32,21 @@ def save(fig: Any, path: str, dpi: int = 120) -> None:
   os.replace(tmp, path)
 
 
+_PNG_SIGNATURE, _PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
+
+
+def is_whole_png(path: str) -> bool:
+  """Whether `path` holds a PNG from its signature to its closing IEND chunk."""
+  try:
+    with open(path, "rb") as f:
+      head = f.read(len(_PNG_SIGNATURE))
+      f.seek(0, os.SEEK_END)
+      f.seek(max(f.tell() - len(_PNG_END), 0))
+      return head == _PNG_SIGNATURE and f.read() == _PNG_END
+  except OSError:
+    return False
+
+
 def plot_run_curves(rows: list[dict[str, Any]], path: str, title: str) -> None:
   """One run's error per evaluation: training mode, test mode on training images, test."""
   fig = figure(figsize=(6, 4))

@@ -19,18 +19,21 @@ from typing import Any
 from absl import logging
 import jax
 
-from training import compilation_cache, devices
+from training import compilation_cache, devices, disk_space
 
 _REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _project_info_or_warnings(record: Any) -> bool:
-  return (record.levelno >= logging.converter.STANDARD_WARNING
-          or record.pathname.startswith(_REPOSITORY) and "site-packages" not in record.pathname)
+  ours = record.pathname.startswith(_REPOSITORY) and "site-packages" not in record.pathname
+  if not ours and disk_space.mentions_full_disk(record.getMessage()):
+    return False  # the entry point says it once (disk_space.exit_if_full)
+  return record.levelno >= logging.converter.STANDARD_WARNING or ours
 
 
 def quiet_library_info_logs() -> None:
-  """Keeps INFO lines from this project only; libraries (orbax, XLA) log warnings and up.
+  """Keeps INFO lines from this project only; libraries (orbax, XLA) log warnings and up,
+  except their reports of writes that failed on a full disk (the entry point reports it).
   Idempotent (logging adds a filter once)."""
   logging.get_absl_handler().addFilter(_project_info_or_warnings)
 

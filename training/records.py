@@ -4,6 +4,7 @@
     summary.json    the `Summary`: the last row, `best_test_error` and what trained it
     dataset.json    the `DatasetRecord`: the data the run trained and evaluated on
     config.json     the config record (`config_record`): every key of the config as JSON
+    parent.json     the `ParentRecord` of a run started from another's checkpoint
 
 train.py writes these through this module; report.py, training/figures.py and
 training/tensorboard.py read them through it (the notebooks and tests may spell the keys
@@ -91,6 +92,17 @@ def best_test_error(rows: Sequence[Mapping[str, Any]]) -> float:
 def generalisation_gap(row: Mapping[str, Any]) -> float:
   """Test error minus the test-mode error on training images, in the same row."""
   return float(row[TEST_ERROR]) - float(row[TRAIN_EVAL_ERROR])
+
+
+# --- parent.json ------------------------------------------------------------------------------
+
+
+class ParentRecord(TypedDict):
+  """Where a run started with config.init_from began: another run's checkpoint."""
+  workdir: str  # the parent run, as an absolute path
+  step: int     # its checkpoint's step: this run's first step
+  epoch: float
+  changed: dict[str, list[Any]]  # each config key that differs: [the parent's, this run's]
 
 
 # --- dataset.json and config.json -------------------------------------------------------------

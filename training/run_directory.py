@@ -4,6 +4,8 @@
     WORKDIR/dataset.json    the data it trains and evaluates on
     WORKDIR/mean_image.npy  the training split's mean image, the run's preprocessing constant
     WORKDIR/provenance.json the code versions that trained it, from which step (provenance.py)
+    WORKDIR/parent.json     for a run started from another's checkpoint (config.init_from):
+                            that run, the step and the changed config keys
     WORKDIR/metrics.jsonl   one row per evaluation, steps strictly increasing
     WORKDIR/summary.json    the final metrics; present only once the run has finished
     WORKDIR/failure.json    why its last training failed (an error, not a stop signal or a
@@ -27,14 +29,16 @@ The rules (train.py, sweep.py and report.py read and write runs only through thi
    only keys that cannot change what was computed (`NEUTRAL_KEYS`: evaluation, logging and
    checkpoint cadence, where data and caches live, a `num_epochs` not below the epoch
    reached); any other difference stops it before anything is written, listing each key.
-   Keys missing from an older record stand for their defaults.
+   Keys missing from an older record stand for their defaults. Every checkpoint keeps a
+   copy of the config record, so a `config.json` edited by hand is refused the same way.
 3. **Records match checkpoints.** A resumed run first drops the metrics rows after the
    checkpoint it resumes from (all rows when there is none), so rows are never doubled,
    never out of order, and every row was produced by the training that continues. The
    TensorBoard events (when the writer has them: `RunDirectory(events=...)`) are rewritten
    from the kept rows at the same moment.
 4. **Finished** means `summary.json` exists and the last row reached the recorded
-   `num_epochs`; the summary is written last and removed when a run trains further.
+   `num_epochs`; the summary is written last (after the curves, the export and the closed
+   event files) and removed when a run trains further.
 5. **One code version at a time, all of them recorded.** A resume under another commit or
    other library versions goes on, and `provenance.json` lists each (from_step, version)
    the kept training ran under.
@@ -42,6 +46,8 @@ The rules (train.py, sweep.py and report.py read and write runs only through thi
    metrics line (a crash mid-append) is ignored on reading and dropped on resume. Any
    other record that is not what this code writes (invalid JSON, a row that is not a
    row) stops every reader with a DamagedRecordError naming the file and what to do.
+7. **Valid JSON only.** A NaN or an infinity is never written (JSON has none; Python's
+   bare `NaN` is not JSON): writing one is refused, naming the file and the key.
 """
 
 from __future__ import annotations
@@ -63,7 +69,7 @@ from training import provenance
 
 CONFIG, DATASET, METRICS, SUMMARY = "config.json", "dataset.json", "metrics.jsonl", "summary.json"
 MEAN_IMAGE, PROVENANCE, EVALUATIONS = "mean_image.npy", "provenance.json", "evaluations"
-FAILURE = "failure.json"
+FAILURE, PARENT = "failure.json", "parent.json"
 CURVES, CHECKPOINTS, UNUSABLE, LOCK = ("curves.png", "checkpoints", "checkpoints.unusable",
                                       ".lock")
 LOG = "train.log"
@@ -94,16 +100,44 @@ class DamagedRecordError(RunDirectoryError, ValueError):
   A ValueError too, as the json module's errors it replaces were."""
 
 
+class NonFiniteValueError(RunDirectoryError):
+  """A record to be written holds a NaN or an infinity (rule 7)."""
+
+
 # --- Files ---------------------------------------------------------------------------------
+
+
+def non_finite_keys(obj: Any, prefix: str = "") -> list[str]:
+  """The dotted keys (list items by index) of the NaNs and infinities inside `obj`."""
+  if isinstance(obj, Mapping):
+    return [k for key, value in obj.items() for k in non_finite_keys(value, f"{prefix}{key}.")]
+  if isinstance(obj, (list, tuple)):
+    return [k for i, value in enumerate(obj) for k in non_finite_keys(value, f"{prefix}{i}.")]
+  if isinstance(obj, (float, np.floating)) and not np.isfinite(obj):
+    return [prefix.rstrip(".")]
+  return []
+
+
+def json_text(obj: Any, path: str, indent: int | None = None) -> str:
+  """`obj` as JSON for `path`; NonFiniteValueError naming the keys of any NaN or infinity."""
+  try:
+    return json.dumps(obj, indent=indent, allow_nan=False)
+  except ValueError:
+    keys = non_finite_keys(obj)
+    raise NonFiniteValueError(
+        f"Refusing to write {path}: {', '.join(keys[:10]) or 'a value'} "
+        f"{'is' if len(keys) == 1 else 'are'} not finite (NaN or infinite), which JSON cannot "
+        "hold.") from None
 
 
 def write_json(path: str, obj: Any) -> None:
   """Replaces `path` with `obj` as JSON, atomically: readers see the old file or the new one.
-  Keys keep their order (a network's layers are listed in the order it runs them)."""
+  Keys keep their order (a network's layers are listed in the order it runs them). A NaN
+  or an infinity is refused (NonFiniteValueError) and leaves the old file."""
+  text = json_text(obj, path, indent=2)
   tmp = f"{path}.tmp{os.getpid()}"
   with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2)
-    f.write("\n")
+    f.write(text + "\n")
     f.flush()
     os.fsync(f.fileno())
   os.replace(tmp, path)
@@ -229,6 +263,24 @@ def check_resumable(recorded: Mapping[str, Any], config: Mapping[str, Any],
         "configs in one record. Differences:\n" + "\n".join(lines) + "\nNothing was "
         f"written. Use a new workdir for this config, or rerun with the values in "
         f"{os.path.join(where, CONFIG)}.")
+
+
+def check_unedited(recorded: Mapping[str, Any], checkpointed: tuple[int, Mapping[str, Any]],
+                   defaults: Mapping[str, Any], where: str) -> None:
+  """Raises ConfigMismatchError when config.json (`recorded`) differs in a key outside
+  NEUTRAL_KEYS from the copy of it that the checkpoint at `checkpointed[0]` kept: the
+  record was changed by hand, and the checkpoints were trained under the copy's values."""
+  step, kept = checkpointed
+  lines = [f"  {key}: {old!r} (the checkpoint's copy) -> {new!r} ({CONFIG})"
+           for key, old, new in config_differences(kept, recorded, defaults)
+           if key not in NEUTRAL_KEYS]
+  if lines:
+    raise ConfigMismatchError(
+        f"{os.path.join(where, CONFIG)} was changed after the checkpoint at step {step} was "
+        "saved: it no longer matches the copy of the config kept with the checkpoint, under "
+        "which the run trained. Differences:\n" + "\n".join(lines) + "\nNothing was written. "
+        f"Put the checkpoint's values back into {CONFIG}; to train on with the new values, "
+        f"start a new run from this checkpoint: --workdir=NEW --config.init_from={where}:{step}.")
 
 
 # --- Reading a run ---------------------------------------------------------------------------
@@ -422,8 +474,11 @@ class RunDirectory:
   def read(self) -> RunRecord:
     return read_run(self.path)
 
-  def check_config(self, config: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
-    """Rule 2, before anything is written; `config` and `defaults` as JSON-like dicts."""
+  def check_config(self, config: Mapping[str, Any], defaults: Mapping[str, Any],
+                   checkpointed: tuple[int, Mapping[str, Any]] | None = None) -> None:
+    """Rule 2, before anything is written; `config` and `defaults` as JSON-like dicts.
+    `checkpointed` is (step, config record) that the newest checkpoint kept
+    (training/checkpoints.recorded_config): config.json must still say the same."""
     record = self.read()
     if not record.config:
       if record.rows or os.path.isdir(self.file(CHECKPOINTS)):
@@ -431,6 +486,8 @@ class RunDirectory:
             f"{self.path} holds metrics or checkpoints but no {CONFIG}: it was not written "
             "by this code, or was damaged. Use a new workdir.")
       return
+    if checkpointed is not None:
+      check_unedited(record.config, checkpointed, defaults, self.path)
     reached = record.rows[-1]["epoch"] if record.rows else 0
     check_resumable(record.config, config, defaults, reached, self.path)
 
@@ -457,6 +514,11 @@ class RunDirectory:
         np.save(tmp, np.asarray(mean_image, np.float32), allow_pickle=False)
         os.replace(tmp, self.file(MEAN_IMAGE))
 
+  def record_parent(self, parent: Mapping[str, Any]) -> None:
+    """The run starts from another run's checkpoint (records.ParentRecord)."""
+    if self.writer:
+      write_json(self.file(PARENT), dict(parent))
+
   def record_code_version(self, step: int, version: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Rule 5: training goes on from `step` under `version`; returns the history."""
     history = provenance.with_version(self.read().code_versions, step, version)
@@ -473,7 +535,7 @@ class RunDirectory:
     rows = [r for r in self.read().rows if step and r["step"] <= step]
     tmp = self.file(METRICS) + ".tmp"
     with open(tmp, "w") as f:
-      f.writelines(json.dumps(r) + "\n" for r in rows)
+      f.writelines(json_text(r, self.file(METRICS)) + "\n" for r in rows)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, self.file(METRICS))
@@ -493,14 +555,20 @@ class RunDirectory:
     if rows and row["step"] <= rows[-1]["step"]:
       raise RunDirectoryError(f"Row at step {row['step']} after one at step "
                               f"{rows[-1]['step']} in {self.file(METRICS)}.")
+    line = json_text(dict(row), self.file(METRICS)) + "\n"
     with open(self.file(METRICS), "a") as f:
-      f.write(json.dumps(dict(row)) + "\n")
+      f.write(line)
       f.flush()
       os.fsync(f.fileno())
     if self._events is not None:
       self._events.write_row(row)
 
   def finish(self, summary: Mapping[str, Any]) -> None:
+    """Rule 4: closes the event writer first (its `flush` leaves events queued in memory;
+    `close` writes them all), then writes the summary, last."""
+    if self._events is not None:
+      self._events.close()
+      self._events = None
     if self.writer:
       write_json(self.file(SUMMARY), dict(summary))
 

@@ -175,7 +175,9 @@ class EventWriter:
       self._writer.flush()
 
   def write_row(self, row: Mapping[str, Any]) -> None:
-    """One metrics row's scalars at `row["step"]`, flushed (rows come once per evaluation)."""
+    """One metrics row's scalars at `row["step"]`. tensorboardX's writer thread puts them on
+    disk within `flush_secs` (its `flush` does not wait for the thread), and `close` writes
+    all: a killed session's last rows may be lost here, and the next session replays them."""
     if self._writer is not None:
       self._write_scalars(row)
       self._writer.flush()
@@ -284,6 +286,17 @@ def read_scalars(workdir: str, *, session_start: bool = True,
           points[:] = [p for p in points if p[0] < event.step]
         points.append((int(event.step), float(value.simple_value)))
   return {tag: points for tag, points in out.items() if points}
+
+
+def shows_rows(workdir: str, rows: Iterable[Mapping[str, Any]]) -> bool:
+  """Whether the run's event files show exactly `rows` (each row's epoch at its step, as
+  TensorBoard reads them); False when they are missing or damaged."""
+  try:
+    points = read_scalars(workdir).get(SCALAR_TAGS[records.EPOCH], [])
+  except Exception:  # pylint: disable=broad-except
+    # Damaged files raise OSError, ValueError (a checksum) or protobuf's DecodeError.
+    return False
+  return [step for step, _ in points] == [int(row[records.STEP]) for row in rows]
 
 
 def main(argv: list[str]) -> None:
