@@ -13,9 +13,11 @@ not match their digests, is moved to `WORKDIR/checkpoints.unusable/<step>` (neve
 deleted) with the reason logged, and the next newest is tried. A flipped byte in an array
 file restores without any error from orbax; the digest is what catches it. A checkpoint
 without a digest counts as unfinished (its save was cut off before the digest was
-written), unless the run was started before digests existed: then no checkpoint of it has
-one and its provenance.json, which came later, is missing or begins at the step this code
-resumed it from, not at 0. Those are restored with a warning.
+written), unless no checkpoint of the run has one: then it is restored without the check,
+with a warning that says why there is none. Either the run was started before digests
+existed (its provenance.json, which came later, is missing or begins at the step this code
+resumed it from), or its only checkpoints were cut off after orbax finished them and
+before their digests were written (its history begins at step 0).
 """
 
 from __future__ import annotations
@@ -147,21 +149,24 @@ class Checkpoints:
     steps = self.steps()
     if not steps:
       return None
-    legacy = not (any(os.path.exists(os.path.join(self.directory, str(s), DIGEST))
-                      for s in steps) or _started_with_digests(self.workdir))
+    unchecked = not any(os.path.exists(os.path.join(self.directory, str(s), DIGEST))
+                        for s in steps)
+    why = ("" if not unchecked else
+           "its save was cut off after orbax finished it, before its digest was written"
+           if _started_with_digests(self.workdir) else
+           "the run was started before checkpoints had digests")
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     failures = []
     for step in reversed(steps):
       step_dir = os.path.join(self.directory, str(step))
-      reason = None if legacy else verify(step_dir)
+      reason = None if unchecked else verify(step_dir)
       if reason is None:
         try:
           restored = self._manager.restore(step, args=ocp.args.Composite(
               state=ocp.args.StandardRestore(abstract), extra=ocp.args.JsonRestore()))
-          if legacy:
+          if unchecked:
             logging.warning("Restored the checkpoint at step %d of %s without a digest "
-                            "check (the run was started before checkpoints had digests).",
-                            step, self.workdir)
+                            "check (%s).", step, self.workdir, why)
           return Restored(step, restored.state, dict(restored.extra))
         except Exception as e:  # pylint: disable=broad-except
           # orbax and TensorStore raise many types for damaged files; any of them means
