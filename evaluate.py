@@ -44,14 +44,15 @@ from absl import logging
 import jax
 import ml_collections
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 import input_pipeline
+import models
 import train
+from configs import validation
 from input_pipeline import augment
 from rectifiers import linen as rectifiers_linen
-from training import (checkpoints, compilation_cache, devices, export, provenance,
-                      run_directory)
+from training import checkpoints, disk_space, export, process, provenance, run_directory
 
 SPLITS = ("test", "train")
 
@@ -117,7 +118,7 @@ def load_trained(path: str, step: int | None = None) -> TrainedModel:
   restored = checkpoints.load_checkpoint(path, step)["state"]
   state = train.TrainState(step=np.int32(step), params=restored["params"],
                            batch_stats=restored.get("batch_stats"), opt_state=None)
-  model = export.build_model(_config(record.config).to_dict(), record.dataset["num_classes"])
+  model = models.from_config(_config(record.config), record.dataset["num_classes"])
   epoch = next((r["epoch"] for r in record.rows if r["step"] == step), None)
   return TrainedModel(record, model, state, _mean_image(path, record), step,
                       epoch if epoch is not None else step, "checkpoint")
@@ -223,24 +224,21 @@ def _short(names: Any) -> str:
 # --- Evaluating ---------------------------------------------------------------------------
 
 
-@functools.cache
-def _jitted_eval_step(model: Any, augment_config: Any, input_scale: float, statistics: bool,
-                      mesh: Mesh) -> Any:
-  data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-  return jax.jit(functools.partial(train.eval_step, model=model, augment_config=augment_config,
-                                   input_scale=input_scale, activation_statistics=statistics),
-                 in_shardings=(replicated, data_sharding, replicated), out_shardings=replicated)
+# One jitted step per network and mesh: a sweep's runs of one setting share its compile.
+_jitted_eval_step = functools.cache(train.jit_eval_step)
 
 
 def evaluate(trained: TrainedModel, source: input_pipeline.Source) -> dict[str, Any]:
   """{"error", "loss", "examples", "activations"} of the network on `source`, batched and
-  laid out over the devices as its training evaluated."""
+  laid out over the devices as its training evaluated (train.data_mesh)."""
   config = _config(trained.config)
   batch_size = config.eval_batch_size or config.batch_size
-  mesh = Mesh(np.asarray(devices.mesh_devices(jax.devices(), [batch_size])), ("data",))
+  mesh = train.data_mesh(config)
   replicated = NamedSharding(mesh, P())
-  step_fn = _jitted_eval_step(trained.model, train.augment_config(config), config.input_scale,
-                              bool(config.activation_statistics), mesh)
+  step_fn = _jitted_eval_step(mesh, model=trained.model,
+                              augment_config=validation.augment_config(config),
+                              input_scale=config.input_scale,
+                              activation_statistics=bool(config.activation_statistics))
   state = jax.device_put(trained.state, replicated)
   mean_image = jax.device_put(np.asarray(trained.mean_image, np.float32), replicated)
   sums = train.evaluate_source(step_fn, state, source, mean_image, batch_size=batch_size,
@@ -248,7 +246,7 @@ def evaluate(trained: TrainedModel, source: input_pipeline.Source) -> dict[str, 
   out = train.evaluation_metrics(sums)
   if "activations" in sums:
     shape = augment.output_shape(tuple(trained.run.dataset["image_shape"]),
-                                 train.augment_config(config))
+                                 validation.augment_config(config))
     layers = rectifiers_linen.rectified_layers(trained.model, np.zeros((1, *shape)), train=False)
     out["activations"] = train.layer_statistics(sums["activations"], layers)
   return out
@@ -326,27 +324,29 @@ def main(argv: list[str]) -> None:
   from absl import flags  # pylint: disable=g-import-not-at-top
   del argv
   FLAGS = flags.FLAGS
-  train.quiet_library_info_logs()
-  compilation_cache.enable()
   options = dict(spec=FLAGS.dataset or None, split=FLAGS.split, name=FLAGS.name,
                  step=FLAGS.step, holdout=FLAGS.holdout, data_dir=FLAGS.data_dir,
                  cache_dir=FLAGS.cache_dir)
   try:
     if not os.path.isdir(FLAGS.workdir):
       raise EvaluationError(f"No directory {FLAGS.workdir}.")
-    devices.configure_cpu_devices(FLAGS.cpu_devices if FLAGS.cpu_devices >= 0
-                                  else _devices_it_trained_on(FLAGS.workdir))
+    process.configure(FLAGS.cpu_devices if FLAGS.cpu_devices >= 0
+                      else _devices_it_trained_on(FLAGS.workdir))
     if is_run(FLAGS.workdir):
       results = {FLAGS.workdir: evaluate_run(FLAGS.workdir, **options)}
     else:
       if FLAGS.step is not None:
         raise EvaluationError("--step applies to one run, not to a sweep directory.")
       results = evaluate_sweep(FLAGS.workdir, **options)
-  except (EvaluationError, FileNotFoundError, export.ExportError, train.ConfigError,
+  except (EvaluationError, FileNotFoundError, export.ExportError, validation.ConfigError,
           input_pipeline.CorruptImagesError, input_pipeline.DatasetNotPreparedError,
           run_directory.RunDirectoryError, checkpoints.NoUsableCheckpointError) as e:
+    disk_space.exit_if_full(e, FLAGS.workdir)
     logging.error("%s", e)
     sys.exit(1)
+  except Exception as e:  # pylint: disable=broad-except
+    disk_space.exit_if_full(e, FLAGS.workdir)
+    raise
   for path, r in results.items():
     print(f"{path}: {r['dataset']} {r['split']}: error {r['error']:.4f}, log-loss "
           f"{r['loss']:.4f} on {r['examples']} examples (step {r['step']}, from its "

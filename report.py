@@ -12,6 +12,13 @@ into WORKDIR (or --out):
                   curves per epoch (mean over seeds, band ± one standard deviation);
   rectifiers.png  the paper's Figure 1: the rectifiers, RReLU with its range of slopes.
 
+Runs are compared only at one length: a sweep's runs at the num_epochs of its record
+(sweep.json), others only when every finished run ended at the same epoch (num_epochs may
+change between reruns, so runs of one directory can differ in it). The runs left out are
+named with why: failed (failure.json says with what), finished at another length, or
+stopped (or still running). When the report is refused, an earlier one in the same place
+is renamed stale-*, so that none looks current.
+
 Numbers are the final epoch's (what the paper reports): training error/loss are the running
 averages of the last epoch in training mode (dropout and random slopes on, as cxxnet
 reported them), test numbers are deterministic mode. The best test error over epochs is
@@ -34,7 +41,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from training import figures, provenance, run_directory
+from training import figures, provenance, records, run_directory
 
 # --- The paper's numbers -------------------------------------------------------------------
 
@@ -72,6 +79,7 @@ BASELINE = "relu"
 # Pairs the paper's observations 2-3 are about (RReLU's randomness against a fixed or a
 # learned slope), reported when a sweep has both settings.
 LEAKY_PAIRS = (("rrelu", "leaky_relu_5.5"), ("rrelu", "prelu"), ("prelu", "leaky_relu_5.5"))
+GAP = "gap"  # the results table's generalisation-gap column (records.generalisation_gap)
 
 
 def display_name(setting: str) -> str:
@@ -121,11 +129,11 @@ def with_evaluation(runs: list[RunRecord], name: str) -> list[RunRecord]:
       missing.append(f"{r.setting}/seed{r.seed}")
       continue
     evaluation = run_directory.read_json(file)
-    if evaluation["step"] != r.final["step"]:
+    if evaluation["step"] != r.final[records.STEP]:
       raise ValueError(f"Evaluation {name!r} of {r.path} is of step {evaluation['step']}, not "
-                       f"the run's final step {r.final['step']}: evaluate the final model.")
-    final = {**r.final, "test_error": evaluation["error"], "test_loss": evaluation["loss"],
-             "test_examples": evaluation["examples"], "evaluation": evaluation}
+                       f"the run's final step {r.final[records.STEP]}: evaluate the final model.")
+    final = {**r.final, **records.split_columns(records.TEST, evaluation),
+             "evaluation": evaluation}
     out.append(dataclasses.replace(r, rows=[final]))
   if missing:
     raise ValueError(f"No evaluation {name!r} for {', '.join(missing)}: run python evaluate.py "
@@ -146,6 +154,20 @@ def code_versions_line(runs: list[RunRecord]) -> str | None:
     return None
   return (f"These runs were trained by {len(versions)} code versions: "
           + "; ".join(f"{v} ({', '.join(who)})" for v, who in versions.items()) + ".")
+
+
+def check_one_length(runs: list[RunRecord]) -> None:
+  """Refuses to compare finished runs that ended at different epochs."""
+  by_epoch: dict[int, list[str]] = {}
+  for r in runs:
+    by_epoch.setdefault(r.final[records.EPOCH], []).append(f"{r.setting}/seed{r.seed}")
+  if len(by_epoch) > 1:
+    longest = max(by_epoch)
+    raise ValueError(
+        "The finished runs ended at different epochs ("
+        + "; ".join(f"epoch {e}: {', '.join(names)}" for e, names in sorted(by_epoch.items()))
+        + "): their numbers are not one comparison. Train the shorter ones on (rerun them with "
+        f"--config.num_epochs={longest}), or report each length from its own directory.")
 
 
 def check_one_recipe(runs: list[RunRecord]) -> None:
@@ -227,14 +249,14 @@ def _fmt_diff(d: PairedDiff, metric: str) -> str:
 
 
 def _values(runs: list[RunRecord], key: str) -> dict[str, dict[int, float]]:
-  """{setting: {seed: value}}: the final row's `key`; "best_test_error" is the minimum test
-  error over epochs and "gap" the final test error minus the test-mode training error."""
+  """{setting: {seed: value}}: the final row's `key`; records.BEST_TEST_ERROR is the
+  minimum test error over epochs and GAP the final row's generalisation gap (records)."""
   out: dict[str, dict[int, float]] = {}
   for r in runs:
-    if key == "best_test_error":
-      value = min(float(row["test_error"]) for row in r.rows)
-    elif key == "gap":
-      value = float(r.final["test_error"]) - float(r.final["train_eval_error"])
+    if key == records.BEST_TEST_ERROR:
+      value = records.best_test_error(r.rows)
+    elif key == GAP:
+      value = records.generalisation_gap(r.final)
     else:
       value = float(r.final[key])
     out.setdefault(r.setting, {})[r.seed] = value
@@ -252,49 +274,91 @@ class Column:
 
 def _columns(metric: str, has_train_eval: bool) -> list[Column]:
   if metric == "error":
-    columns = [Column("train_error", "train error, training mode (%)", "error", 0)]
+    columns = [Column(records.TRAIN_ERROR, "train error, training mode (%)", "error", 0)]
     if has_train_eval:
-      columns.append(Column("train_eval_error", "train error, test mode (%)", "error"))
-    columns.append(Column("test_error", "test error (%)", "error", 1))
+      columns.append(Column(records.TRAIN_EVAL_ERROR, "train error, test mode (%)", "error"))
+    columns.append(Column(records.TEST_ERROR, "test error (%)", "error", 1))
     if has_train_eval:
-      columns.append(Column("gap", "gap: test − train test mode (points)", "error"))
+      columns.append(Column(GAP, "gap: test − train test mode (points)", "error"))
     return columns
-  columns = [Column("train_loss", "train log-loss, training mode", "log-loss", 0)]
+  columns = [Column(records.TRAIN_LOSS, "train log-loss, training mode", "log-loss", 0)]
   if has_train_eval:
-    columns.append(Column("train_eval_loss", "train log-loss, test mode", "log-loss"))
-  return columns + [Column("test_loss", "val log-loss", "log-loss", 1)]
+    columns.append(Column(records.TRAIN_EVAL_LOSS, "train log-loss, test mode", "log-loss"))
+  return columns + [Column(records.TEST_LOSS, "val log-loss", "log-loss", 1)]
 
 
-def results_markdown(runs: list[RunRecord], workdir: str = "", evaluation: str | None = None
-                     ) -> str:
-  """The report as Markdown; `runs` may include unfinished runs (listed, not counted).
-  With `evaluation`, the test columns are that evaluation's (`with_evaluation`)."""
+@dataclasses.dataclass(frozen=True)
+class _Study:
+  """What every section of the report reads: the finished runs and what they compare."""
+  finished: list[RunRecord]
+  unfinished: list[RunRecord]
+  other_length: list[RunRecord]  # finished, at another epoch than the sweep's num_epochs
+  num_epochs: int | None         # the sweep's (sweep.json); None for runs placed by hand
+  workdir: str
+  evaluation: str | None
+  dataset: str
+  model: str
+  paper: dict[str, Any]          # PAPER_TABLES' entry the runs are compared with
+  same_experiment: bool          # the paper ran this experiment (else: a reference)
+  has_train_eval: bool
+  columns: list[Column]
+  values: dict[str, dict[str, dict[int, float]]]  # {column key: {setting: {seed: value}}}
+  best_vals: dict[str, dict[int, float]]
+  loss_vals: dict[str, dict[int, float]]
+  settings: list[str]
+
+  @property
+  def metric(self) -> str:
+    return self.paper["metric"]  # error tables report error rates; the NDSB table log-losses.
+
+  @property
+  def paper_label(self) -> str:
+    """The heading of the paper's columns; for another dataset they are a reference."""
+    return "paper" if self.same_experiment else "paper CIFAR-10 †"
+
+
+def _study(runs: list[RunRecord], workdir: str, evaluation: str | None,
+           num_epochs: int | None) -> _Study:
   finished = [r for r in runs if r.finished]
   unfinished = [r for r in runs if not r.finished]
+  other_length = [r for r in finished
+                  if num_epochs is not None and r.final[records.EPOCH] != num_epochs]
+  finished = [r for r in finished if not any(r is o for o in other_length)]
   if evaluation and finished:
     finished = with_evaluation(finished, evaluation)
   if not finished:
     raise ValueError("No finished runs to report on"
-                     + (f" in {workdir}" if workdir else "") + ".")
+                     + (f" in {workdir}" if workdir else "")
+                     + (f" at the sweep's {num_epochs} epochs ("
+                        + ", ".join(_status(r, num_epochs) for r in other_length) + ")"
+                        if other_length else "") + ".")
+  check_one_length(finished)
   check_one_recipe(finished)
   first = finished[0]
   dataset = first.config.get("dataset", (first.summary or {}).get("dataset", "?"))
   model = first.config.get("model", (first.summary or {}).get("model", "?"))
   table_key, same_experiment = paper_table_for(dataset, model, first.dataset.get("num_classes"))
   paper = PAPER_TABLES[table_key]
-  metric = paper["metric"]  # error tables report error rates; the NDSB table log-losses.
-  has_train_eval = all("train_eval_error" in r.final for r in finished)
-  columns = _columns(metric, has_train_eval)
+  has_train_eval = all(records.TRAIN_EVAL_ERROR in r.final for r in finished)
+  columns = _columns(paper["metric"], has_train_eval)
   values = {c.key: _values(finished, c.key) for c in columns}
-  best_vals, loss_vals = _values(finished, "best_test_error"), _values(finished, "test_loss")
-  settings = sorted(values[columns[0].key], key=_setting_order)
-  epochs = sorted({r.final["epoch"] for r in finished})
+  return _Study(
+      finished=finished, unfinished=unfinished, other_length=other_length,
+      num_epochs=num_epochs, workdir=workdir, evaluation=evaluation,
+      dataset=dataset, model=model, paper=paper, same_experiment=same_experiment,
+      has_train_eval=has_train_eval, columns=columns, values=values,
+      best_vals=_values(finished, records.BEST_TEST_ERROR),
+      loss_vals=_values(finished, records.TEST_LOSS),
+      settings=sorted(values[columns[0].key], key=_setting_order))
+
+
+def _introduction(study: _Study) -> list[str]:
+  """The title, what the numbers are, the evaluation, the code version and the paper."""
+  finished, settings, paper = study.finished, study.settings, study.paper
+  epochs = sorted({r.final[records.EPOCH] for r in finished})
   seeds = sorted({r.seed for r in finished})
   train_examples = sorted({r.dataset.get("train_examples") for r in finished} - {None})
-
-  # Columns of the paper's numbers; for another dataset they are labelled as a reference.
-  paper_label = "paper" if same_experiment else "paper CIFAR-10 †"
-  lines = [f"# Rectifier comparison: {model} on {dataset}"
+  lines = [f"# Rectifier comparison: {study.model} on {study.dataset}"
            + (f", {train_examples[0]:,} training images" if len(train_examples) == 1 else ""),
            ""]
   seeds_of = {s: sorted(r.seed for r in finished if r.setting == s) for s in settings}
@@ -308,10 +372,12 @@ def results_markdown(runs: list[RunRecord], workdir: str = "", evaluation: str |
             "epoch with dropout and random slopes on, as cxxnet reported them (the paper's "
             "tables). Test mode: deterministic, as at test time"
             + (" (on a fixed subset of the training images, `train_eval_examples`)"
-               if has_train_eval else "") + ".", ""]
-  if evaluation:
+               if study.has_train_eval else "") + ".", ""]
+  if not_counted := _not_counted_line(study):
+    lines += [not_counted, ""]
+  if study.evaluation:
     e = finished[0].final["evaluation"]
-    lines += [f"**Test numbers from evaluation `{evaluation}`**: each run's final model "
+    lines += [f"**Test numbers from evaluation `{study.evaluation}`**: each run's final model "
               f"evaluated by evaluate.py on {e['dataset']} ({e['split']} split, "
               f"{e['examples']:,} images), with the run's own preprocessing; the training "
               "columns are the runs' records.", ""]
@@ -320,101 +386,164 @@ def results_markdown(runs: list[RunRecord], workdir: str = "", evaluation: str |
   elif finished[0].code_versions:
     lines += [f"Code: every run trained by one version, "
               f"{provenance.describe(finished[0].code_versions[0])}.", ""]
-  if same_experiment:
+  if study.same_experiment:
     lines += [f"Paper: {paper['title']}.", ""]
   else:
-    lines += [f"† The paper did not run this experiment. The columns \"{paper_label}\" are "
-              f"{paper['title']} (50,000 training images, the full-width network), shown as "
-              "the reference this study is compared against, not as expected values.", ""]
+    lines += [f"† The paper did not run this experiment. The columns \"{study.paper_label}\" "
+              f"are {paper['title']} (50,000 training images, the full-width network), shown "
+              "as the reference this study is compared against, not as expected values.", ""]
+  return lines
 
+
+def _results_table(study: _Study) -> list[str]:
+  """Each setting's mean ± sd per column, beside the paper's numbers."""
+  columns, values, paper = study.columns, study.values, study.paper
   header = ["Activation"]
   for c in columns:
-    header += [c.label] + ([paper_label] if c.paper_index is not None else [])
-  lines += ["| " + " | ".join(header + ["seeds"]) + " |",
-            "|---|" + "---:|" * (len(header) - 1) + "---:|"]
-  for s in settings:
+    header += [c.label] + ([study.paper_label] if c.paper_index is not None else [])
+  lines = ["| " + " | ".join(header + ["seeds"]) + " |",
+           "|---|" + "---:|" * (len(header) - 1) + "---:|"]
+  for s in study.settings:
     cells = [display_name(s)]
     for c in columns:
       cells.append(_fmt_mean_sd(mean_sd(list(values[c.key][s].values())), c.metric))
       if c.paper_index is not None:
         cells.append(_fmt(paper["values"].get(s, (None, None))[c.paper_index], c.metric))
     lines.append("| " + " | ".join(cells + [str(len(values[columns[0].key][s]))]) + " |")
-  lines.append("")
+  return lines + [""]
 
-  if BASELINE in settings:
-    unit = " (percentage points)" if metric == "error" else ""
-    lines += [f"## Difference to ReLU{unit}, paired over seeds", "",
-              "Seed k of a setting minus seed k of ReLU (same initialisation stream and data "
-              "order), mean and 95% interval mean ± t(0.975, n−1)·sd/√n. An interval that "
-              "excludes 0 is a difference the seeds resolve; negative is lower.", ""]
-    test_column = next(c for c in columns if c.paper_index == 1)
-    lines += ["| " + " | ".join(["Activation"] + [f"Δ {c.label.split(' (')[0]} [95% CI]"
-                                                  for c in columns]
-                               + [f"Δ {test_column.label.split(' (')[0]}, {paper_label}",
-                                  "pairs"]) + " |",
-              "|---|" + "---:|" * (len(columns) + 2)]
-    base_ref = paper["values"].get(BASELINE, (None, None))
-    for s in settings:
-      if s == BASELINE:
-        continue
-      diffs = [paired_difference(values[c.key][s], values[c.key][BASELINE]) for c in columns]
-      ref = paper["values"].get(s, (None, None))
-      paper_diff = (ref[1] - base_ref[1] if ref[1] is not None and base_ref[1] is not None
-                    else None)
-      lines.append("| " + " | ".join(
-          [display_name(s)] + [_fmt_diff(d, c.metric) for d, c in zip(diffs, columns)]
-          + [_fmt(paper_diff, metric, signed=True), str(diffs[-1].n)]) + " |")
-    lines.append("")
-  else:
-    lines += ["No ReLU runs: no differences to ReLU.", ""]
 
-  pairs = [(a, b) for a, b in LEAKY_PAIRS if a in settings and b in settings]
-  if pairs:
-    # Overfitting shows in the test log-loss (confident mistakes) before the error rate.
-    pair_columns = columns + ([Column("test_loss", "test log-loss", "log-loss")]
-                              if metric == "error" else [])
-    pair_values = {**values, "test_loss": loss_vals}
-    lines += ["## Between the leaky rectifiers, paired over seeds", "",
-              "The paper's claims about RReLU and PReLU (§4, observations 2 and 3) compare "
-              "them with each other and with the fixed slope of Leaky ReLU a=5.5, RReLU's "
-              "test-time slope; the same paired intervals as above.", "",
-              "| Pair | " + " | ".join(f"Δ {c.label.split(' (')[0]} [95% CI]"
-                                     for c in pair_columns)
-              + " | pairs |", "|---|" + "---:|" * (len(pair_columns) + 1)]
-    for a, b in pairs:
-      diffs = [paired_difference(pair_values[c.key][a], pair_values[c.key][b])
-               for c in pair_columns]
-      lines.append("| " + " | ".join(
-          [f"{display_name(a)} − {display_name(b)}"]
-          + [_fmt_diff(d, c.metric) for d, c in zip(diffs, pair_columns)] + [str(diffs[-1].n)])
-          + " |")
-    lines.append("")
+def _differences_to_baseline(study: _Study) -> list[str]:
+  """Each setting minus ReLU, paired over seeds, beside the paper's difference."""
+  columns, values, paper, metric = study.columns, study.values, study.paper, study.metric
+  if BASELINE not in study.settings:
+    return ["No ReLU runs: no differences to ReLU.", ""]
+  unit = " (percentage points)" if metric == "error" else ""
+  lines = [f"## Difference to ReLU{unit}, paired over seeds", "",
+           "Seed k of a setting minus seed k of ReLU (same initialisation stream and data "
+           "order), mean and 95% interval mean ± t(0.975, n−1)·sd/√n. An interval that "
+           "excludes 0 is a difference the seeds resolve; negative is lower.", ""]
+  test_column = next(c for c in columns if c.paper_index == 1)
+  lines += ["| " + " | ".join(["Activation"] + [f"Δ {c.label.split(' (')[0]} [95% CI]"
+                                                for c in columns]
+                             + [f"Δ {test_column.label.split(' (')[0]}, {study.paper_label}",
+                                "pairs"]) + " |",
+            "|---|" + "---:|" * (len(columns) + 2)]
+  base_ref = paper["values"].get(BASELINE, (None, None))
+  for s in study.settings:
+    if s == BASELINE:
+      continue
+    diffs = [paired_difference(values[c.key][s], values[c.key][BASELINE]) for c in columns]
+    ref = paper["values"].get(s, (None, None))
+    paper_diff = (ref[1] - base_ref[1] if ref[1] is not None and base_ref[1] is not None
+                  else None)
+    lines.append("| " + " | ".join(
+        [display_name(s)] + [_fmt_diff(d, c.metric) for d, c in zip(diffs, columns)]
+        + [_fmt(paper_diff, metric, signed=True), str(diffs[-1].n)]) + " |")
+  return lines + [""]
 
-  if not evaluation:  # one evaluation per run: no best over epochs.
-    lines += _other_numbers(settings, best_vals, loss_vals)
-  lines += _activation_table(finished, settings)
 
+def _leaky_pairs(study: _Study) -> list[str]:
+  """The leaky rectifiers against each other (LEAKY_PAIRS), paired over seeds."""
+  pairs = [(a, b) for a, b in LEAKY_PAIRS if a in study.settings and b in study.settings]
+  if not pairs:
+    return []
+  # Overfitting shows in the test log-loss (confident mistakes) before the error rate.
+  pair_columns = study.columns + ([Column(records.TEST_LOSS, "test log-loss", "log-loss")]
+                                  if study.metric == "error" else [])
+  pair_values = {**study.values, records.TEST_LOSS: study.loss_vals}
+  lines = ["## Between the leaky rectifiers, paired over seeds", "",
+           "The paper's claims about RReLU and PReLU (§4, observations 2 and 3) compare "
+           "them with each other and with the fixed slope of Leaky ReLU a=5.5, RReLU's "
+           "test-time slope; the same paired intervals as above.", "",
+           "| Pair | " + " | ".join(f"Δ {c.label.split(' (')[0]} [95% CI]"
+                                  for c in pair_columns)
+           + " | pairs |", "|---|" + "---:|" * (len(pair_columns) + 1)]
+  for a, b in pairs:
+    diffs = [paired_difference(pair_values[c.key][a], pair_values[c.key][b])
+             for c in pair_columns]
+    lines.append("| " + " | ".join(
+        [f"{display_name(a)} − {display_name(b)}"]
+        + [_fmt_diff(d, c.metric) for d, c in zip(diffs, pair_columns)] + [str(diffs[-1].n)])
+        + " |")
+  return lines + [""]
+
+
+def _runs_table(study: _Study) -> list[str]:
+  """One line per finished run, then the unfinished ones, named."""
+  has_train_eval, workdir = study.has_train_eval, study.workdir
   extra = " train error, test mode (%) |" if has_train_eval else ""
-  lines += ["## Runs", "", "| Activation | seed | epochs | train error (%) |" + extra
-            + " test error (%) | test log-loss | images/s | run |",
-            "|---|---:|---:|---:|" + "---:|" * has_train_eval + "---:|---:|---:|---|"]
-  for r in finished:
+  lines = ["## Runs", "", "| Activation | seed | epochs | train error (%) |" + extra
+           + " test error (%) | test log-loss | images/s | run |",
+           "|---|---:|---:|---:|" + "---:|" * has_train_eval + "---:|---:|---:|---|"]
+  for r in study.finished:
     f = r.final
     rel = os.path.relpath(r.path, workdir) if workdir else r.path
-    extra = f" {100 * f['train_eval_error']:.2f} |" if has_train_eval else ""
-    lines.append(f"| {display_name(r.setting)} | {r.seed} | {f['epoch']} "
-                 f"| {100 * f['train_error']:.2f} |{extra} {100 * f['test_error']:.2f} "
-                 f"| {f['test_loss']:.4f} | {f.get('images_per_sec', math.nan):.0f} | {rel} |")
+    extra = f" {100 * f[records.TRAIN_EVAL_ERROR]:.2f} |" if has_train_eval else ""
+    lines.append(f"| {display_name(r.setting)} | {r.seed} | {f[records.EPOCH]} "
+                 f"| {100 * f[records.TRAIN_ERROR]:.2f} |{extra} "
+                 f"{100 * f[records.TEST_ERROR]:.2f} | {f[records.TEST_LOSS]:.4f} "
+                 f"| {f.get(records.IMAGES_PER_SEC, math.nan):.0f} | {rel} |")
   lines.append("")
-  if unfinished:
-    lines += ["Unfinished runs, not counted above: "
-              + ", ".join(f"{r.setting}/seed{r.seed} (epoch {r.final['epoch']} of "
-                          f"{r.num_epochs})" for r in unfinished) + ".", ""]
-  config = first.config
-  if config:
-    lines += ["## Recipe (shared by every run; rectifier and seed vary)", "", "```json",
-              json.dumps({k: v for k, v in config.items() if k not in ("rectifier", "seed")},
-                         indent=1, sort_keys=True), "```", ""]
+  if others := study.other_length + study.unfinished:
+    lines += ["Not counted above: "
+              + "; ".join(_status(r, study.num_epochs) for r in others) + ".", ""]
+  return lines
+
+
+def _status(r: RunRecord, num_epochs: int | None) -> str:
+  """Why run `r` is not counted, for the report: failed, another length, or stopped."""
+  name = f"{r.setting}/seed{r.seed}"
+  reached = f"epoch {r.final[records.EPOCH]}" if r.rows else "no evaluation"
+  if r.finished:
+    fix = ("rerun the sweep to train it on" if r.final[records.EPOCH] < (num_epochs or 0)
+           else "report it from its own directory")
+    return f"{name} (finished at {reached}; the sweep's runs train {num_epochs} epochs: {fix})"
+  if r.failed:
+    error = str(r.failure.get("error", "")).splitlines()[0][:200] if r.failure else ""
+    return f"{name} (**failed** at {reached} of {r.num_epochs}: {error})"
+  return f"{name} ({reached} of {r.num_epochs}; stopped, or still running)"
+
+
+def _not_counted_line(study: _Study) -> str | None:
+  """One line near the top saying how many runs are left out, and why (None: none)."""
+  counts = {"failed": sum(r.failed for r in study.unfinished),
+            f"finished at another length than the sweep's {study.num_epochs} epochs":
+                len(study.other_length),
+            "stopped or still running": sum(not r.failed for r in study.unfinished)}
+  parts = [f"{n} {why}" for why, n in counts.items() if n]
+  if not parts:
+    return None
+  return f"**Not counted: {', '.join(parts)}** (listed under Runs)."
+
+
+def _recipe(study: _Study) -> list[str]:
+  config = study.finished[0].config
+  if not config:
+    return []
+  return ["## Recipe (shared by every run; rectifier and seed vary)", "", "```json",
+          json.dumps({k: v for k, v in config.items() if k not in ("rectifier", "seed")},
+                     indent=1, sort_keys=True), "```", ""]
+
+
+def results_markdown(runs: list[RunRecord], workdir: str = "", evaluation: str | None = None,
+                     num_epochs: int | None = None) -> str:
+  """The report as Markdown; `runs` may include unfinished runs (listed, not counted).
+  With `evaluation`, the test columns are that evaluation's (`with_evaluation`). With
+  `num_epochs` (a sweep's), finished runs of another length are listed, not counted;
+  without it, finished runs of different lengths are refused.
+
+  Raises:
+    ValueError: nothing to report, or runs that are not one comparison (the message says
+      which and what to do).
+  """
+  study = _study(runs, workdir, evaluation, num_epochs)
+  lines = (_introduction(study) + _results_table(study) + _differences_to_baseline(study)
+           + _leaky_pairs(study))
+  if not evaluation:  # one evaluation per run: no best over epochs.
+    lines += _other_numbers(study.settings, study.best_vals, study.loss_vals)
+  lines += _activation_table(study.finished, study.settings)
+  lines += _runs_table(study) + _recipe(study)
   return "\n".join(lines)
 
 
@@ -439,8 +568,9 @@ def _other_numbers(settings: list[str], best_vals: dict[str, dict[int, float]],
 def _activation_table(runs: list[RunRecord], settings: list[str]) -> list[str]:
   """Per setting, the final test-split statistics averaged over layers and seeds: what
   the rectifiers do inside the network (rectifiers/statistics.py); [] without them."""
-  stats = {s: [r.final["activations"]["test"] for r in runs
-               if r.setting == s and "test" in r.final.get("activations", {})] for s in settings}
+  stats = {s: [r.final[records.ACTIVATIONS][records.TEST] for r in runs
+               if r.setting == s and records.TEST in r.final.get(records.ACTIVATIONS, {})]
+           for s in settings}
   if not any(stats.values()):
     return []
   lines = ["## Inside the network (final evaluation, test split)", "",
@@ -470,27 +600,28 @@ def plot_activations(runs: list[RunRecord], path: str, title: str = "") -> bool:
   """Dead units per rectified layer over training (test split), one panel per layer,
   each setting's mean over seeds with a ± sd band, ReLU in black. False (and nothing
   written) when the runs recorded no activation statistics."""
-  runs = [r for r in runs if all("test" in row.get("activations", {}) for row in r.rows)]
+  runs = [r for r in runs
+          if all(records.TEST in row.get(records.ACTIVATIONS, {}) for row in r.rows)]
   if not runs:
     return False
-  plt = figures.pyplot()
-  layers = list(runs[0].rows[-1]["activations"]["test"])
+  layers = list(runs[0].rows[-1][records.ACTIVATIONS][records.TEST])
   by_setting: dict[str, list[RunRecord]] = {}
   for r in runs:
     by_setting.setdefault(r.setting, []).append(r)
   cols = min(3, len(layers))
   rows = math.ceil(len(layers) / cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 2.8 * rows), squeeze=False,
-                           sharex=True)
+  fig = figures.figure(figsize=(4.0 * cols, 2.8 * rows))
+  axes = fig.subplots(rows, cols, squeeze=False, sharex=True)
   colors = iter(["tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown",
                  "tab:pink", "tab:olive"])
   for setting in sorted(by_setting, key=_setting_order):
     color = "black" if setting == BASELINE else next(colors, "tab:gray")
     group = by_setting[setting]
-    common = sorted(set.intersection(*[{row["epoch"] for row in r.rows} for r in group]))
+    common = sorted(set.intersection(*[{row[records.EPOCH] for row in r.rows} for r in group]))
     for i, layer in enumerate(layers):
-      table = np.asarray([[100 * next(row["activations"]["test"][layer]["dead"] for row in r.rows
-                                      if row["epoch"] == e) for e in common] for r in group])
+      table = np.asarray([[100 * next(row[records.ACTIVATIONS][records.TEST][layer]["dead"]
+                                      for row in r.rows if row[records.EPOCH] == e)
+                           for e in common] for r in group])
       mean = table.mean(axis=0)
       sd = table.std(axis=0, ddof=1) if len(group) > 1 else np.zeros_like(mean)
       ax = axes[i // cols, i % cols]
@@ -516,18 +647,20 @@ def plot_prelu_slopes(runs: list[RunRecord], path: str) -> bool:
   """PReLU's learned slopes per layer: their mean over training (mean over seeds, band
   from the layer's smallest to largest slope) and the final slopes' spread. False (and
   nothing written) without PReLU runs that recorded them."""
-  runs = [r for r in runs if all("prelu_slopes" in row.get("activations", {}) for row in r.rows)]
+  runs = [r for r in runs
+          if all(records.PRELU_SLOPES in row.get(records.ACTIVATIONS, {}) for row in r.rows)]
   if not runs:
     return False
-  plt = figures.pyplot()
-  layers = list(runs[0].rows[-1]["activations"]["prelu_slopes"])
-  common = sorted(set.intersection(*[{row["epoch"] for row in r.rows} for r in runs]))
-  fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-  cmap = plt.get_cmap("viridis")
+  layers = list(runs[0].rows[-1][records.ACTIVATIONS][records.PRELU_SLOPES])
+  common = sorted(set.intersection(*[{row[records.EPOCH] for row in r.rows} for r in runs]))
+  fig = figures.figure(figsize=(11, 4))
+  left, right = fig.subplots(1, 2)
+  import matplotlib  # pylint: disable=g-import-not-at-top  (slow; figures.figure loaded it)
+  cmap = matplotlib.colormaps["viridis"]
   for i, layer in enumerate(layers):
     color = cmap(i / max(1, len(layers) - 1))
-    get = lambda key: np.asarray([[next(row["activations"]["prelu_slopes"][layer][key]
-                                        for row in r.rows if row["epoch"] == e)
+    get = lambda key: np.asarray([[next(row[records.ACTIVATIONS][records.PRELU_SLOPES][layer][key]
+                                        for row in r.rows if row[records.EPOCH] == e)
                                    for e in common] for r in runs]).mean(axis=0)
     left.plot(common, get("mean"), color=color, label=layer)
     left.fill_between(common, get("min"), get("max"), color=color, alpha=0.08, linewidth=0)
@@ -554,8 +687,8 @@ def plot_prelu_slopes(runs: list[RunRecord], path: str) -> bool:
 
 def _curve(runs: list[RunRecord], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Epochs, mean and sd over runs of `key` (epochs every run has)."""
-  common = sorted(set.intersection(*[{row["epoch"] for row in r.rows} for r in runs]))
-  table = np.asarray([[next(row[key] for row in r.rows if row["epoch"] == e) for e in common]
+  common = sorted(set.intersection(*[{row[records.EPOCH] for row in r.rows} for r in runs]))
+  table = np.asarray([[next(row[key] for row in r.rows if row[records.EPOCH] == e) for e in common]
                       for r in runs], np.float64)
   sd = table.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros(len(common))
   return np.asarray(common), table.mean(axis=0), sd
@@ -565,19 +698,17 @@ def plot_curves(runs: list[RunRecord], path: str, title: str = "",
                 metric: str = "error") -> None:
   """The paper's Figures 2-4: one column per non-ReLU setting, train (top) and test (bottom)
   curves of ReLU and that setting, mean over seeds with a ± one standard deviation band."""
-  plt = figures.pyplot()
   by_setting: dict[str, list[RunRecord]] = {}
   for r in runs:
     by_setting.setdefault(r.setting, []).append(r)
   others = [s for s in sorted(by_setting, key=_setting_order) if s != BASELINE]
   if BASELINE not in by_setting or not others:
     others = [s for s in sorted(by_setting, key=_setting_order)]  # no pairing: plot each alone.
-  train_key, test_key = (("train_error", "test_error") if metric == "error"
-                         else ("train_loss", "test_loss"))
+  train_key, test_key = ((records.TRAIN_ERROR, records.TEST_ERROR) if metric == "error"
+                         else (records.TRAIN_LOSS, records.TEST_LOSS))
   ylabel = "error rate" if metric == "error" else "log-loss"
-  fig, axes = plt.subplots(2, len(others), figsize=(max(3.6 * len(others), 7.0), 6.2),
-                           squeeze=False,
-                           sharex=True, sharey="row")
+  fig = figures.figure(figsize=(max(3.6 * len(others), 7.0), 6.2))
+  axes = fig.subplots(2, len(others), squeeze=False, sharex=True, sharey="row")
   for col, s in enumerate(others):
     for row, (key, split) in enumerate(((train_key, "train"), (test_key, "test"))):
       ax = axes[row, col]
@@ -612,12 +743,12 @@ def plot_rectifiers(path: str) -> None:
   initial slope 0.25 (learned per channel); RReLU's training range of slopes 1/u..1/l =
   1/8..1/3 (a ~ U(3, 8)) and its test-time line x / 5.5; and, in a fifth panel, the
   smooth activations after 2015 that the studies compare them with (ELU, GELU, SiLU)."""
-  plt = figures.pyplot()
   from rectifiers import functional as F
   import jax.numpy as jnp
   x = np.linspace(-4, 4, 401)
   xj = jnp.asarray(x, jnp.float32)
-  fig, axes = plt.subplots(1, 5, figsize=(16, 3.4), sharey=True)
+  fig = figures.figure(figsize=(16, 3.4))
+  axes = fig.subplots(1, 5, sharey=True)
   panels = [
       ("ReLU", [(np.asarray(F.relu(xj)), "y = max(0, x)", "-")]),
       ("Leaky ReLU (a fixed)", [(np.asarray(F.leaky_relu(xj, 100.0)), "a = 100", "-"),
@@ -661,10 +792,21 @@ def write_report(workdir: str, out: str | None = None,
   """Writes results.md, curves.png, rectifiers.png and (when the runs recorded them)
   activations.png and prelu_slopes.png for the runs in `workdir` into `out` (default
   `workdir`); returns their paths. With `evaluation`, writes only results-NAME.md, the
-  tables with that evaluation's test numbers."""
-  runs = read_runs(workdir)
-  markdown = results_markdown(runs, workdir, evaluation)
+  tables with that evaluation's test numbers.
+
+  A refused report (ValueError, or RunDirectoryError for a damaged record) renames the
+  earlier one in `out` to stale-* first, so that it cannot pass for a report of these runs.
+  """
   out = out or workdir
+  try:
+    runs = read_runs(workdir)
+    num_epochs = run_directory.sweep_num_epochs(workdir)
+    markdown = results_markdown(runs, workdir, evaluation, num_epochs)
+  except (ValueError, run_directory.RunDirectoryError) as e:
+    if renamed := _set_aside(out, evaluation):
+      raise ReportRefused(f"{e}\nThe earlier report no longer describes these runs: renamed "
+                          f"{', '.join(renamed)} in {out}.") from None
+    raise
   os.makedirs(out, exist_ok=True)
   if evaluation:
     path = os.path.join(out, f"results-{evaluation}.md")
@@ -675,7 +817,7 @@ def write_report(workdir: str, out: str | None = None,
                                                       "rectifiers.png")}
   with open(paths["results.md"], "w") as f:
     f.write(markdown)
-  finished = [r for r in runs if r.finished]
+  finished = [r for r in runs if r.finished and num_epochs in (None, r.final[records.EPOCH])]
   for name, plot in (("activations.png", plot_activations),
                      ("prelu_slopes.png", plot_prelu_slopes)):
     if plot(finished, os.path.join(out, name)):
@@ -689,6 +831,27 @@ def write_report(workdir: str, out: str | None = None,
               metric=PAPER_TABLES[table_key]["metric"])
   plot_rectifiers(paths["rectifiers.png"])
   return paths
+
+
+class ReportRefused(ValueError):
+  """The runs cannot be reported on, and an earlier report was renamed stale-*."""
+
+
+STALE_PREFIX = "stale-"
+# What a report writes from the runs (rectifiers.png depends on no run).
+_REPORT_FILES = ("results.md", "curves.png", "activations.png", "prelu_slopes.png")
+
+
+def _set_aside(out: str, evaluation: str | None) -> list[str]:
+  """Renames the report files in `out` (those of `evaluation`, or the main ones) to
+  stale-NAME, replacing older stale ones; returns the new names."""
+  names = [f"results-{evaluation}.md"] if evaluation else list(_REPORT_FILES)
+  renamed = []
+  for name in names:
+    if os.path.exists(path := os.path.join(out, name)):
+      os.replace(path, os.path.join(out, STALE_PREFIX + name))
+      renamed.append(f"{name} to {STALE_PREFIX}{name}")
+  return renamed
 
 
 def main(argv: list[str]) -> None:

@@ -51,10 +51,12 @@ from absl import logging
 import ml_collections
 
 from rectifiers import linen as rectifiers_linen
-from training import compilation_cache, devices, run_directory, signals
+from configs import default as default_config
+from configs import validation
+from training import devices, disk_space, process, records, run_directory, signals
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-SWEEP_RECORD = "sweep.json"
+SWEEP_RECORD = run_directory.SWEEP
 STOP_TIMEOUT_S = 600  # how long a stopping training may take to save before it is killed.
 
 
@@ -128,19 +130,18 @@ def run_config(config: ml_collections.ConfigDict, setting: str,
 def plan(config: ml_collections.ConfigDict, workdir: str, settings: Sequence[str],
          seeds: Sequence[int]) -> tuple[list[Run], list[Run]]:
   """Splits the sweep into (to_run, finished), refusing runs started with another config
-  (train.py's rule). Seed-major order: every setting's seed 0 first, so that an
-  interrupted sweep already holds complete comparisons."""
-  import train  # pylint: disable=g-import-not-at-top
+  (training/run_directory.py's rule, as a training would). Seed-major order: every
+  setting's seed 0 first, so that an interrupted sweep already holds complete comparisons."""
   for setting in settings:
     rectifiers_linen.rectifier_factory(setting)  # a clear error for a typo, before any run.
-  defaults = train.config_record(train.default_config.get_config())
+  defaults = records.config_record(default_config.get_config())
   to_run, finished = [], []
   for seed in seeds:
     for setting in settings:
       run = Run(setting, seed, run_dir(workdir, setting, seed))
       cfg = run_config(config, setting, seed)
       run_directory.RunDirectory(run.workdir, writer=False).check_config(
-          train.config_record(cfg), defaults)
+          records.config_record(cfg), defaults)
       record = run_directory.read_run(run.workdir)
       done = record.finished and record.config.get("num_epochs") == cfg.num_epochs
       (finished if done else to_run).append(run)
@@ -151,13 +152,12 @@ def _record_sweep(config: ml_collections.ConfigDict, workdir: str, settings: Seq
                   seeds: Sequence[int], parallel: int, devices_per_run: int) -> None:
   """Adds this invocation to WORKDIR/sweep.json after checking the base config against the
   recorded one (the rectifier and seed of the base config do not matter)."""
-  import train  # pylint: disable=g-import-not-at-top
   path = os.path.join(workdir, SWEEP_RECORD)
-  base = {**train.config_record(config), "rectifier": None, "seed": None}
+  base = {**records.config_record(config), "rectifier": None, "seed": None}
   record = run_directory.read_json(path) if os.path.exists(path) else {"invocations": []}
   if "config" in record:
     run_directory.check_resumable(
-        record["config"], base, train.config_record(train.default_config.get_config()),
+        record["config"], base, records.config_record(default_config.get_config()),
         reached_epoch=0, where=workdir)
   record["config"] = base
   record["invocations"].append({
@@ -178,8 +178,9 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str,
     workdir: the sweep's directory; runs go to `workdir/<setting>/seed<k>`.
     settings: rectifier specs, e.g. `rectifiers.linen.PAPER_SETTINGS`.
     seeds: the seeds; seed k of every setting forms one pair for the paired statistics.
-    parallel: 1 trains in this process on every device (simplest); K > 1 runs K
-      `sweep.py --run_one` subprocesses at a time, each on its own devices.
+    parallel: 1 trains in this process on the devices JAX has (`python sweep.py` sets up
+      config.cpu_devices first; training/process.py); K > 1 runs K `sweep.py --run_one`
+      subprocesses at a time, each on its own devices.
     devices_per_run: with parallel > 1, the GPUs (or CPU cores) each run gets.
     report: write results.md and the figures at the end.
 
@@ -246,10 +247,15 @@ def _run_in_process(config: ml_collections.ConfigDict, runs: list[Run]) -> list[
         signum = getattr(e, "signum", None) or stop.received or signal.SIGINT
         raise SweepStopped(signum, _stop_message(signum, 1, len(runs) - i - 1)) from e
       except Exception as e:  # pylint: disable=broad-except
+        if disk_space.full_disk_error(e) is not None:
+          raise  # the next runs would fail alike: the sweep stops, with main's one line
         # The rule for in-process and subprocess runs alike: a failed run is recorded and
         # the others still run.
         failures.append(f"{run.workdir}: {type(e).__name__}: {e}")
-        logging.exception("%s failed.", run.workdir)
+        if isinstance(e, train.EXPECTED_ERRORS):  # its message says it all, as train.py's.
+          logging.error("%s failed: %s", run.workdir, e)
+        else:
+          logging.exception("%s failed.", run.workdir)
   return failures
 
 
@@ -308,69 +314,117 @@ def _stop_with_parent() -> None:
     pass
 
 
+@dataclasses.dataclass(frozen=True)
+class _Placement:
+  """Where `--parallel` trainings run: slot i on its own GPUs or cores (slot_environment)."""
+  parallel: int
+  devices_per_run: int
+  gpus: list[str]
+  cores: list[int]
+  taskset: bool
+
+  @classmethod
+  def of_this_machine(cls, parallel: int, devices_per_run: int) -> _Placement:
+    """The visible GPUs (else the cores this process may use), checked against the slots."""
+    placement = cls(parallel, devices_per_run, visible_gpus(), sorted(os.sched_getaffinity(0)),
+                    _has_taskset())
+    placement.environment(parallel - 1)  # raises if the GPUs are too few for every slot
+    if not placement.gpus and len(placement.cores) < parallel * devices_per_run:
+      logging.warning("%d cores for --parallel=%d x --devices_per_run=%d: the runs share "
+                      "cores.", len(placement.cores), parallel, devices_per_run)
+    return placement
+
+  def environment(self, slot: int) -> tuple[dict[str, str], list[str]]:
+    return slot_environment(slot, self.parallel, self.devices_per_run, self.gpus, self.cores,
+                            dict(os.environ), self.taskset)
+
+
+# One running training of a `--parallel` sweep: (run, process, its train.log).
+_Active = tuple[Run, subprocess.Popen, Any]
+
+
+def _start(config: ml_collections.ConfigDict, run: Run, slot: int,
+           placement: _Placement) -> _Active:
+  """`python sweep.py --run_one` for `run` in `slot`: its config on stdin, its output in
+  the run's train.log."""
+  env, prefix = placement.environment(slot)
+  log = run_directory.open_log(run.workdir)
+  cmd = [*prefix, sys.executable, os.path.join(_HERE, "sweep.py"), "--run_one",
+         f"--workdir={run.workdir}"]
+  logging.info("Starting %s / seed %d (slot %d): %s", run.setting, run.seed, slot,
+               " ".join(cmd))
+  proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                          env=env, text=True, preexec_fn=_stop_with_parent)
+  proc.stdin.write(json.dumps(records.config_record(run_config(config, run.setting,
+                                                               run.seed))))
+  proc.stdin.close()
+  return run, proc, log
+
+
+def _reap(active: dict[int, _Active], stopping: bool) -> list[str]:
+  """Removes the trainings that ended from `active`; returns the failures among them (one
+  that a forwarded stop signal ended, `stopping`, is none)."""
+  failures = []
+  for slot, (run, proc, log) in list(active.items()):
+    if proc.poll() is None:
+      continue
+    log.close()
+    del active[slot]
+    if stopping and proc.returncode in (130, -signal.SIGTERM):
+      continue
+    if proc.returncode:
+      failures.append(f"{run.workdir}: exit status {proc.returncode}; see "
+                      f"{os.path.join(run.workdir, run_directory.LOG)}")
+      logging.error("%s failed (exit status %d).", run.workdir, proc.returncode)
+      _record_crash(run.workdir, proc.returncode)
+    else:
+      logging.info("Finished %s / seed %d.", run.setting, run.seed)
+  return failures
+
+
+def _record_crash(workdir: str, returncode: int) -> None:
+  """Records the failure of a training that died without recording one itself (an abort,
+  a kill: exit status other than 1), so that the report tells it from a stopped run."""
+  if returncode == 1 or os.path.exists(os.path.join(workdir, run_directory.FAILURE)):
+    return
+  try:
+    with run_directory.DirectoryLock(workdir):
+      run_directory.record_failure(workdir, f"exit status {returncode} (see "
+                                   f"{os.path.join(workdir, run_directory.LOG)})")
+  except run_directory.RunInUseError:
+    pass  # another process trains it now: it is not failed.
+
+
 def _run_subprocesses(config: ml_collections.ConfigDict, runs: list[Run], parallel: int,
                       devices_per_run: int) -> list[str]:
   """Runs `runs` K at a time, each `python sweep.py --run_one` (its config on stdin) with
-  its log in the run directory's train.log, on its own GPUs or cores (slot_environment)."""
-  import train  # pylint: disable=g-import-not-at-top
-  gpus, cores, taskset = visible_gpus(), sorted(os.sched_getaffinity(0)), _has_taskset()
-  slot_environment(parallel - 1, parallel, devices_per_run, gpus, cores, {}, taskset)  # checks
-  if not gpus and len(cores) < parallel * devices_per_run:
-    logging.warning("%d cores for --parallel=%d x --devices_per_run=%d: the runs share cores.",
-                    len(cores), parallel, devices_per_run)
-  pending = list(runs)
-  active: dict[int, tuple[Run, subprocess.Popen, Any]] = {}  # slot -> (run, process, log)
-  failures = []
+  its log in the run directory's train.log, on its own GPUs or cores (slot_environment).
+  On a stop signal, starts no more, forwards SIGTERM to the running ones once, waits for
+  them and raises SweepStopped."""
+  placement = _Placement.of_this_machine(parallel, devices_per_run)
+  pending, active, failures = list(runs), {}, []
   with signals.StopRequest() as stop:
-    stopping = None  # how many trainings the stop signal was forwarded to.
+    forwarded = None  # how many trainings the stop signal was forwarded to.
     try:
       while pending or active:
-        for slot in range(parallel):
-          if slot in active or not pending or stop.received:
-            continue
-          run = pending.pop(0)
-          os.makedirs(run.workdir, exist_ok=True)
-          env, prefix = slot_environment(slot, parallel, devices_per_run, gpus, cores,
-                                         dict(os.environ), taskset)
-          log = open(os.path.join(run.workdir, "train.log"), "a")
-          cmd = [*prefix, sys.executable, os.path.join(_HERE, "sweep.py"), "--run_one",
-                 f"--workdir={run.workdir}"]
-          logging.info("Starting %s / seed %d (slot %d): %s", run.setting, run.seed, slot,
-                       " ".join(cmd))
-          proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log,
-                                  stderr=subprocess.STDOUT, env=env, text=True,
-                                  preexec_fn=_stop_with_parent)
-          proc.stdin.write(json.dumps(train.config_record(
-              run_config(config, run.setting, run.seed))))
-          proc.stdin.close()
-          active[slot] = (run, proc, log)
-        if stop.received and stopping is None:
+        free = [s for s in range(parallel) if s not in active] if not stop.received else []
+        for slot in free[:len(pending)]:
+          active[slot] = _start(config, pending.pop(0), slot, placement)
+        if stop.received and forwarded is None:
           for _, proc, _ in active.values():
             proc.send_signal(signal.SIGTERM)
-          stopping = len(active)
+          forwarded = len(active)
         time.sleep(0.2)
-        for slot, (run, proc, log) in list(active.items()):
-          if proc.poll() is None:
-            continue
-          log.close()
-          del active[slot]
-          if stop.received and proc.returncode in (130, -signal.SIGTERM):
-            continue
-          if proc.returncode:
-            failures.append(f"{run.workdir}: exit status {proc.returncode}; see "
-                            f"{run.workdir}/train.log")
-            logging.error("%s failed (exit status %d).", run.workdir, proc.returncode)
-          else:
-            logging.info("Finished %s / seed %d.", run.setting, run.seed)
+        failures += _reap(active, stopping=bool(stop.received))
         if stop.received and not active:
           raise SweepStopped(stop.received,
-                             _stop_message(stop.received, stopping or 0, len(pending)))
+                             _stop_message(stop.received, forwarded or 0, len(pending)))
     finally:
       _stop_all(active)
   return failures
 
 
-def _stop_all(active: dict[int, tuple[Run, subprocess.Popen, Any]]) -> None:
+def _stop_all(active: dict[int, _Active]) -> None:
   """Leaves no training behind: SIGTERM (they save), then SIGKILL after STOP_TIMEOUT_S."""
   for _, proc, _ in active.values():
     if proc.poll() is None:
@@ -391,17 +445,23 @@ def _stop_all(active: dict[int, tuple[Run, subprocess.Popen, Any]]) -> None:
 
 
 def _run_one(workdir: str) -> None:
-  """A `--parallel` worker: trains the config JSON read from stdin in `workdir`."""
+  """A `--parallel` worker: trains the config JSON read from stdin in `workdir`, on the
+  devices its config asks for (within the cores or GPUs the sweep gave it)."""
   import train  # pylint: disable=g-import-not-at-top
   config = ml_collections.ConfigDict(json.load(sys.stdin))
   try:
+    process.configure(validation.check_cpu_devices(config))
     train.train_and_evaluate(config, workdir)
   except train.EXPECTED_ERRORS as e:
+    disk_space.exit_if_full(e, workdir)
     logging.error("%s", e)
     sys.exit(1)
   except KeyboardInterrupt as e:
     logging.warning("%s", e)
     sys.exit(130)
+  except Exception as e:  # pylint: disable=broad-except
+    disk_space.exit_if_full(e, workdir)
+    raise
 
 
 def main(argv: list[str]) -> None:
@@ -409,22 +469,26 @@ def main(argv: list[str]) -> None:
   FLAGS = flags.FLAGS
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  import train  # pylint: disable=g-import-not-at-top
-  train.quiet_library_info_logs()
-  compilation_cache.enable()
   if FLAGS.run_one:
     _run_one(FLAGS.workdir)
     return
   if FLAGS.config is None:
     raise app.UsageError("--config is required (e.g. --config=configs/cifar10_mini.py).")
   try:
+    # In process (--parallel=1) the runs use this process's devices; subprocesses set
+    # up their own (_run_one), and this one starts no JAX backend.
+    process.configure(validation.check_cpu_devices(FLAGS.config) if FLAGS.parallel == 1
+                      else None)
     run_sweep(FLAGS.config, FLAGS.workdir, parse_settings(FLAGS.settings),
               parse_seeds(FLAGS.seeds), parallel=FLAGS.parallel,
               devices_per_run=FLAGS.devices_per_run)
   except SweepStopped as e:
     logging.warning("%s", e)
     sys.exit(128 + e.signum)
-  except (ValueError, RuntimeError, run_directory.RunDirectoryError) as e:
+  except Exception as e:  # pylint: disable=broad-except
+    disk_space.exit_if_full(e, FLAGS.workdir)
+    if not isinstance(e, (ValueError, RuntimeError, run_directory.RunDirectoryError)):
+      raise
     logging.error("%s", e)
     sys.exit(1)
   print(f"Sweep done; report in {os.path.join(FLAGS.workdir, 'results.md')}")

@@ -5,13 +5,20 @@ r"""Trains one of the paper's networks with one rectifier and reports its errors
 
 The same code runs on one CPU, N local devices or N processes (`--multihost`): the step is
 `jax.jit`-compiled over a `Mesh` with the batch on the "data" axis and the parameters
-replicated; XLA inserts the gradient all-reduce. Notebooks call `train_and_evaluate`.
+replicated; XLA inserts the gradient all-reduce. Notebooks call `train_and_evaluate`, which
+changes nothing process-wide and trains on the devices JAX has; the command line sets those
+up first (training/process.py).
 What a workdir holds and guarantees (one writer, one config, records that match the
 checkpoints) is training/run_directory.py's; checkpoints are training/checkpoints.py's.
+A diverged run (a non-finite loss, evaluation or state) stops before recording or saving
+it; `config.init_from` goes on from one of its checkpoints, in a new workdir, under a
+changed config.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import functools
 import math
@@ -35,12 +42,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import input_pipeline
 import models
 from configs import default as default_config
+from configs import validation
 from input_pipeline import augment
 import rectifiers
 from rectifiers import linen as rectifiers_linen
 from rectifiers import statistics
-from training import (checkpoints, compilation_cache, devices, export, figures, progress,
-                      provenance, run_directory, signals)
+from training import (checkpoints, devices, disk_space, export, figures, process, progress,
+                      provenance, records, run_directory, signals, tensorboard)
 
 # Independent random streams, derived from the one seed by fold_in (PROBE_STREAM: the
 # training-mode pass of the activation statistics, which must not disturb training's).
@@ -57,151 +65,15 @@ class TrainState:
   opt_state: Any
 
 
-class ConfigError(ValueError):
-  """A configuration value is unknown or out of range; raised before anything compiles."""
-
-
 # --- Configuration ---------------------------------------------------------------------------
 
-
-def _has_default_type(value: Any, default: Any) -> bool:
-  """Whether `value` fits the type of its default (ints pass for floats, lists for tuples)."""
-  if isinstance(value, bool) or isinstance(default, bool):
-    return isinstance(value, bool) and isinstance(default, bool)
-  if isinstance(default, float):
-    return isinstance(value, (int, float))
-  if isinstance(default, tuple):
-    return isinstance(value, (tuple, list))
-  return isinstance(value, type(default))
-
-
-def _check_keys(config: Mapping[str, Any], reference: Mapping[str, Any], prefix: str = "") -> None:
-  for key, value in config.items():
-    if key not in reference:
-      raise ConfigError(f"Unknown config key {prefix + key!r}; the valid keys at this level are "
-                        f"{sorted(reference)} (see configs/default.py).")
-    default = reference[key]
-    if key == "model_options":  # the model's own options: models.create checks them.
-      continue
-    if isinstance(default, Mapping):
-      if not isinstance(value, Mapping):
-        raise ConfigError(f"config.{prefix + key} must be a group of keys, got {value!r}.")
-      _check_keys(value, default, f"{prefix}{key}.")
-    elif default is not None and not _has_default_type(value, default):
-      raise ConfigError(f"config.{prefix + key} must be a {type(default).__name__}, got "
-                        f"{value!r} ({type(value).__name__}).")
-
-
-def _is_number(value: Any) -> bool:
-  return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_numbers(config: ml_collections.ConfigDict) -> None:
-  ranges = {  # key: (test, what is allowed)
-      "learning_rate": (lambda v: v > 0, "> 0"), "input_scale": (lambda v: v > 0, "> 0"),
-      "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
-      "weight_decay": (lambda v: v >= 0, ">= 0"), "warmup_epochs": (lambda v: v >= 0, ">= 0"),
-      "lr_decay_factor": (lambda v: v > 0, "> 0")}
-  for key, (ok, allowed) in ranges.items():
-    value = config[key]
-    if not (_is_number(value) and math.isfinite(value) and ok(value)):
-      raise ConfigError(f"config.{key} must be a finite number {allowed}, got {value!r}.")
-  epochs = config.lr_decay_epochs
-  if not (isinstance(epochs, (tuple, list))
-          and all(_is_number(e) and math.isfinite(e) and e >= 0 for e in epochs)):
-    raise ConfigError(f"config.lr_decay_epochs must be a list of epochs (finite numbers >= 0), "
-                      f"e.g. --config.lr_decay_epochs='(200, 230)'; got {epochs!r}.")
-
-
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Checks keys, types, ranges and names (dataset, model, rectifier, options) without
-  reading data or compiling."""
-  _check_keys(config.to_dict(), default_config.get_config().to_dict())
-  for key in ("batch_size", "num_epochs", "eval_every_epochs", "checkpoint_every_epochs",
-              "keep_checkpoints", "log_every_steps"):
-    if config[key] < 1:
-      raise ConfigError(f"config.{key} must be >= 1, got {config[key]}.")
-  for key in ("steps_per_epoch", "eval_batch_size", "worker_count", "holdout", "image_size",
-              "train_examples", "train_eval_examples"):
-    if config[key] < 0:
-      raise ConfigError(f"config.{key} must be >= 0, got {config[key]}.")
-  if config.dtype not in DTYPES:
-    raise ConfigError(f"config.dtype must be one of {list(DTYPES)}, got {config.dtype!r}.")
-  _check_numbers(config)
-  processes = jax.process_count()
-  if config.batch_size % processes or (config.eval_batch_size or config.batch_size) % processes:
-    raise ConfigError(f"config.batch_size ({config.batch_size}) and config.eval_batch_size must "
-                      f"be divisible by the number of processes ({processes}).")
-  try:
-    rectifiers_linen.rectifier_factory(config.rectifier)
-  except ValueError as e:
-    raise ConfigError(f"config.rectifier: {e}") from None
-  try:
-    models.create(config.model, num_classes=2, rectifier=config.rectifier, **model_options(config))
-  except (ValueError, TypeError) as e:
-    raise ConfigError(f"config.model / config.model_options: {e}") from None
-  try:
-    augment_config(config)
-  except (ValueError, TypeError) as e:
-    raise ConfigError(f"config.augment: {e}") from None
-
-
-def configure_devices(config: ml_collections.ConfigDict) -> None:
-  """On CPU, one single-threaded device per core unless config.cpu_devices says otherwise
-  (training/devices.py); a no-op once JAX's backend exists."""
-  value = config.get("cpu_devices", 0)
-  if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-    raise ConfigError(f"config.cpu_devices must be an int >= 0 (0: one device per core, 1: "
-                      f"XLA's single multi-threaded device), got {value!r}.")
-  devices.configure_cpu_devices(value)
-
-
-def model_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """`models.create`'s keyword options: config.model_options and the computation dtype."""
-  return {**config.model_options.to_dict(), "dtype": DTYPES[config.dtype]}
-
-
-def augment_config(config: ml_collections.ConfigDict) -> augment.AugmentConfig:
-  return augment.AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in config.augment.to_dict().items()})
-
-
-def config_record(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The config as a run records it (config.json): JSON values, and every model option,
-  those the config left at their defaults included."""
-  record = run_directory.json_values(config.to_dict())
-  if config.model in models.MODELS:
-    record["model_options"] = run_directory.json_values(
-        {**models.default_options(config.model), **record["model_options"]})
-  return record
-
-
-def check_data(config: ml_collections.ConfigDict, dataset: input_pipeline.Dataset) -> None:
-  """What only the data can tell: enough classes, examples and pixels for this config."""
-  where = f"config.dataset {config.dataset!r}"
-  if dataset.num_classes < 2:
-    raise ConfigError(f"{where} has {dataset.num_classes} class "
-                      f"({', '.join(dataset.class_names)}); a classifier needs at least 2.")
-  if len(dataset.test) == 0:
-    raise ConfigError(f"{where} has no test examples: add a test/ folder or set "
-                      "config.holdout to hold out part of train/.")
-  if config.batch_size > len(dataset.train):
-    raise ConfigError(f"config.batch_size={config.batch_size} is larger than the training "
-                      f"split of {where} ({len(dataset.train)} examples): lower it.")
-  model = models.create(config.model, num_classes=dataset.num_classes,
-                        rectifier=config.rectifier, **model_options(config))
-  try:
-    shape = augment.output_shape(dataset.image_shape, augment_config(config))
-    jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *shape)), train=False))
-  except (ValueError, TypeError) as e:
-    raise ConfigError(f"{config.model} on the images of {where} "
-                      f"({'x'.join(map(str, dataset.image_shape))}): {e}") from None
+augment_config = validation.augment_config  # for notebooks: train.augment_config(config)
 
 
 def load_data(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
   """The config's dataset, checked against the config (`check_data`)."""
   dataset = load_dataset(config)
-  check_data(config, dataset)
+  validation.check_data(config, dataset)
   return dataset
 
 
@@ -215,7 +87,7 @@ def load_dataset(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
         cache_dir=config.cache_dir or None, train_examples=config.train_examples,
         subset_seed=config.subset_seed)
   except ValueError as e:
-    raise ConfigError(f"config.dataset: {e}") from None
+    raise validation.ConfigError(f"config.dataset: {e}") from None
 
 
 # --- Optimisation --------------------------------------------------------------------------
@@ -402,9 +274,8 @@ def _zero_metrics() -> dict[str, np.ndarray]:
           "first_nonfinite_step": np.int32(np.iinfo(np.int32).max)}
 
 
-def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
-                       input_shape: tuple[int, ...], tx: optax.GradientTransformation,
-                       rng: jax.Array) -> TrainState:
+def create_train_state(model: nn.Module, input_shape: tuple[int, ...],
+                       tx: optax.GradientTransformation, rng: jax.Array) -> TrainState:
   """Initialises parameters (and BatchNorm statistics) from the params stream of `rng`."""
   variables = model.init({"params": jax.random.fold_in(rng, PARAMS_STREAM)},
                          jnp.zeros((1, *input_shape), jnp.float32), train=False)
@@ -478,16 +349,17 @@ class Setup:
     subset, as the metrics row's test_* and train_eval_* columns; with
     config.activation_statistics also the row's "activations" (`activation_record`)."""
     row, activations = {}, {}
-    for prefix, source in (("test", self.dataset.test), ("train_eval", self.train_eval)):
+    for prefix, source in ((records.TEST, self.dataset.test),
+                           (records.TRAIN_EVAL, self.train_eval)):
       if not len(source):
         continue
       sums = evaluate_source(self.eval_step, state, source, self.mean_image,
                              batch_size=self.eval_batch_size, data_sharding=self.data_sharding)
-      row.update({f"{prefix}_{k}": v for k, v in evaluation_metrics(sums).items()})
+      row.update(records.split_columns(prefix, evaluation_metrics(sums)))
       if "activations" in sums:
         activations[prefix] = layer_statistics(sums["activations"], self.layers)
     if self.config.activation_statistics:
-      row["activations"] = {**activations, **self.activation_record(state, histograms)}
+      row[records.ACTIVATIONS] = {**activations, **self.activation_record(state, histograms)}
     return row
 
   def activation_record(self, state: TrainState, histograms: bool) -> dict[str, Any]:
@@ -496,7 +368,7 @@ class Setup:
     first test batch (rectifiers/statistics.py)."""
     out = {}
     if slopes := statistics.prelu_slopes(jax.device_get(state.params)):
-      out["prelu_slopes"] = in_order({layer: {"mean": float(v.mean()), "min": float(v.min()),
+      out[records.PRELU_SLOPES] = in_order({layer: {"mean": float(v.mean()), "min": float(v.min()),
                                               "max": float(v.max())}
                                       for layer, v in slopes.items()}, self.layers)
     first_batch = lambda source: input_pipeline.to_device(next(input_pipeline.eval_batches(
@@ -507,27 +379,27 @@ class Setup:
       rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(self.config.seed),
                                                   PROBE_STREAM), state.step)
       sums = jax.device_get(self.slope_step(state, first_batch(probe), self.mean_image, rng))
-      out["rrelu_training_slope"] = in_order({
+      out[records.RRELU_TRAINING_SLOPE] = in_order({
           layer: {"realised": v["mean_slope"], "expected": self.rrelu_expected_slope}
           for layer, v in statistics.summarize(_widen(sums)).items()}, self.layers)
     if histograms and len(self.dataset.test):
       hist = jax.device_get(self.histogram_step(state, first_batch(self.dataset.test),
                                                 self.mean_image))
-      out["histograms"] = in_order({layer: {"edges": [float(e) for e in edges],
+      out[records.HISTOGRAMS] = in_order({layer: {"edges": [float(e) for e in edges],
                                             "counts": [int(round(float(c))) for c in counts]}
                                     for layer, (counts, edges) in hist.items()}, self.layers)
     return out
 
-  def dataset_record(self) -> dict[str, Any]:
+  def dataset_record(self) -> records.DatasetRecord:
     d = self.dataset
-    return {"spec": self.config.dataset, "class_names": list(d.class_names),
-            "num_classes": d.num_classes, "image_shape": list(d.image_shape),
-            "train_examples": len(d.train), "test_examples": len(d.test),
-            "full_train_examples": d.full_train_examples, "subset_seed": d.subset_seed,
-            "train_eval_examples": len(self.train_eval),
-            # Unreadable images left out (config.skip_corrupt), named inside the folder.
-            "skipped_files": [os.path.relpath(f, self.config.dataset.partition(":")[2])
-                              for f in d.skipped_files]}
+    return records.DatasetRecord(
+        spec=self.config.dataset, class_names=list(d.class_names), num_classes=d.num_classes,
+        image_shape=list(d.image_shape), train_examples=len(d.train),
+        test_examples=len(d.test), full_train_examples=d.full_train_examples,
+        subset_seed=d.subset_seed, train_eval_examples=len(self.train_eval),
+        # Unreadable images left out (config.skip_corrupt), named inside the folder.
+        skipped_files=[os.path.relpath(f, self.config.dataset.partition(":")[2])
+                       for f in d.skipped_files])
 
 
 def _widen(tree: Any) -> Any:
@@ -582,109 +454,224 @@ def rrelu_expected_slope(spec: str) -> float | None:
                                      test_slope="expected")
 
 
+# --- Building a run's parts: the one way -------------------------------------------------------
+
+
+def data_mesh(config: ml_collections.ConfigDict) -> Mesh:
+  """The 1-D "data" mesh a run of `config` computes on: the most of JAX's devices that
+  divide its batch and evaluation batch (all of them with several processes, which must
+  divide; training/devices.mesh_devices)."""
+  batch_sizes = (config.batch_size, config.eval_batch_size or config.batch_size)
+  mesh_devices = devices.mesh_devices(jax.devices(), batch_sizes)
+  for key, size in zip(("batch_size", "eval_batch_size"), batch_sizes):
+    if size % len(mesh_devices):
+      raise validation.ConfigError(f"config.{key} ({size}) must be divisible by the number of "
+                                   f"devices ({len(mesh_devices)}).")
+  return Mesh(np.asarray(mesh_devices), ("data",))
+
+
 def jit_train_step(mesh: Mesh, tx: optax.GradientTransformation, **options: Any):
-  """`train_step` jitted as training runs it (also the benchmarks' step): the batch split
-  over the mesh's "data" axis, the state, key and mean image replicated, the state donated.
-  `options` are train_step's keyword arguments (model, augment_config, input_scale)."""
+  """`train_step` jitted as training runs it: the batch split over the mesh's "data" axis,
+  the state, key and mean image replicated, the state donated. `options` are train_step's
+  keyword arguments (model, augment_config, input_scale)."""
   data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
   return jax.jit(functools.partial(train_step, tx=tx, **options),
                  in_shardings=(replicated, data_sharding, replicated, replicated),
                  out_shardings=(replicated, replicated), donate_argnums=(0,))
 
 
-def setup(config: ml_collections.ConfigDict, dataset: input_pipeline.Dataset) -> Setup:
-  """Builds the model, the mesh over the devices the batch divides, and the jitted steps."""
-  batch_sizes = (config.batch_size, config.eval_batch_size or config.batch_size)
-  mesh_devices = devices.mesh_devices(jax.devices(), batch_sizes)
-  for key, size in zip(("batch_size", "eval_batch_size"), batch_sizes):
-    if size % len(mesh_devices):
-      raise ConfigError(f"config.{key} ({size}) must be divisible by the number of devices "
-                        f"({len(mesh_devices)}).")
-  mesh = Mesh(np.asarray(mesh_devices), ("data",))
+def jit_eval_step(mesh: Mesh, **options: Any):
+  """`eval_step` jitted as training and evaluate.py run it: the batch split over the mesh's
+  "data" axis, the state and mean image replicated. `options` are eval_step's keyword
+  arguments (model, augment_config, input_scale, activation_statistics)."""
   data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-  steps_per_epoch = config.steps_per_epoch or input_pipeline.steps_per_epoch(
-      len(dataset.train), config.batch_size)
-  model = models.create(config.model, num_classes=dataset.num_classes,
-                        rectifier=config.rectifier, **model_options(config))
+  return jax.jit(functools.partial(eval_step, **options),
+                 in_shardings=(replicated, data_sharding, replicated), out_shardings=replicated)
+
+
+@dataclasses.dataclass(frozen=True)
+class Parts:
+  """What a config builds before any data is read: the network, the optimiser and its
+  schedule, and the jitted initial state and steps over a mesh's "data" axis."""
+
+  model: nn.Module
+  augment_config: augment.AugmentConfig
+  input_shape: tuple[int, ...]  # what the network sees: the image shape after augmentation
+  schedule: optax.Schedule
+  tx: optax.GradientTransformation
+  data_sharding: NamedSharding
+  replicated: NamedSharding
+  init: Callable[[jax.Array], TrainState]  # from the run's key (create_train_state)
+  train_step: Callable[..., tuple[TrainState, dict[str, jax.Array]]]
+  eval_step: Callable[..., dict[str, Any]]
+  histogram_step: Callable[..., dict[str, tuple[jax.Array, jax.Array]]]
+  slope_step: Callable[..., dict[str, dict[str, jax.Array]]]
+
+
+def build(config: ml_collections.ConfigDict, mesh: Mesh, *, image_shape: Sequence[int],
+          num_classes: int, steps_per_epoch: int) -> Parts:
+  """A run's network (`models.from_config`), optimiser, initial state and jitted steps for
+  images of `image_shape` on `mesh` (`data_mesh(config)` for training): what `setup`
+  builds for training, and the benchmarks for synthetic batches."""
+  data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+  model = models.from_config(config, num_classes)
   aug = augment_config(config)
+  input_shape = augment.output_shape(tuple(image_shape), aug)
   schedule = learning_rate_schedule(config, steps_per_epoch)
   tx = make_optimizer(config, schedule)
   options = dict(model=model, augment_config=aug, input_scale=config.input_scale)
-  return Setup(
-      config=config, dataset=dataset, data_sharding=data_sharding, replicated=replicated,
-      steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * config.num_epochs,
-      schedule=schedule,
-      mean_image=jax.device_put(np.asarray(dataset.mean_image, np.float32), replicated),
-      init=jax.jit(functools.partial(create_train_state, config, model,
-                                     augment.output_shape(dataset.image_shape, aug), tx),
+  return Parts(
+      model=model, augment_config=aug, input_shape=input_shape, schedule=schedule, tx=tx,
+      data_sharding=data_sharding, replicated=replicated,
+      init=jax.jit(functools.partial(create_train_state, model, input_shape, tx),
                    out_shardings=replicated),
       train_step=jit_train_step(mesh, tx, **options),
-      eval_step=jax.jit(functools.partial(eval_step, **options,
-                                          activation_statistics=config.activation_statistics),
-                        in_shardings=(replicated, data_sharding, replicated),
-                        out_shardings=replicated),
-      add_metrics=jax.jit(_add_metrics, out_shardings=replicated, donate_argnums=(0,)),
-      train_eval=train_eval_subset(dataset.train, config.train_eval_examples),
+      eval_step=jit_eval_step(mesh, **options,
+                              activation_statistics=config.activation_statistics),
       histogram_step=jax.jit(functools.partial(preactivation_histograms, **options),
                              in_shardings=(replicated, data_sharding, replicated),
                              out_shardings=replicated),
       slope_step=jax.jit(functools.partial(training_mode_slopes, **options),
                          in_shardings=(replicated, data_sharding, replicated, replicated),
-                         out_shardings=replicated),
+                         out_shardings=replicated))
+
+
+def setup(config: ml_collections.ConfigDict, dataset: input_pipeline.Dataset) -> Setup:
+  """Everything a run of `config` on `dataset` computes with: `build`'s parts on
+  `data_mesh(config)`, and what comes from the data (steps per epoch, the mean image, the
+  train-eval subset, the network's rectified layers)."""
+  mesh = data_mesh(config)
+  steps_per_epoch = config.steps_per_epoch or input_pipeline.steps_per_epoch(
+      len(dataset.train), config.batch_size)
+  parts = build(config, mesh, image_shape=dataset.image_shape,
+                num_classes=dataset.num_classes, steps_per_epoch=steps_per_epoch)
+  return Setup(
+      config=config, dataset=dataset, data_sharding=parts.data_sharding,
+      replicated=parts.replicated, steps_per_epoch=steps_per_epoch,
+      total_steps=steps_per_epoch * config.num_epochs, schedule=parts.schedule,
+      mean_image=jax.device_put(np.asarray(dataset.mean_image, np.float32), parts.replicated),
+      init=parts.init, train_step=parts.train_step, eval_step=parts.eval_step,
+      add_metrics=jax.jit(_add_metrics, out_shardings=parts.replicated, donate_argnums=(0,)),
+      train_eval=train_eval_subset(dataset.train, config.train_eval_examples),
+      histogram_step=parts.histogram_step, slope_step=parts.slope_step,
       layers=tuple(rectifiers_linen.rectified_layers(
-          model, jnp.zeros((1, *augment.output_shape(dataset.image_shape, aug))), train=False)),
+          parts.model, jnp.zeros((1, *parts.input_shape)), train=False)),
       rrelu_expected_slope=rrelu_expected_slope(config.rectifier))
+
+
+@jax.jit
+def all_finite(tree: Any) -> jax.Array:
+  """Whether every floating-point number in `tree` is finite (one reduction on device)."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def diverged(what: str, saved: checkpoints.Checkpoints) -> FloatingPointError:
+  """The error that stops a diverged run: `what` went wrong, and how to go on. Rerunning
+  the workdir would resume from its last checkpoint and diverge again at the same step, so
+  the way on is a new run from that checkpoint with a changed config (config.init_from)."""
+  last = saved.latest_step()
+  if last is None:
+    how = ("No checkpoint was saved yet: lower config.learning_rate or add "
+           "config.warmup_epochs, in a new workdir (a changed recipe cannot continue this run).")
+  else:
+    how = (f"The last good checkpoint is at step {last}; rerunning this workdir resumes there "
+           "and diverges again. To go on from it with a lower config.learning_rate (or more "
+           "config.warmup_epochs), start a new run from it: the same command with "
+           f"--workdir=NEW_WORKDIR --config.init_from={saved.workdir}:{last} and the changed "
+           "values (README, Training).")
+  return FloatingPointError(f"{what}; stopped. {how}")
 
 
 def _check_finite(metrics: dict[str, Any], steps_per_epoch: int,
                   saved: checkpoints.Checkpoints) -> None:
   bad = int(metrics["first_nonfinite_step"])
   if bad != np.iinfo(np.int32).max:
-    last = saved.latest_step()
-    where = (f"The last good checkpoint is at step {last} in {saved.directory}; rerunning "
-             "resumes there" if last is not None else "No checkpoint was saved yet")
-    raise FloatingPointError(
-        f"Non-finite training loss at step {bad} (epoch {bad / steps_per_epoch:.2f}); stopped. "
-        f"{where}. Lower config.learning_rate or add config.warmup_epochs, in a new workdir "
-        "(a changed recipe cannot continue this run).")
+    raise diverged(f"Non-finite training loss at step {bad} (epoch {bad / steps_per_epoch:.2f})",
+                   saved)
+
+
+def _check_finite_row(row: records.Row, saved: checkpoints.Checkpoints) -> None:
+  """Refuses an evaluation whose numbers are not finite (diverged weights can keep the
+  training loss finite): it is neither recorded nor checkpointed."""
+  if bad := run_directory.non_finite_keys(row):
+    raise diverged(f"Non-finite evaluation at epoch {row[records.EPOCH]} (step "
+                   f"{row[records.STEP]}): {', '.join(bad[:8])}", saved)
+
+
+def _check_finite_state(state: TrainState, step: int, saved: checkpoints.Checkpoints) -> None:
+  """Refuses to checkpoint parameters (or optimiser state) that are not finite."""
+  if not bool(all_finite(state)):
+    raise diverged(f"Non-finite parameters or optimiser state at step {step}, not saved", saved)
 
 
 # --- The loop ------------------------------------------------------------------------------
 
+# Train steps the loop dispatches ahead of the one it waits for. JAX dispatches
+# asynchronously, and without a bound the loop ran up to log_every_steps steps (two programs
+# each) ahead of the devices; on several CPU devices XLA then blocked launches on its
+# 32-programs-per-device cap inside the thread pool that runs the devices' parts
+# (training/devices.py `client_threads`). Two steps keep the next batch's transfer and
+# dispatch overlapping the running step, which is all the overlap there is to have.
+STEPS_IN_FLIGHT = 2
+
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains and evaluates `config` in `workdir`, resuming from its newest usable checkpoint.
+  """Trains and evaluates `config` in `workdir`, resuming from its newest usable checkpoint
+  (with none yet and config.init_from set: starting from that other run's checkpoint).
 
   Returns the final metrics (also written to `workdir/summary.json`). Refuses, before
   writing anything, a workdir that another process holds or that holds a run of another
-  config (training/run_directory.py).
+  config (training/run_directory.py). Runs on the devices JAX has (config.cpu_devices is
+  the command line's: training/process.py) and leaves the process as it found it.
   """
-  configure_devices(config)
-  validate_config(config)
-  record = config_record(config)
-  with run_directory.RunDirectory(workdir, writer=jax.process_index() == 0) as run:
-    run.check_config(record, config_record(default_config.get_config()))
+  validation.validate_config(config)
+  record = records.config_record(config)
+  with run_directory.RunDirectory(workdir, writer=jax.process_index() == 0,
+                                  events=tensorboard.EventWriter) as run:
+    run.check_config(record, records.config_record(default_config.get_config()),
+                     checkpoints.recorded_config(workdir))
     if (done := run.read()).finished and done.config["num_epochs"] == config.num_epochs:
-      return done.summary
+      if not (missing := incomplete_artefacts(done)):
+        return done.summary
+      what = f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'}"
+      if done.summary[records.STEP] not in checkpoints.steps_on_disk(workdir):
+        # Without the final weights they cannot be rebuilt, and retraining would drop rows.
+        logging.warning("%s has a summary but its %s missing or incomplete, and its final "
+                        "checkpoint is gone; leaving the run as it is.", workdir, what)
+        return done.summary
+      logging.warning("%s has a summary but its %s missing or incomplete (the run was stopped "
+                      "as it finished); writing them again from its final checkpoint.",
+                      workdir, what)
     s = setup(config, load_data(config))
+    parent = _from_parent(s, workdir)
     run.start(record, s.dataset_record(), s.dataset.mean_image)
+    if parent is not None:
+      run.record_parent(parent[1])
     saved = checkpoints.Checkpoints(workdir, config.keep_checkpoints)
-    state, epoch_metrics, data, clock = _initial_or_restored(s, saved)
+    state, epoch_metrics, data, clock = _initial_or_restored(s, saved,
+                                                             parent and parent[0])
     step, rng = int(state.step), jax.random.key(config.seed)
     run.resume_from(step)  # rows the checkpoint does not back are redone.
     run.record_code_version(step, provenance.code_version())
 
     def save(step: int) -> None:
+      _check_finite_state(state, step, saved)
       saved.save(step, {"state": state, "epoch_metrics": epoch_metrics}, {
           "iterator": checkpoints.encode_iterator_state(data.get_state()),
-          "epoch": step / s.steps_per_epoch, "wall_time": clock.elapsed()})
+          "epoch": step / s.steps_per_epoch, "wall_time": clock.elapsed()}, config=record)
 
     line = progress.ProgressLine(s.total_steps, s.steps_per_epoch, step, run.writer)
+    in_flight = collections.deque()
     with signals.StopRequest() as stop:
       while step < s.total_steps:
         state, metrics = s.train_step(state, input_pipeline.to_device(next(data), s.data_sharding),
                                       rng, s.mean_image)
         epoch_metrics, step = s.add_metrics(epoch_metrics, metrics), step + 1
+        in_flight.append(metrics)
+        if len(in_flight) > STEPS_IN_FLIGHT:
+          jax.block_until_ready(in_flight.popleft())
         clock.count(config.batch_size)
         if step % config.log_every_steps == 0:
           _check_finite(jax.device_get(epoch_metrics), s.steps_per_epoch, saved)
@@ -702,7 +689,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         _check_finite(train_sums, s.steps_per_epoch, saved)
         if epoch % config.eval_every_epochs == 0 or step == s.total_steps:
           line.clear()
-          run.append_row(_evaluation_row(s, state, epoch, step, train_sums, clock))
+          row = _evaluation_row(s, state, epoch, step, train_sums, clock)
+          _check_finite_row(row, saved)
+          run.append_row(row)
         epoch_metrics = s.zero_metrics()
         if epoch % config.checkpoint_every_epochs == 0 or step == s.total_steps:
           save(step)
@@ -710,18 +699,79 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     return _finish(run, s, state)
 
 
-def _initial_or_restored(s: Setup, saved: checkpoints.Checkpoints
+def _from_parent(s: Setup, workdir: str
+                 ) -> tuple[checkpoints.Restored, records.ParentRecord] | None:
+  """The checkpoint config.init_from names, restored, and its record (parent.json), for a
+  run that has no checkpoint of its own yet (None otherwise). Checked before anything is
+  written: another run's, with this run's data and batches, finite, before the end. The
+  parent is read under its shared lock: never while it trains."""
+  config = s.config
+  if not (spec := validation.init_from(config)) or checkpoints.steps_on_disk(workdir):
+    return None
+  path, step = spec
+  where = f"config.init_from={config.init_from!r}"
+  if os.path.abspath(path) == os.path.abspath(workdir):
+    raise validation.ConfigError(f"{where} names this run's own workdir: a run goes on from "
+                                 "another run's checkpoint, into a new workdir.")
+  if not os.path.isdir(path):
+    raise validation.ConfigError(f"{where}: there is no directory {path}.")
+  if step is None and os.path.exists(pinned := os.path.join(workdir, run_directory.PARENT)):
+    step = run_directory.read_json(pinned)["step"]  # the step this run first started from
+  defaults = records.config_record(default_config.get_config())
+  lock = (run_directory.DirectoryLock(path, shared=True) if jax.process_index() == 0
+          else contextlib.nullcontext())
+  with lock:
+    parent = run_directory.read_run(path)
+    if not parent.config:
+      raise validation.ConfigError(f"{where}: {path} holds no {run_directory.CONFIG}; it is "
+                                   "not a run directory.")
+    data = run_directory.json_values(s.dataset_record())
+    differ = sorted(k for k in set(parent.dataset) | set(data)
+                    if parent.dataset.get(k) != data.get(k))
+    differ += [f"config.{k}" for k in ("batch_size", "steps_per_epoch")
+               if parent.config.get(k, defaults[k]) != config[k]]
+    if differ:
+      raise validation.ConfigError(
+          f"{where}: the parent trained on other data or batches ({', '.join(differ)} differ "
+          f"from {os.path.join(path, run_directory.DATASET)} and its config): a run goes on "
+          "from a checkpoint only with the parent's data, batch size and epoch length.")
+    target = {"state": s.init(jax.random.key(config.seed)), "epoch_metrics": s.zero_metrics()}
+    try:
+      restored = checkpoints.restore_from_run(path, step, target)
+    except (FileNotFoundError, checkpoints.NoUsableCheckpointError) as e:
+      raise validation.ConfigError(f"{where}: {e}") from None
+  if not bool(all_finite(restored.state)):
+    raise validation.ConfigError(f"{where}: the checkpoint at step {restored.step} holds "
+                                 "non-finite numbers; choose an earlier step.")
+  if restored.step >= s.total_steps:
+    raise validation.ConfigError(
+        f"{where}: the checkpoint is at step {restored.step}, this config ends at step "
+        f"{s.total_steps} (epoch {config.num_epochs}); raise config.num_epochs.")
+  changed = {key: [old, new] for key, old, new in run_directory.config_differences(
+      parent.config, records.config_record(config), defaults) if key != "init_from"}
+  return restored, records.ParentRecord(workdir=os.path.abspath(path), step=restored.step,
+                                        epoch=restored.step / s.steps_per_epoch, changed=changed)
+
+
+def _initial_or_restored(s: Setup, saved: checkpoints.Checkpoints,
+                         parent: checkpoints.Restored | None = None
                          ) -> tuple[TrainState, dict[str, jax.Array], Any, progress.RunClock]:
   """(train state, the epoch's running metrics, the data iterator, the run's clock), from
-  the newest usable checkpoint, or fresh when there is none."""
+  the newest usable checkpoint, else from `parent` (config.init_from's checkpoint), else
+  fresh."""
   state, epoch_metrics, data = s.init(jax.random.key(s.config.seed)), s.zero_metrics(), \
       s.train_iterator()
   elapsed = 0.0
-  if restored := saved.restore({"state": state, "epoch_metrics": epoch_metrics}):
+  own = saved.restore({"state": state, "epoch_metrics": epoch_metrics})
+  if restored := own or parent:
     state, epoch_metrics = restored.state["state"], restored.state["epoch_metrics"]
     data.set_state(checkpoints.decode_iterator_state(restored.extra["iterator"]))
     elapsed = restored.extra.get("wall_time", 0.0)
-    logging.info("Resumed from the checkpoint at step %d of %s.", restored.step, saved.workdir)
+    if own:
+      logging.info("Resumed from the checkpoint at step %d of %s.", restored.step, saved.workdir)
+    else:
+      logging.info("Starting from the checkpoint at step %d of %s (config.init_from).",
+                   restored.step, s.config.init_from)
   logging.info("%s with %s: %d parameters; %d %s devices in %d processes; %d steps per epoch.",
                s.config.model, s.config.rectifier, s.num_params, s.num_devices,
                jax.default_backend(), jax.process_count(), s.steps_per_epoch)
@@ -737,27 +787,45 @@ def _stopped(stopping: tuple[int, list[int]], step: int,
                          signum)
 
 
-def _finish(run: run_directory.RunDirectory, s: Setup, state: TrainState) -> dict[str, Any]:
-  """Writes the run's curves and its exported model, then the summary, last: a run is
-  finished only once everything it promises is on disk. Returns the summary."""
+def _finish(run: run_directory.RunDirectory, s: Setup, state: TrainState) -> records.Summary:
+  """Writes the run's curves (atomically) and its exported model, closes its event files,
+  then writes the summary, last (`RunDirectory.finish`): a run is finished only once
+  everything it promises is on disk. Returns the summary."""
   config, record = s.config, run.read()
   rows = record.rows
-  summary = {**rows[-1], "best_test_error": min(r["test_error"] for r in rows),
-             "num_params": s.num_params, "model": config.model, "rectifier": config.rectifier,
-             "dataset": config.dataset, "seed": config.seed, "devices": s.num_devices,
-             "backend": jax.default_backend(), "processes": jax.process_count()}
+  summary = records.Summary(
+      **rows[-1], best_test_error=records.best_test_error(rows), num_params=s.num_params,
+      model=config.model, rectifier=config.rectifier, dataset=config.dataset, seed=config.seed,
+      devices=s.num_devices, backend=jax.default_backend(), processes=jax.process_count())
   if slopes := statistics.prelu_slopes(jax.device_get(state.params)):
-    summary["prelu_slope_vectors"] = in_order({k: v.tolist() for k, v in slopes.items()},
-                                              s.layers)
+    summary[records.PRELU_SLOPE_VECTORS] = in_order(
+        {k: v.tolist() for k, v in slopes.items()}, s.layers)
   if run.writer:
     figures.plot_run_curves(rows, run.file(run_directory.CURVES),
                             f"{config.model} / {config.rectifier} / {config.dataset}")
     export.save(run.path, config=record.config, dataset=record.dataset, params=state.params,
                 batch_stats=state.batch_stats, mean_image=s.dataset.mean_image,
-                step=int(state.step), epoch=rows[-1]["epoch"],
+                step=int(state.step), epoch=rows[-1][records.EPOCH],
                 code_versions=record.code_versions)
   run.finish(summary)
   return summary
+
+
+def incomplete_artefacts(record: run_directory.RunRecord) -> list[str]:
+  """What a run with a summary promises beside it and lacks: whole learning curves, an
+  undamaged export, event files that show every row. Empty for a complete run; a run
+  stopped between its summary and these (only code older than `_finish`'s order) is
+  completed by a rerun."""
+  missing = []
+  if not figures.is_whole_png(os.path.join(record.path, run_directory.CURVES)):
+    missing.append(run_directory.CURVES)
+  try:
+    export.check(record.path)
+  except export.ExportError:
+    missing.append(export.DIRECTORY)
+  if not tensorboard.shows_rows(record.path, record.rows):
+    missing.append(tensorboard.DIRECTORY)
+  return missing
 
 
 def wants_histograms(config: ml_collections.ConfigDict, epoch: int) -> bool:
@@ -769,34 +837,27 @@ def wants_histograms(config: ml_collections.ConfigDict, epoch: int) -> bool:
 
 
 def _evaluation_row(s: Setup, state: TrainState, epoch: int, step: int,
-                    train_sums: dict[str, Any], clock: progress.RunClock) -> dict[str, Any]:
+                    train_sums: dict[str, Any], clock: progress.RunClock) -> records.Row:
   images_per_sec, start = clock.images_per_sec(), clock.elapsed()
-  row = {"epoch": epoch, "step": step,
-         "train_error": float(train_sums["errors"] / train_sums["count"]),
-         "train_loss": float(train_sums["loss"] / train_sums["count"]),
-         **s.evaluate(state, histograms=wants_histograms(s.config, epoch)),
-         "learning_rate": float(s.schedule(step - 1)),
-         "images_per_sec": images_per_sec, "wall_time": clock.elapsed()}
+  row = records.Row(
+      epoch=epoch, step=step, train_error=float(train_sums["errors"] / train_sums["count"]),
+      train_loss=float(train_sums["loss"] / train_sums["count"]),
+      **s.evaluate(state, histograms=wants_histograms(s.config, epoch)),
+      learning_rate=float(s.schedule(step - 1)), images_per_sec=images_per_sec,
+      wall_time=clock.elapsed())
   clock.new_window()
   logging.info("epoch %d: train error %.4f loss %.4f | test error %.4f loss %.4f | %.1f img/s "
-               "| evaluated in %.1f s", epoch, row["train_error"], row["train_loss"],
-               row["test_error"], row["test_loss"], images_per_sec, row["wall_time"] - start)
+               "| evaluated in %.1f s", epoch, row[records.TRAIN_ERROR], row[records.TRAIN_LOSS],
+               row[records.TEST_ERROR], row[records.TEST_LOSS], images_per_sec,
+               row[records.WALL_TIME] - start)
   return row
 
 
 # --- Command line --------------------------------------------------------------------------
 
 
-def quiet_library_info_logs() -> None:
-  """Keeps INFO lines from this project only; libraries (orbax, XLA) log warnings and up."""
-  here = os.path.dirname(os.path.abspath(__file__))
-  logging.get_absl_handler().addFilter(
-      lambda record: record.levelno >= logging.converter.STANDARD_WARNING
-      or record.pathname.startswith(here) and "site-packages" not in record.pathname)
-
-
 # The errors a run reports in one line (anything else is a bug and keeps its traceback).
-EXPECTED_ERRORS = (ConfigError, FileNotFoundError, FloatingPointError,
+EXPECTED_ERRORS = (validation.ConfigError, FileNotFoundError, FloatingPointError,
                    input_pipeline.CorruptImagesError, input_pipeline.DatasetNotPreparedError,
                    run_directory.RunDirectoryError, checkpoints.NoUsableCheckpointError)
 
@@ -805,54 +866,55 @@ def main(argv: list[str]) -> None:
   from absl import flags  # pylint: disable=g-import-not-at-top
   del argv
   FLAGS = flags.FLAGS
-  quiet_library_info_logs()
-  compilation_cache.enable()
   try:
-    configure_devices(FLAGS.config)  # before jax.distributed or anything creates a backend.
-  except ConfigError as e:
+    # Before jax.distributed or anything else creates a backend.
+    process.configure(validation.check_cpu_devices(FLAGS.config))
+  except validation.ConfigError as e:
     logging.error("%s", e)
     sys.exit(1)
   if FLAGS.multihost or FLAGS.coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS"):
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address or None,
-                               num_processes=FLAGS.num_processes,
-                               process_id=FLAGS.process_id,
-                               heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_s)
+    process.initialize_distributed(FLAGS.coordinator_address or None, FLAGS.num_processes,
+                                   FLAGS.process_id, FLAGS.heartbeat_timeout_s)
   if jax.process_index() != 0:
     logging.set_verbosity(logging.WARNING)
   try:
     summary = train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except EXPECTED_ERRORS as e:
+    disk_space.exit_if_full(e, FLAGS.workdir)  # e.g. a lock file that cannot be written
     logging.error("%s", e)
     sys.exit(1)
   except KeyboardInterrupt as e:
     logging.warning("%s", e)
     sys.exit(130)
-  except jax.errors.JaxRuntimeError as e:
-    if jax.process_count() == 1:
+  except Exception as e:  # pylint: disable=broad-except
+    disk_space.exit_if_full(e, FLAGS.workdir)
+    if not failed_collective(e):
       raise
-    exit_naming_lost_processes(e, FLAGS.heartbeat_timeout_s)
+    exit_naming_lost_processes(e)
   if jax.process_index() == 0:
-    print(f"final: test error {summary['test_error']:.4f}, test log-loss "
-          f"{summary['test_loss']:.4f}, train error {summary['train_error']:.4f} "
-          f"(epoch {summary['epoch']}); outputs in {FLAGS.workdir}")
+    print(f"final: test error {summary[records.TEST_ERROR]:.4f}, test log-loss "
+          f"{summary[records.TEST_LOSS]:.4f}, train error {summary[records.TRAIN_ERROR]:.4f} "
+          f"(epoch {summary[records.EPOCH]}); outputs in {FLAGS.workdir}")
 
 
-def exit_naming_lost_processes(error: Exception, heartbeat_timeout_s: int) -> None:
-  """After a failed collective in a multi-process run: waits (at most the heartbeat timeout
-  and 10 s) until JAX's coordination service names the processes that stopped answering,
-  says which, and exits 1 at once (a normal exit would wait for them in jax.distributed's
-  shutdown). JAX itself terminates survivors after the heartbeat timeout, with a message
-  that names them too; whichever comes first ends the process."""
-  from jax._src import distributed  # pylint: disable=g-import-not-at-top
-  everyone = list(range(jax.process_count()))
-  deadline, lost = time.monotonic() + heartbeat_timeout_s + 10, []
-  while not lost and time.monotonic() < deadline:
-    try:
-      lost = sorted(set(everyone) - set(distributed.global_state.client.get_live_nodes(everyone)))
-    except Exception:  # pylint: disable=broad-except
-      break  # the service itself is gone: the coordinator (process 0) died.
-    time.sleep(1)
+def failed_collective(error: Exception) -> bool:
+  """Whether `error` is a collective with the other processes of a multi-process run that
+  failed: XLA's runtime error, or gloo's (raised as a ValueError naming Gloo)."""
+  return jax.process_count() > 1 and (isinstance(error, jax.errors.JaxRuntimeError)
+                                      or "Gloo" in str(error))
+
+
+def exit_naming_lost_processes(error: Exception) -> None:
+  """After a failed collective in a multi-process run: says which processes stopped
+  answering, in one line, and exits 1 at once (a normal exit would wait for them in
+  jax.distributed's shutdown, and JAX's own watchdog would end this process with a crash
+  dump at the heartbeat timeout). With two processes the lost one is the other; with more,
+  those JAX's coordination service no longer hears from, when it already knows."""
+  everyone, me = list(range(jax.process_count())), jax.process_index()
+  live = process.live_processes(everyone)
+  lost = sorted(set(everyone) - set(live)) if live is not None else []
+  if not lost and len(everyone) == 2:
+    lost = [1 - me]
   first = str(error).split("\n")[0][-300:]
   who = (f"process(es) {lost} of {len(everyone)} stopped answering" if lost else
          "another process (or the coordinator) stopped answering")

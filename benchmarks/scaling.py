@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import glob
 import importlib.util
 import json
@@ -67,12 +66,12 @@ import jax
 import jaxlib
 import ml_collections
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
 
 import input_pipeline
 import models
 import train
-from input_pipeline import augment
+from configs import validation
 from models import conv as conv_lib
 from training import figures
 from training.devices import single_thread_xla_flags
@@ -164,21 +163,16 @@ class TrainStep:
 
 def build_train_step(config: ml_collections.ConfigDict, mesh: Mesh, global_batch: int,
                      image_shape: tuple[int, int, int], num_classes: int) -> TrainStep:
-  """Compiles `train.train_step` for `config` as train.py does: batch on the mesh's "data"
-  axis, state replicated, the state donated."""
-  model = models.create(config.model, num_classes=num_classes, rectifier=config.rectifier,
-                        **train.model_options(config))
-  augment_config = train.augment_config(config)
-  input_shape = augment.output_shape(image_shape, augment_config)
-  tx = train.make_optimizer(config, train.learning_rate_schedule(config, NOMINAL_STEPS_PER_EPOCH))
-  data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+  """Compiles `train.train_step` for `config` as train.py does (`train.build`): batch on
+  the mesh's "data" axis, state replicated, the state donated."""
+  parts = train.build(config, mesh, image_shape=image_shape, num_classes=num_classes,
+                      steps_per_epoch=NOMINAL_STEPS_PER_EPOCH)
+  data_sharding, replicated = parts.data_sharding, parts.replicated
   rng = jax.random.key(config.seed)
-  state = jax.jit(functools.partial(train.create_train_state, config, model, input_shape, tx),
-                  out_shardings=replicated)(rng)
+  state = parts.init(rng)
   # Mid-grey: centred inputs, like the real data after mean subtraction.
   mean_image = jax.device_put(np.full(image_shape, 127.5, np.float32), replicated)
-  step = train.jit_train_step(mesh, tx, model=model, augment_config=augment_config,
-                              input_scale=config.input_scale)
+  step = parts.train_step
   example = input_pipeline.to_device(
       synthetic_batch(np.random.default_rng(0), global_batch // jax.process_count(),
                       image_shape, num_classes), data_sharding)
@@ -508,9 +502,9 @@ def format_table(points: Sequence[dict[str, Any]]) -> str:
 
 def plot(result: dict[str, Any], path: str) -> None:
   """Images/s and efficiency against devices, per mode, with the ideal (linear) line."""
-  plt = figures.pyplot()
-  import matplotlib.ticker
-  fig, (ax_speed, ax_eff) = plt.subplots(1, 2, figsize=(10, 4))
+  import matplotlib.ticker  # pylint: disable=g-import-not-at-top
+  fig = figures.figure(figsize=(10, 4))
+  ax_speed, ax_eff = fig.subplots(1, 2)
   for mode in MODES:
     rows = sorted((p for p in result["points"] if p["mode"] == mode), key=lambda p: p["devices"])
     if not rows:
@@ -536,8 +530,7 @@ def plot(result: dict[str, Any], path: str) -> None:
   fig.suptitle(f"{result['model']} width {result['width']} {result['dtype']}, "
                f"{env['backend']} ({env['device_kind']}), jax {env['jax']}")
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  figures.save(fig, path, dpi=120)
 
 
 def _parse_devices(text: str) -> list[int]:
@@ -654,7 +647,7 @@ def _resolve(parser: argparse.ArgumentParser, args: argparse.Namespace,
   config.batch_size = (args.global_batch if args.mode == "strong"
                        else args.batch_per_device * args.devices[0])
   try:
-    train.validate_config(config)
+    validation.validate_config(config)
     data_shape(config, args.num_classes)
   except ValueError as e:
     parser.error(str(e))

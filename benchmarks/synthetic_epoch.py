@@ -29,7 +29,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 import input_pipeline
-from benchmarks import scaling
+from benchmarks import rectifiers_bench, scaling
 from configs import nin_cifar10
 from models import conv as conv_lib
 
@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.error(f"--width must be > 0, got {args.width}.")
   conv_grad = args.conv_grad or ("forward" if jax.default_backend() == "cpu" else "xla")
   result = run(args.images, args.batch, args.width, args.dtype, conv_grad, args.rectifier)
-  env = scaling._bench_modules()[0].environment()
+  env = rectifiers_bench.environment()
   env["device_kind"] = jax.devices()[0].device_kind
   out = {"benchmark": "synthetic_epoch", "model": "nin", "config": "configs/nin_cifar10.py",
          "images": args.images, "batch": args.batch, "width": args.width, "dtype": args.dtype,

@@ -25,7 +25,6 @@ convolutions and matrix products, XLA:CPU's fast paths).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import time
 from collections.abc import Sequence
@@ -35,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
 import models
 from models import conv as conv_lib
@@ -99,23 +98,17 @@ def _build_train(model_name: str, rectifier: str, batch: int, width: float, dtyp
   config.dtype = dtype
   config.model_options.width = width
   config.model_options.conv_grad = conv_grad
-  model = models.create(config.model, num_classes=num_classes, rectifier=config.rectifier,
-                        **train.model_options(config))
-  tx = train.make_optimizer(config, train.learning_rate_schedule(config, steps_per_epoch=390))
-  augment_config = train.augment_config(config)
-  # As train.py runs it: the batch split over every device, the state replicated.
-  mesh = Mesh(np.asarray(jax.devices()), ("data",))
-  data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-  state = jax.jit(functools.partial(train.create_train_state, config, model, IMAGE_SHAPE, tx),
-                  out_shardings=replicated)(jax.random.key(0))
+  # As train.py runs it (train.build): the batch split over every device, the state
+  # replicated.
+  parts = train.build(config, Mesh(np.asarray(jax.devices()), ("data",)),
+                      image_shape=IMAGE_SHAPE, num_classes=num_classes, steps_per_epoch=390)
+  state = parts.init(jax.random.key(0))
   rng = np.random.default_rng(0)
   data = jax.device_put(
       {"image": rng.integers(0, 256, (batch, *IMAGE_SHAPE)).astype(np.uint8),
-       "label": rng.integers(0, num_classes, batch).astype(np.int32)}, data_sharding)
-  step = train.jit_train_step(mesh, tx, model=model, augment_config=augment_config,
-                              input_scale=config.input_scale)
-  mean_image = jax.device_put(np.zeros(IMAGE_SHAPE, np.float32), replicated)
-  return step, state, (data, jax.random.key(1), mean_image)
+       "label": rng.integers(0, num_classes, batch).astype(np.int32)}, parts.data_sharding)
+  mean_image = jax.device_put(np.zeros(IMAGE_SHAPE, np.float32), parts.replicated)
+  return parts.train_step, state, (data, jax.random.key(1), mean_image)
 
 
 BUILDERS = {"train": _build_train, "minimal": _build_minimal}

@@ -1,6 +1,7 @@
 """Every configuration key, with its default; the other configs start from this one.
 
-`train.py` rejects keys that are not here, so a typo fails before anything compiles.
+`configs/validation.py` rejects keys that are not here, so a typo fails before anything
+compiles.
 """
 
 import ml_collections
@@ -29,7 +30,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.grayscale = False    # folder: decode as one channel.
   config.holdout = 0          # folder without a test/ folder: stratified hold-out size.
   config.skip_corrupt = False  # folder: skip unreadable images (counted in the log) instead of failing.
-  config.cache_dir = ""       # folder: decoded-array cache; "" is ~/.cache/rectifiers.
+  config.cache_dir = ""       # decoded folders, TFDS mean images; "" is $RECTIFIERS_CACHE
+                              # or else ~/.cache/rectifiers (input_pipeline.load).
   config.worker_count = 0     # grain worker processes for the training iterator.
   # Train on a stratified subset of the training split (class proportions kept): 0 uses all
   # of it. Subsets of one subset_seed are nested (500 examples lie inside 2,000).
@@ -101,4 +103,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 50
   config.checkpoint_every_epochs = 1
   config.keep_checkpoints = 2
+
+  # Go on from another run's checkpoint, "WORKDIR:STEP" (or "WORKDIR": its newest), under
+  # this config, in a new workdir: e.g. after a divergence, with a lower learning_rate. The
+  # new run starts at that step with the parent's parameters, optimiser state and data
+  # position, and records the parent, the step and the changed keys in parent.json. The
+  # parent is only read. Its network and data must be this config's. "": from scratch.
+  config.init_from = ""
   return config

@@ -4,6 +4,11 @@ Layout: ROOT/train/<class>/<file> and optionally ROOT/test/<class>/<file>, the l
 the Kaggle NDSB data (docs/sources.md §2) and of ../shared/data/cifar10-mini. Class indices
 are the sorted folder names of train/. Decoded arrays are cached in one .npz keyed by the
 folder's content (relative paths, sizes, mtimes) and the decoding options.
+
+Images must hold 8-bit samples. Pillow would clip 16-bit and float images to 8 bits (a
+16-bit PNG's 1000 and 65535 both become 255) or keep the high byte of 16-bit colour
+samples; there is no scaling that is right for every dataset, so those files are refused
+by name and mode, to be converted by the user with the scaling that suits the data.
 """
 
 from __future__ import annotations
@@ -14,17 +19,30 @@ import hashlib
 import json
 import os
 from pathlib import Path
+import re
 import tempfile
 from typing import Callable, IO
 
 from absl import logging
 import numpy as np
 from PIL import Image
+from PIL import ImageMode
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff",
                               ".webp", ".ppm", ".pgm"})
-_CACHE_FORMAT = 1  # Bump when the cached content changes meaning.
+# Bump when the cached content changes meaning. 2: images that are not 8-bit are refused
+# (format 1 cached them clipped).
+_CACHE_FORMAT = 2
 _MAX_LISTED = 20
+# Pillow's raw modes that read 16-bit samples into an 8-bit mode, keeping the high byte
+# ("RGB;16" without B/L/N is 5-6-5 packed colour, 8-bit once unpacked).
+_WIDE_RAWMODE = re.compile(r"(;16[BLN]|^L;16)$")
+
+
+def _listing(problems: dict[str, str]) -> str:
+  listed = "\n".join(f"  {p}: {m}" for p, m in list(problems.items())[:_MAX_LISTED])
+  more = len(problems) - _MAX_LISTED
+  return listed + (f"\n  ... and {more} more" if more > 0 else "")
 
 
 class CorruptImagesError(ValueError):
@@ -32,13 +50,24 @@ class CorruptImagesError(ValueError):
 
   def __init__(self, errors: dict[str, str]):
     self.errors = dict(errors)
-    listed = "\n".join(f"  {p}: {m}" for p, m in list(self.errors.items())[:_MAX_LISTED])
-    more = len(self.errors) - _MAX_LISTED
-    more_line = f"\n  ... and {more} more" if more > 0 else ""
     super().__init__(
-        f"{len(self.errors)} image file(s) could not be decoded:\n{listed}{more_line}\n"
+        f"{len(self.errors)} image file(s) could not be decoded:\n{_listing(self.errors)}\n"
         "Fix or delete them, or pass skip_corrupt=True (config.skip_corrupt=True) to "
         "leave them out.")
+
+
+class NotEightBitError(ValueError):
+  """An image's samples are wider than 8 bits or floats; the message says what it holds."""
+
+
+def _not_eight_bit(images: dict[str, str]) -> ValueError:
+  """The error for image files (path: what they hold) that are not 8-bit."""
+  return ValueError(
+      f"{len(images)} image file(s) are not 8-bit:\n{_listing(images)}\nDecoding them to "
+      "8 bits would clip them (or keep only their high byte), and no one scaling is right "
+      "for every dataset. Convert them to 8-bit images with the scaling that suits the "
+      "data (16-bit: e.g. round(value / 257); floats: the range that maps onto 0..255), "
+      "then load the folder again.")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -75,9 +104,32 @@ def _scan(split_dir: Path) -> dict[str, list[Path]]:
           for c in classes}
 
 
+def wide_samples(image: Image.Image) -> str | None:
+  """What makes `image` not 8-bit (its mode, or 16-bit samples Pillow reads into an 8-bit
+  mode), or None when its samples are 8-bit (or fewer)."""
+  try:
+    eight_bit = ImageMode.getmode(image.mode).typestr.endswith(("u1", "b1"))
+  except KeyError:  # a mode Pillow has no description of: not one we can vouch for.
+    eight_bit = False
+  if not eight_bit:
+    return f"PIL mode {image.mode}"
+  for tile in getattr(image, "tile", None) or ():
+    args = tile[-1]  # (codec, extents, offset, args); args is the raw mode or starts with it
+    rawmode = args if isinstance(args, str) else next(iter(args or ()), None)
+    if isinstance(rawmode, str) and _WIDE_RAWMODE.search(rawmode):
+      return f"PIL mode {image.mode} from 16-bit samples (raw mode {rawmode})"
+  return None
+
+
 def decode_image(path: Path, image_size: int | None, grayscale: bool) -> np.ndarray:
-  """Decodes one image to uint8 (H, W, C), C = 1 (grayscale) or 3 (RGB)."""
+  """Decodes one image to uint8 (H, W, C), C = 1 (grayscale) or 3 (RGB).
+
+  Raises:
+    NotEightBitError: its samples are wider than 8 bits, or floats (`wide_samples`).
+  """
   with Image.open(path) as image:
+    if (wide := wide_samples(image)) is not None:
+      raise NotEightBitError(wide)
     image = image.convert("L" if grayscale else "RGB")
     if image_size is not None and image.size != (image_size, image_size):
       image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
@@ -86,20 +138,24 @@ def decode_image(path: Path, image_size: int | None, grayscale: bool) -> np.ndar
 
 
 def _decode_all(paths: list[Path], image_size: int | None, grayscale: bool
-                ) -> tuple[list[np.ndarray | None], dict[str, str]]:
+                ) -> tuple[list[np.ndarray | None], dict[str, str], dict[str, str]]:
+  """(arrays, None where a file failed; {path: error}; {path: why it is not 8-bit})."""
   def decode(path):
     try:
-      return decode_image(path, image_size, grayscale), None
+      return decode_image(path, image_size, grayscale), None, None
+    except NotEightBitError as e:  # not broken: skip_corrupt does not apply.
+      return None, None, str(e)
     # Broken files fail in many ways (OSError, SyntaxError, struct.error, ...);
     # each is reported by path rather than aborting the whole scan.
     except Exception as e:  # pylint: disable=broad-except
-      return None, f"{type(e).__name__}: {e}"
+      return None, f"{type(e).__name__}: {e}", None
 
   # Pillow releases the GIL while decoding and resizing, so threads scale.
   with concurrent.futures.ThreadPoolExecutor(min(32, (os.cpu_count() or 1) + 4)) as pool:
     results = list(pool.map(decode, paths, chunksize=64))
-  errors = {str(p): err for p, (_, err) in zip(paths, results) if err is not None}
-  return [a for a, _ in results], errors
+  errors = {str(p): err for p, (_, err, _) in zip(paths, results) if err is not None}
+  wide = {str(p): why for p, (_, _, why) in zip(paths, results) if why is not None}
+  return [a for a, _, _ in results], errors, wide
 
 
 def _cache_key(root: Path, class_dirs: list[Path], files: list[Path],
@@ -118,16 +174,23 @@ def _cache_key(root: Path, class_dirs: list[Path], files: list[Path],
 def _decode_folder(root: Path, splits: dict[str, dict[str, list[Path]]],
                    class_names: tuple[str, ...], image_size: int | None,
                    grayscale: bool) -> dict[str, np.ndarray]:
-  """Decodes every split; returns the arrays stored in the cache file."""
+  """Decodes every split; returns the arrays stored in the cache file.
+
+  Raises:
+    ValueError: image shapes differ, or some images are not 8-bit (nothing is cached).
+  """
   arrays = {}
-  all_errors = {}
+  all_errors, all_wide = {}, {}
   for split, by_class in splits.items():
     paths = [p for c in class_names for p in by_class.get(c, [])]
     labels = np.array([i for i, c in enumerate(class_names)
                        for _ in by_class.get(c, [])], np.int32)
     logging.info("Decoding %d images in %s.", len(paths), root / split)
-    images, errors = _decode_all(paths, image_size, grayscale)
+    images, errors, wide = _decode_all(paths, image_size, grayscale)
     all_errors.update(errors)
+    all_wide.update(wide)
+    if all_wide:
+      continue  # refused below, with the files of every split.
     ok = [i for i, a in enumerate(images) if a is not None]
     shapes = {}
     for i in ok:
@@ -142,6 +205,8 @@ def _decode_folder(root: Path, splits: dict[str, dict[str, list[Path]]],
     arrays[f"{split}_images"] = (np.stack([images[i] for i in ok]) if ok
                                  else np.zeros((0,) + shape, np.uint8))
     arrays[f"{split}_labels"] = labels[ok]
+  if all_wide:
+    raise _not_eight_bit(all_wide)
   arrays["errors"] = np.array(json.dumps(all_errors))
   arrays["class_names"] = np.array(class_names)
   return arrays
@@ -169,7 +234,8 @@ def load_folder(root: Path, *, image_size: int | None, grayscale: bool,
   """Decodes ROOT/train (and ROOT/test if present), using the cache when it is current.
 
   Raises:
-    ValueError: the layout is wrong or image sizes differ without image_size.
+    ValueError: the layout is wrong, image sizes differ without image_size, or some
+      images are not 8-bit.
     CorruptImagesError: some files cannot be decoded and skip_corrupt is False.
   """
   if image_size is not None and image_size <= 0:

@@ -183,7 +183,8 @@ def load(spec: str, *, data_dir: str | None = None, train_split: str = "train",
     The Dataset.
 
   Raises:
-    ValueError: unknown spec, or options that do not apply to this kind of source.
+    ValueError: unknown spec, options that do not apply to this kind of source, or (folder)
+      images that are not 8-bit.
     DatasetNotPreparedError: a TFDS dataset is not prepared in `data_dir`.
     folder_lib.CorruptImagesError: unreadable images and skip_corrupt=False.
   """
@@ -382,21 +383,35 @@ def _load_tfds(name: str, *, data_dir: str | None, train_split: str, test_split:
   if subset.size and subset.size != len(train):
     # Stratifying needs every label, and reading a TFDS label decodes its whole record.
     labels = _cached_array(cache_dir / f"{prefix}-labels-{digest}.npy",
-                           lambda: labels_of(train), f"the labels of {name}[{train_split}]")
+                           lambda: labels_of(train), f"the labels of {name}[{train_split}]",
+                           (len(train),), np.int32)
   train, recorded = subset.apply(train, labels)
   suffix = "" if recorded["subset_seed"] is None else f"-subset{len(train)}s{subset.seed}"
   mean = _cached_array(cache_dir / f"{prefix}-mean-{digest}{suffix}.npy",
                        lambda: mean_image(train),
-                       f"the mean image of {name}[{train_split}] ({len(train)} examples)")
+                       f"the mean image of {name}[{train_split}] ({len(train)} examples)",
+                       shape, np.float32)
   label = features[label_key]
   return Dataset(train=train, test=test, num_classes=int(label.num_classes),
                  class_names=tuple(label.names), image_shape=shape, mean_image=mean,
                  **recorded)
 
 
-def _cached_array(path: Path, compute: Callable[[], np.ndarray], what: str) -> np.ndarray:
+def _cached_array(path: Path, compute: Callable[[], np.ndarray], what: str,
+                  shape: tuple[int, ...], dtype: type) -> np.ndarray:
+  """`compute()`, cached at `path`; a cache file that is unreadable or not of this shape and
+  dtype (damaged) is computed again and replaced, with a warning naming it."""
   if path.exists():
-    return np.load(path)
+    try:
+      array = np.load(path, allow_pickle=False)
+      if array.shape != tuple(shape) or array.dtype != dtype:
+        raise ValueError(f"it holds {array.dtype} {array.shape}, not {np.dtype(dtype)} "
+                         f"{tuple(shape)}")
+      return array
+    except Exception as e:  # pylint: disable=broad-except
+      # np.load raises many types for a damaged file (EOFError, ValueError, OSError...).
+      logging.warning("The cache file %s (%s) is unreadable (%s: %s); computing it again.",
+                      path, what, type(e).__name__, e)
   logging.info("Computing %s, cached at %s.", what, path)
   array = compute()
   folder_lib.atomic_save(path, lambda f: np.save(f, array))

@@ -6,12 +6,14 @@ All three share one calling convention (NHWC input, float32 logits):
   variables = model.init({"params": key}, x, train=False)
   logits = model.apply(variables, x, train=True, rngs={"dropout": k1, "rrelu": k2},
                        mutable=["batch_stats"])  # batch_stats: InceptionBN only
+
+From a config (or a run's recorded one): `models.from_config(config, num_classes)`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -74,5 +76,18 @@ def create(name: str, *, num_classes: int, rectifier: str | Callable[..., nn.Mod
   return cls(num_classes=num_classes, rectifier=rectifier, **options)
 
 
-__all__ = ["DTYPES", "MODELS", "create", "default_options", "valid_options", "NetworkInNetwork", "NDSBNet", "InceptionBN",
+def from_config(config: Mapping[str, Any], num_classes: int,
+                rectifier: str | None = None) -> nn.Module:
+  """The network a config describes: a ConfigDict, or a run's record of one (config.json,
+  an export's model.json). Its `model` with its `model_options`, its `rectifier` (or
+  `rectifier`, to apply the same parameters with another one) and the computation dtype
+  named by its `dtype`; the one place configs become networks."""
+  options = config["model_options"]
+  options = options.to_dict() if hasattr(options, "to_dict") else dict(options)
+  return create(config["model"], num_classes=num_classes,
+                rectifier=rectifier or config["rectifier"], **options,
+                dtype=DTYPES[config["dtype"]])
+
+
+__all__ = ["DTYPES", "MODELS", "create", "default_options", "from_config", "valid_options", "NetworkInNetwork", "NDSBNet", "InceptionBN",
            "spatial_pyramid_pool"]

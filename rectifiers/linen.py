@@ -156,8 +156,6 @@ RECTIFIERS: dict[str, type[nn.Module]] = {
 
 # The five settings compared in the paper (Tables 3-5).
 PAPER_SETTINGS = ("relu", "leaky_relu_100", "leaky_relu_5.5", "prelu", "rrelu")
-# Smooth activations from after 2015: the baseline a reader today compares the paper's to.
-MODERN_SETTINGS = ("elu", "gelu", "silu")
 
 _LEAKY_SHORTHAND = re.compile(r"leaky_relu_(\d+(?:\.\d*)?)")
 _CALL_FORM = re.compile(r"(\w+)\((.*)\)", re.DOTALL)

@@ -223,7 +223,6 @@ RECTIFIERS: dict[str, type[nnx.Module]] = {
     "silu": SiLU,
 }
 PAPER_SETTINGS = L.PAPER_SETTINGS
-MODERN_SETTINGS = L.MODERN_SETTINGS
 
 
 def default_options(name: str) -> dict[str, object]:

@@ -1,4 +1,5 @@
-"""Shared test setup: cheap compiles and a persistent XLA compilation cache.
+"""Shared test setup (cheap compiles, a persistent XLA compilation cache) and the fixtures
+several files use. Shared helpers that are not fixtures are in tests/helpers.py.
 
 The tests check semantics, not speed, on tiny networks where compiling dominates: XLA's
 CPU backend optimisations cost ~2.5x the compile time (Inception-BN's step: 103 s -> 42 s
@@ -14,14 +15,10 @@ _FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive
 if _FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST_COMPILE}".strip()
 
-import ml_collections  # noqa: E402
 import pytest  # noqa: E402
 
-from configs import quickstart  # noqa: E402
+from tests.helpers import CIFAR10_MINI, tiny_config  # noqa: E402
 from training import compilation_cache  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-CIFAR10_MINI = REPO.parent / "shared" / "data" / "cifar10-mini"
 
 compilation_cache.enable(os.environ.get("JAX_COMPILATION_CACHE_DIR")
                          or tempfile.mkdtemp(prefix="rectifiers-xla-cache-"),
@@ -33,28 +30,6 @@ def cifar10_mini() -> Path:
   if not CIFAR10_MINI.is_dir():
     pytest.skip(f"{CIFAR10_MINI} is missing (the shared data folder beside the checkout).")
   return CIFAR10_MINI
-
-
-def tiny_config(rectifier: str = "rrelu", **overrides) -> ml_collections.ConfigDict:
-  """A NIN at 1/16 width on digits, 3 steps an epoch, 2 epochs: seconds per run."""
-  config = quickstart.get_config(rectifier)
-  config.model_options = ml_collections.ConfigDict({"width": 0.0625, "kernel_init": "he"})
-  config.batch_size = 8
-  config.eval_batch_size = 120
-  config.steps_per_epoch = 3
-  config.num_epochs = 2
-  config.eval_every_epochs = 1
-  config.checkpoint_every_epochs = 1
-  config.log_every_steps = 2
-  config.warmup_epochs = 0.0
-  config.lr_decay_epochs = ()
-  config.learning_rate = 0.02
-  # One device whatever the machine or test order (the default, one per core, takes effect
-  # only in a process whose JAX backend does not exist yet), so in-process runs and
-  # subprocess runs compute bit-identical results.
-  config.cpu_devices = 1
-  config.update_from_flattened_dict(overrides)
-  return config
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 SCRIPT = REPO / "benchmarks" / "accelerator_check.sh"
 PARTS = ["tests", "rectifiers", "train_step_f32", "train_step_bf16", "scaling",

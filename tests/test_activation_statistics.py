@@ -18,8 +18,7 @@ import report
 import train
 from rectifiers import linen as L
 from rectifiers import statistics
-from tests.conftest import REPO, tiny_config
-from tests.test_evaluate import sweep_of_copies
+from tests.helpers import REPO, sweep_of_copies, tiny_config
 from training import tensorboard
 
 NIN_LAYERS = ["conv1", "cccp1", "cccp2", "conv2", "cccp3", "cccp4", "conv3", "cccp5", "cccp6"]

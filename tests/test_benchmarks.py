@@ -75,7 +75,7 @@ def test_train_step_bench_rejects_an_unknown_conv_grad(capsys):
 def test_train_step_bench_splits_the_batch_over_the_cpu_devices_it_asks_for(tmp_path):
   import subprocess
   import sys
-  from tests.conftest import REPO
+  from tests.helpers import REPO
   out = tmp_path / "two.json"
   result = subprocess.run(
       [sys.executable, "-m", "benchmarks.train_step_bench", "--width", "0.0625",

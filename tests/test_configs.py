@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 import train
+from configs import validation
 from rectifiers.linen import PAPER_SETTINGS
 
 CONFIGS = ["quickstart", "nin_cifar10", "nin_cifar100", "inception_bn_cifar100", "ndsb",
@@ -24,7 +25,7 @@ def load(name: str, rectifier: str | None = None) -> ml_collections.ConfigDict:
 def test_config_validates_with_every_paper_setting(name, rectifier):
   config = load(name, rectifier)
   assert config.rectifier == rectifier
-  train.validate_config(config)
+  validation.validate_config(config)
 
 
 def shrink(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

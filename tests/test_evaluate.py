@@ -4,7 +4,6 @@ on any data, from its export alone, without touching its record."""
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ from PIL import Image
 import evaluate
 import input_pipeline
 import report
-from tests.conftest import REPO
+from tests.helpers import REPO, copy_run, sweep_of_copies
 from training import export, provenance, run_directory
 
 
@@ -30,12 +29,6 @@ def record_digests(path) -> dict[str, str]:
       with open(os.path.join(root, name), "rb") as f:
         out[rel] = hashlib.sha256(f.read()).hexdigest()
   return out
-
-
-def copy_run(src, dst, *, drop=()) -> str:
-  shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*drop, run_directory.EVALUATIONS,
-                                                          run_directory.LOCK))
-  return str(dst)
 
 
 def test_evaluating_a_run_on_its_own_test_split_equals_its_summary_exactly(prelu_run):
@@ -143,13 +136,6 @@ def test_a_same_shaped_folder_with_the_runs_classes_is_evaluated(prelu_run, tmp_
                                  cache_dir=str(tmp_path / "cache"))
   assert result["examples"] == 20 and result["dataset"] == spec and result["split"] == "test"
   assert result["name"] == "blank" and 0 <= result["error"] <= 1
-
-
-def sweep_of_copies(prelu_run, root, settings=("relu", "prelu"), seeds=(0, 1)):
-  for setting in settings:
-    for seed in seeds:
-      copy_run(prelu_run, run_directory.sweep_run_path(str(root), setting, seed))
-  return str(root)
 
 
 def test_a_sweep_directory_evaluates_every_finished_run(prelu_run, tmp_path):

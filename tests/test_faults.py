@@ -2,9 +2,9 @@
 point, damaged checkpoints, and signals to a sweep (training/run_directory.py's rules)."""
 
 import glob
-import hashlib
 import logging
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -12,14 +12,13 @@ import sys
 import textwrap
 import time
 
-import jax
 import numpy as np
 import pytest
 
 import sweep
 import train
-from tests.conftest import REPO, tiny_config
-from training import checkpoints, run_directory, tensorboard
+from tests.helpers import REPO, copy_run, file_digests, final_params, tiny_config
+from training import checkpoints, export, run_directory, tensorboard
 
 # 3 steps an epoch; evaluations at steps 3, 6, 9; checkpoints at 6 and 9 (the end).
 FAULT_CONFIG = dict(num_epochs=3, checkpoint_every_epochs=2, keep_checkpoints=3)
@@ -35,23 +34,10 @@ def same_rows(a, b):
   return strip(rows(a)) == strip(rows(b))
 
 
-def final_params(workdir):
-  return jax.tree.leaves(train.load_checkpoint(str(workdir))["state"]["params"])
-
-
 def assert_bit_identical(a, b):
   assert same_rows(a, b), (rows(a), rows(b))
   for x, y in zip(final_params(a), final_params(b), strict=True):
     np.testing.assert_array_equal(x, y)
-
-
-def file_digests(workdir):
-  out = {}
-  for path in sorted(glob.glob(f"{workdir}/**/*", recursive=True)):
-    if os.path.isfile(path) and not path.endswith(run_directory.LOCK):
-      with open(path, "rb") as f:
-        out[os.path.relpath(path, workdir)] = hashlib.sha256(f.read()).hexdigest()
-  return out
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +86,32 @@ def test_a_larger_num_epochs_continues_the_run(reference, tmp_path):
   assert_bit_identical(shorter, reference)
 
 
+def _edit_config_json(run, **values):
+  path = os.path.join(run, run_directory.CONFIG)
+  record = run_directory.read_json(path)
+  record.update(values)
+  run_directory.write_json(path, record)
+
+
+def test_a_hand_edited_config_json_is_refused_naming_the_changed_keys(prelu_run, tmp_path):
+  run = copy_run(prelu_run, tmp_path / "run")
+  _edit_config_json(run, learning_rate=0.05, seed=3)
+  before = file_digests(run)
+  with pytest.raises(run_directory.ConfigMismatchError,
+                     match=r"(?s)config.json was changed after the checkpoint at step 6 .*"
+                           r"  learning_rate: 0.02 \(the checkpoint's copy\) -> 0.05 "
+                           r"\(config.json\)\n  seed: 0 .* -> 3 .*--config.init_from="):
+    train.train_and_evaluate(tiny_config("prelu", learning_rate=0.05, seed=3), run)
+  assert file_digests(run) == before
+
+
+def test_a_hand_edited_neutral_key_in_config_json_is_accepted(prelu_run, tmp_path):
+  run = copy_run(prelu_run, tmp_path / "run")
+  _edit_config_json(run, keep_checkpoints=5)
+  summary = train.train_and_evaluate(tiny_config("prelu", keep_checkpoints=5), run)
+  assert summary == run_directory.read_run(str(prelu_run)).summary
+
+
 # --- One writer ------------------------------------------------------------------------------
 
 
@@ -120,6 +132,20 @@ def test_a_second_training_on_a_workdir_in_use_stops_at_once(tmp_path):
   assert f"is in use by pid {first.pid} on host" in second.stderr
   assert len(second.stderr.strip().splitlines()) == 1  # one line, no traceback
   assert [r["step"] for r in rows(tmp_path)] == [30, 60]
+
+
+@pytest.mark.parametrize("script, record, flags", [
+    ("train.py", run_directory.CONFIG, ["--config=configs/quickstart.py"]),
+    ("report.py", f"relu/seed0/{run_directory.SUMMARY}", [])])
+def test_a_damaged_record_is_one_line_naming_the_file(tmp_path, script, record, flags):
+  (tmp_path / record).parent.mkdir(parents=True, exist_ok=True)
+  (tmp_path / record).write_text('{"num_epochs": 2, }')
+  (tmp_path / record).with_name(run_directory.METRICS).write_text('{"epoch": 1, "step": 3}\n')
+  done = subprocess.run([sys.executable, script, f"--workdir={tmp_path}", *flags], cwd=REPO,
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 1
+  assert f"{tmp_path / record} is damaged: not valid JSON" in done.stderr
+  assert len(done.stderr.strip().splitlines()) == 1, done.stderr  # no traceback
 
 
 # --- kill -9 at any point ------------------------------------------------------------------------
@@ -143,9 +169,9 @@ KILL_WORKER = textwrap.dedent("""
     elif point == "save":   # inside orbax's save of step `at`, before it is finalized
       save, write = checkpoints.Checkpoints.save, ocp.JsonCheckpointHandler.async_save
       saving = []
-      def patched_save(self, step, *args):
+      def patched_save(self, step, *args, **kwargs):
         saving.append(step)
-        return save(self, step, *args)
+        return save(self, step, *args, **kwargs)
       def patched_write(self, *args, **kwargs):
         if saving[-1] == at: die()
         return write(self, *args, **kwargs)
@@ -206,6 +232,154 @@ def test_kill_9_then_resume_ends_bit_identical_with_unique_ordered_rows(
   assert unusable == (["9", "9.reason.txt"] if kill_at == "digest:9" else [])
 
 
+# --- Stopped as it finished ---------------------------------------------------------------------
+
+
+def test_a_run_stopped_between_its_summary_and_its_artefacts_is_completed_by_a_rerun(
+    prelu_run, tmp_path, monkeypatch):
+  run = copy_run(prelu_run, tmp_path / "run")
+  summary = run_directory.read_run(run).summary
+  (tmp_path / "run" / run_directory.CURVES).write_bytes(b"")
+  shutil.rmtree(tmp_path / "run" / export.DIRECTORY)
+  shutil.rmtree(tmp_path / "run" / tensorboard.DIRECTORY)
+  assert train.incomplete_artefacts(run_directory.read_run(run)) == [
+      run_directory.CURVES, export.DIRECTORY, tensorboard.DIRECTORY]
+  # When the summary is written every other artefact is already complete on disk, so a
+  # kill right after it loses nothing.
+  write_json = run_directory.write_json
+
+  def checking_write_json(path, obj):
+    if path.endswith(run_directory.SUMMARY):
+      assert train.incomplete_artefacts(run_directory.read_run(run)) == []
+    write_json(path, obj)
+
+  monkeypatch.setattr(run_directory, "write_json", checking_write_json)
+  assert train.train_and_evaluate(tiny_config("prelu"), run) == summary
+  assert train.incomplete_artefacts(run_directory.read_run(run)) == []
+
+
+def test_a_finished_run_without_its_final_checkpoint_is_returned_as_it_is(prelu_run, tmp_path):
+  run = copy_run(prelu_run, tmp_path / "run", drop=(run_directory.CHECKPOINTS,
+                                                   tensorboard.DIRECTORY))
+  before = file_digests(run)
+  summary = train.train_and_evaluate(tiny_config("prelu"), run)
+  assert summary == run_directory.read_run(str(prelu_run)).summary
+  assert file_digests(run) == before  # nothing retrained, no row dropped
+
+
+# --- A full disk ---------------------------------------------------------------------------------
+
+FULL_DISK_WORKER = textwrap.dedent("""
+    import errno, os
+    from absl import app, logging
+    import train
+    from training import checkpoints, command_line, run_directory
+
+    ENOSPC = os.strerror(errno.ENOSPC)
+    if os.environ["FULL_AT"] == "save":  # as orbax reports it: its threads log, then a ValueError
+      def full(self, step, *args, **kwargs):
+        logging.error("_SignalingThread.run() raised an exception: RESOURCE_EXHAUSTED: "
+                      "Failed to write 13232 bytes to file 12: %s [os_error_code='28']", ENOSPC)
+        raise ValueError(f"RESOURCE_EXHAUSTED: Error writing: {ENOSPC} [os_error_code='28']")
+      checkpoints.Checkpoints.save = full
+    else:  # a record: the OSError itself
+      def full(self, row):
+        raise OSError(errno.ENOSPC, ENOSPC, self.file(run_directory.METRICS))
+      run_directory.RunDirectory.append_row = full
+    train._define_flags()
+    app.run(train.main, flags_parser=command_line.parse_flags)
+""")
+
+
+@pytest.mark.parametrize("full_at", ["save", "row"])
+def test_a_full_disk_is_one_line_naming_the_directory_and_the_run_resumes(
+    reference, tmp_path, full_at):
+  config = tiny_config(**FAULT_CONFIG)
+  config_file = tmp_path.parent / f"{tmp_path.name}-config.py"  # train.py's --config: a file
+  config_file.write_text("import json, os, ml_collections\n"
+                         "def get_config():\n"
+                         "  return ml_collections.ConfigDict(json.loads(os.environ['CONFIG']))\n")
+  full = subprocess.run(
+      [sys.executable, "-c", FULL_DISK_WORKER, f"--config={config_file}",
+       f"--workdir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=600,
+      env={**os.environ, "PYTHONPATH": str(REPO), "FULL_AT": full_at,
+           "CONFIG": config.to_json()})
+  assert full.returncode == 1, full.stderr[-3000:]
+  last = full.stderr.strip().splitlines()[-1]
+  assert f"No space left on the disk of {tmp_path}" in last, full.stderr[-3000:]
+  assert "free there now" in last and "rerun the same command" in last
+  assert "Traceback" not in full.stderr and "RESOURCE_EXHAUSTED" not in full.stderr
+  train.train_and_evaluate(config, str(tmp_path))  # space freed: the same command resumes
+  assert_bit_identical(tmp_path, reference)
+
+
+# --- Random kills (the audit's stress, at CI size) ----------------------------------------------
+
+# Dies with SIGKILL just before the KILL_AFTER-th of these moments: a training step, and
+# each fsync, replace and rename in the workdir by the main thread (every record, event
+# file flush, checkpoint copy and digest, figure and export write; not the compilation
+# cache's, which vary with its state, nor the writer threads', which vary with timing).
+RANDOM_KILL_WORKER = textwrap.dedent("""
+    import json, os, signal, threading
+    import ml_collections
+    import input_pipeline, train
+
+    after, count = int(os.environ["KILL_AFTER"]), [0]
+    workdir = os.path.realpath(os.environ["WORKDIR"])
+    def in_workdir(target):
+      if isinstance(target, int):  # fsync's file descriptor
+        target = os.readlink(f"/proc/self/fd/{target}")
+      return os.path.realpath(target).startswith(workdir)
+    def counted(f, always=False):
+      def dying(*args, **kwargs):
+        if always or threading.current_thread() is threading.main_thread() and in_workdir(
+            args[0]):
+          count[0] += 1
+          if count[0] == after: os.kill(os.getpid(), signal.SIGKILL)
+        return f(*args, **kwargs)
+      return dying
+    os.fsync, os.replace, os.rename = counted(os.fsync), counted(os.replace), counted(os.rename)
+    iterator = input_pipeline.train_iterator
+    def patched(*args, **kwargs):
+      it = iterator(*args, **kwargs)
+      class Counted:
+        get_state, set_state = it.get_state, it.set_state
+        __next__ = counted(lambda self: next(it), always=True)
+      return Counted()
+    input_pipeline.train_iterator = patched
+    train.train_and_evaluate(ml_collections.ConfigDict(json.loads(os.environ["CONFIG"])),
+                             os.environ["WORKDIR"])
+""")
+
+
+def test_five_kills_at_random_moments_then_a_rerun_end_bit_identical_and_complete(
+    reference, tmp_path):
+  # The audit's stress (20 kills of an 8-epoch run) at a size CI affords: five sessions of
+  # one run, each killed at a random moment (a fixed seed), then a rerun to the end.
+  # A fresh session passes 44 such moments (the checkpoint at step 6 is on disk from the
+  # 22nd, with its digest from the 26th; the one at 9 from the 31st and 35th; the summary is
+  # the 44th); a session resumed from step 6 about 30. This seed kills at the start (the
+  # dataset record), after the row at step 6, inside the first save, and between the
+  # export and the summary; the fifth session outlives its moment and finishes the run.
+  config, rng = tiny_config(**FAULT_CONFIG), random.Random(14)
+  env = {**os.environ, "CONFIG": config.to_json(), "WORKDIR": str(tmp_path),
+         "PYTHONPATH": str(REPO)}
+  killed = 0
+  for _ in range(5):
+    session = subprocess.run([sys.executable, "-c", RANDOM_KILL_WORKER], cwd=REPO,
+                             env={**env, "KILL_AFTER": str(rng.randint(1, 30))},
+                             capture_output=True, text=True, timeout=600)
+    assert session.returncode in (0, -signal.SIGKILL), session.stderr[-3000:]
+    killed += session.returncode == -signal.SIGKILL
+  assert killed >= 4  # a session that outlives its moment finishes the run
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert [r["step"] for r in rows(tmp_path)] == [3, 6, 9]
+  assert_bit_identical(tmp_path, reference)
+  untimed = lambda s: {k: v for k, v in s.items() if k not in TIMING_KEYS}
+  assert untimed(summary) == untimed(run_directory.read_run(str(reference)).summary)
+  assert train.incomplete_artefacts(run_directory.read_run(str(tmp_path))) == []
+
+
 # --- Damaged checkpoints -------------------------------------------------------------------------
 
 
@@ -240,8 +414,10 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_and_is_kept_asid
 def test_without_digests_an_orbax_error_also_falls_back(reference, tmp_path):
   run = tmp_path / "run"
   shutil.copytree(reference, run)
+  # A run written before digests existed, and before provenance.json.
   for digest in glob.glob(f"{run}/checkpoints/*/{checkpoints.DIGEST}"):
-    os.remove(digest)  # a run written before digests existed
+    os.remove(digest)
+  os.remove(run / run_directory.PROVENANCE)
   os.remove(run / "checkpoints" / "9" / "state" / "_METADATA")
   train.train_and_evaluate(tiny_config(**{**FAULT_CONFIG, "num_epochs": 4}), str(run))
   assert "Error" in (run / run_directory.UNUSABLE / "9.reason.txt").read_text()

@@ -401,3 +401,67 @@ def test_the_corrupt_image_hint_names_the_config_key(tmp_path):
   (root / "train" / "airplane" / "bad.jpg").write_bytes(b"not an image")
   with pytest.raises(input_pipeline.CorruptImagesError, match=r"config.skip_corrupt=True"):
     input_pipeline.load(f"folder:{root}", cache_dir=str(tmp_path / "cache"))
+
+
+def test_damaged_tfds_label_and_mean_caches_are_computed_again_naming_the_file(
+    tmp_path, caplog):
+  options = dict(data_dir=str(tmp_path / "tfds"), cache_dir=str(tmp_path / "cache"),
+                 train_examples=20)
+  with _mock_tfds(num_examples=40):
+    first = input_pipeline.load("tfds:cifar10", **options)
+    [labels] = list((tmp_path / "cache").glob("tfds-cifar10-labels-*.npy"))
+    [mean] = list((tmp_path / "cache").glob("tfds-cifar10-mean-*.npy"))
+    labels.write_bytes(labels.read_bytes()[:100])  # truncated, as by a full disk
+    np.save(mean, np.zeros((2, 2), np.float32))    # another array's
+    with caplog.at_level(logging.WARNING):
+      again = input_pipeline.load("tfds:cifar10", **options)
+  for path in (labels, mean):
+    assert f"The cache file {path} (" in caplog.text
+  np.testing.assert_array_equal(again.mean_image, first.mean_image)
+  assert np.load(labels).shape == (40,) and np.load(mean).shape == (32, 32, 3)  # rewritten
+
+
+def _png16(path, values, color_type):
+  """A 16-bit PNG (color_type 0: grey, 2: RGB) written by hand: Pillow writes no 16-bit RGB."""
+  import struct  # pylint: disable=g-import-not-at-top
+  import zlib  # pylint: disable=g-import-not-at-top
+  values = np.asarray(values, ">u2")
+  height, width = values.shape[:2]
+  raw = b"".join(b"\0" + row.tobytes() for row in values)
+  chunk = lambda kind, data: (struct.pack(">I", len(data)) + kind + data
+                              + struct.pack(">I", zlib.crc32(kind + data)))
+  path.write_bytes(b"\x89PNG\r\n\x1a\n"
+                   + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, color_type,
+                                                0, 0, 0))
+                   + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_images_that_are_not_8_bit_are_refused_by_name_and_mode_not_clipped(tmp_path):
+  root = tmp_path / "data"
+  for c in ("a", "b"):
+    (root / "train" / c).mkdir(parents=True)
+    Image.new("L", (2, 2), 7).save(root / "train" / c / "ok.png")
+  grey16, rgb16 = root / "train" / "a" / "grey16.png", root / "train" / "b" / "rgb16.png"
+  _png16(grey16, [[256, 1000], [30000, 65535]], color_type=0)
+  _png16(rgb16, [[[256, 1000, 30000], [65535, 0, 1]]], color_type=2)
+  floats = root / "train" / "b" / "float.tif"
+  Image.fromarray(np.array([[np.nan, 1e6], [0.5, -3.0]], np.float32)).save(floats)
+  cache = tmp_path / "cache"
+  for skip_corrupt in (False, True):  # not broken files: skip_corrupt does not apply.
+    with pytest.raises(ValueError, match="3 image file") as e:
+      input_pipeline.load(f"folder:{root}", cache_dir=str(cache), skip_corrupt=skip_corrupt)
+    message = str(e.value)
+    assert f"{grey16}: PIL mode I;16" in message and f"{floats}: PIL mode F" in message
+    assert f"{rgb16}: PIL mode RGB from 16-bit samples" in message
+    assert "Convert them to 8-bit images" in message
+  assert not list(cache.glob("*.npz"))  # nothing cached: fixed files are decoded afresh
+  for path in (grey16, rgb16, floats):
+    path.unlink()
+  assert input_pipeline.load(f"folder:{root}", cache_dir=str(cache)).train.images.max() == 7
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK"])
+def test_8_bit_modes_are_decoded(tmp_path, mode):
+  path = tmp_path / ("x.tif" if mode == "CMYK" else "x.png")
+  Image.new(mode, (3, 2)).save(path)
+  assert folder_lib.decode_image(path, None, grayscale=False).shape == (2, 3, 3)

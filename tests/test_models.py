@@ -166,6 +166,17 @@ def test_registry_errors():
     models.create("inception_bn", num_classes=100, width=0)
 
 
+def test_from_config_builds_what_a_config_and_its_record_describe():
+  from configs import quickstart  # pylint: disable=g-import-not-at-top
+  config = quickstart.get_config("prelu")
+  config.dtype = "bfloat16"
+  expected = models.create("nin", num_classes=7, rectifier="prelu",
+                           **config.model_options.to_dict(), dtype=jnp.bfloat16)
+  assert models.from_config(config, 7) == expected
+  assert models.from_config(config.to_dict(), 7) == expected  # a run's config.json
+  assert models.from_config(config, 7, rectifier="relu").rectifier == "relu"
+
+
 def test_callable_rectifier():
   model = models.create("nin", num_classes=10, rectifier=functools.partial(rl.LeakyReLU, a=20.0))
   variables = _abstract_init(model, "nin")

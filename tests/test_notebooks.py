@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")

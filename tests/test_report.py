@@ -7,6 +7,7 @@ import os
 import pytest
 
 import report
+from training import run_directory
 
 
 def fake_run(workdir, setting, seed, finals, *, dataset="tfds:cifar10", model="nin",
@@ -97,7 +98,55 @@ def test_unfinished_runs_are_listed_not_counted(cifar_sweep):
                                      "test_loss": 0.0}, finished=False)
   markdown = report.results_markdown(report.read_runs(str(cifar_sweep)), str(cifar_sweep))
   assert "| PReLU |" not in markdown
-  assert "prelu/seed0 (epoch 2 of 3)" in markdown
+  assert "prelu/seed0 (epoch 2 of 3; stopped, or still running)" in markdown
+  assert "**Not counted: 1 stopped or still running**" in markdown
+
+
+def test_failed_and_stopped_runs_are_told_apart(cifar_sweep):
+  for seed in (0, 1):
+    fake_run(cifar_sweep, "prelu", seed, {"train_error": 0.0, "test_error": 0.0,
+                                          "train_loss": 0.0, "test_loss": 0.0}, finished=False)
+  run_directory.record_failure(os.path.join(cifar_sweep, "prelu", "seed0"),
+                               "FloatingPointError: Non-finite training loss at step 25")
+  markdown = report.results_markdown(report.read_runs(str(cifar_sweep)), str(cifar_sweep))
+  assert ("prelu/seed0 (**failed** at epoch 2 of 3: FloatingPointError: Non-finite training "
+          "loss at step 25)") in markdown
+  assert "prelu/seed1 (epoch 2 of 3; stopped, or still running)" in markdown
+  assert "**Not counted: 1 failed, 1 stopped or still running**" in markdown
+
+
+def shorter_prelu(workdir):
+  """A finished PReLU run of 2 epochs beside the 3-epoch runs of `cifar_sweep`."""
+  fake_run(workdir, "prelu", 0, {"train_error": 0.0, "test_error": 0.0, "train_loss": 0.0,
+                                 "test_loss": 0.0}, num_epochs=2)
+
+
+def test_finished_runs_of_different_lengths_are_refused_without_a_sweep_record(cifar_sweep):
+  shorter_prelu(cifar_sweep)
+  with pytest.raises(ValueError, match=r"ended at different epochs \(epoch 2: prelu/seed0; "
+                                       r"epoch 3: relu/seed0, .*--config.num_epochs=3"):
+    report.results_markdown(report.read_runs(str(cifar_sweep)), str(cifar_sweep))
+
+
+def test_a_sweeps_runs_of_another_length_are_listed_not_counted(cifar_sweep):
+  shorter_prelu(cifar_sweep)
+  run_directory.write_json(os.path.join(cifar_sweep, run_directory.SWEEP),
+                           {"config": {"num_epochs": 3}})
+  paths = report.write_report(str(cifar_sweep))
+  markdown = open(paths["results.md"]).read()
+  assert "| PReLU |" not in markdown  # in no table, no difference column
+  assert "prelu/seed0 (finished at epoch 2; the sweep's runs train 3 epochs" in markdown
+  assert "**Not counted: 1 finished at another length than the sweep's 3 epochs**" in markdown
+
+
+def test_a_refused_report_renames_the_earlier_one_stale(cifar_sweep):
+  paths = report.write_report(str(cifar_sweep))
+  shorter_prelu(cifar_sweep)
+  with pytest.raises(report.ReportRefused, match="renamed results.md to stale-results.md, "
+                                                 "curves.png to stale-curves.png"):
+    report.write_report(str(cifar_sweep))
+  assert not os.path.exists(paths["results.md"]) and not os.path.exists(paths["curves.png"])
+  assert os.path.exists(os.path.join(cifar_sweep, "stale-results.md"))
 
 
 @pytest.mark.parametrize("dataset,model,classes,title,dagger", [

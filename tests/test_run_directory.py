@@ -6,9 +6,10 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 from training import run_directory as rd
 
 DEFAULTS = {"seed": 0, "rectifier": "relu", "num_epochs": 10, "eval_every_epochs": 1,
@@ -62,8 +63,36 @@ def test_rows_skip_a_torn_last_line_but_refuse_a_damaged_one(tmp_path):
   path.write_text('{"epoch": 1, "step": 3}\n{"epoch": 2, "st')
   assert rd.read_rows(str(path)) == [{"epoch": 1, "step": 3}]
   path.write_text('{"epoch": 1, "st\n{"epoch": 2, "step": 6}\n')
-  with pytest.raises(rd.RunDirectoryError, match="line 1, is not JSON"):
+  with pytest.raises(rd.RunDirectoryError, match="metrics.jsonl is damaged: line 1 is not JSON"):
     rd.read_rows(str(path))
+
+
+@pytest.mark.parametrize("line", ["[1, 2]", '{"epoch": 1}', '"a row"'])
+@pytest.mark.parametrize("last", [False, True])
+def test_a_metrics_row_that_is_valid_json_but_no_row_names_the_file_and_line(
+    tmp_path, line, last):
+  path = tmp_path / rd.METRICS
+  rows = ['{"epoch": 1, "step": 3}', line] if last else [line, '{"epoch": 1, "step": 3}']
+  path.write_text("\n".join(rows) + "\n")
+  with pytest.raises(rd.RunDirectoryError) as e:
+    rd.read_rows(str(path))
+  assert f"{path} is damaged: line {2 if last else 1} is not a metrics row" in str(e.value)
+
+
+@pytest.mark.parametrize("name", [rd.CONFIG, rd.SUMMARY, rd.DATASET, rd.PROVENANCE])
+@pytest.mark.parametrize("content", ['{"num_epochs": 2, }', "[1, 2]", "\udcff"])
+def test_a_damaged_json_record_names_its_file_and_what_to_do(tmp_path, name, content):
+  (tmp_path / name).write_bytes(content.encode("utf-8", "surrogateescape"))
+  # A ValueError too, as the json module's errors were, for callers that caught those.
+  with pytest.raises(rd.DamagedRecordError) as e:
+    rd.read_run(str(tmp_path))
+  assert isinstance(e.value, rd.RunDirectoryError) and isinstance(e.value, ValueError)
+  message = str(e.value)
+  assert message.startswith(f"{tmp_path / name} is damaged: ")
+  assert "Restore it from a copy, or " in message
+  where = {"{": "not valid JSON (Expecting property name", "[": "JSON list, not an object",
+           "\udcff": "not text"}[content[0]]
+  assert where in message and ("line 1 column 19" in message) == (content[0] == "{")
 
 
 def test_a_resume_keeps_rows_through_its_step_drops_the_summary_and_rows_stay_ordered(tmp_path):
@@ -80,6 +109,26 @@ def test_a_resume_keeps_rows_through_its_step_drops_the_summary_and_rows_stay_or
     assert run.read().rows == []
 
 
+def test_an_error_after_the_run_started_is_recorded_as_its_failure_a_stop_is_not(tmp_path):
+  def train(error, start=True):
+    with pytest.raises(type(error)):
+      with rd.RunDirectory(str(tmp_path)) as run:
+        if start:
+          run.start(DEFAULTS, {}, np.zeros((2, 2, 1), np.float32))
+        raise error
+  train(rd.ConfigMismatchError("refused"), start=False)  # a refusal before anything is written
+  assert not (tmp_path / rd.FAILURE).exists()
+  train(KeyboardInterrupt("stopped by SIGTERM"))
+  assert rd.read_run(str(tmp_path)).failure is None
+  train(FloatingPointError("Non-finite training loss at step 5"))
+  assert rd.read_run(str(tmp_path)).failure["error"] == (
+      "FloatingPointError: Non-finite training loss at step 5")
+  assert rd.read_run(str(tmp_path)).failed
+  with rd.RunDirectory(str(tmp_path)) as run:  # training again: no longer failed
+    run.start(DEFAULTS, {}, np.zeros((2, 2, 1), np.float32))
+    assert run.read().failure is None
+
+
 def test_finished_means_a_summary_at_the_last_row_that_reached_num_epochs(tmp_path):
   rows = [{"epoch": 1, "step": 3}, {"epoch": 2, "step": 6}]
   assert rd.is_finished_record({"num_epochs": 2}, rows, {"step": 6})
@@ -94,6 +143,18 @@ def test_json_files_are_replaced_whole(tmp_path):
   rd.write_json(path, {"a": (1, 2)})
   assert rd.read_json(path) == {"a": [1, 2]}
   assert os.listdir(tmp_path) == ["x.json"]  # no temporary file left behind
+
+
+def test_a_nan_or_an_infinity_is_never_written_and_the_error_names_the_key(tmp_path):
+  path = str(tmp_path / "x.json")
+  rd.write_json(path, {"a": 1})
+  with pytest.raises(rd.NonFiniteValueError, match=r"x.json: b.c, d.1 are not finite"):
+    rd.write_json(path, {"b": {"c": float("nan")}, "d": [0.0, float("inf")]})
+  assert rd.read_json(path) == {"a": 1}  # the old file stays
+  with rd.RunDirectory(str(tmp_path / "run")) as run:
+    with pytest.raises(rd.NonFiniteValueError, match=r"metrics.jsonl: test_loss is not finite"):
+      run.append_row({"step": 3, "test_loss": float("nan")})
+    assert run.read().rows == []
 
 
 HOLD_LOCK = textwrap.dedent("""

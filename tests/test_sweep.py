@@ -1,5 +1,6 @@
 """sweep.py end to end on a tiny config: every artefact, skipping, resuming, config guards."""
 
+import errno
 import glob
 import json
 import os
@@ -13,14 +14,14 @@ import pytest
 import sweep
 import train
 from training import run_directory
-from tests.conftest import REPO, tiny_config
+from tests.helpers import REPO, tiny_config
 
 SETTINGS = ("relu", "rrelu")
 SEEDS = (0, 1)
 
 
 def tiny_sweep_config() -> ml_collections.ConfigDict:
-  """conftest's tiny NIN on digits, 2 steps an epoch: seconds per run."""
+  """tests/helpers.py's tiny NIN on digits, 2 steps an epoch: seconds per run."""
   return tiny_config("relu", steps_per_epoch=2)
 
 
@@ -180,3 +181,25 @@ def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
   assert sweep.visible_gpus() == ["2", "5"]
   monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
   assert sweep.visible_gpus() == []
+
+
+def test_a_training_that_died_without_a_record_is_recorded_as_failed(tmp_path):
+  sweep._record_crash(str(tmp_path), 1)  # exit 1: the training recorded its own failure.
+  assert run_directory.read_run(str(tmp_path)).failure is None
+  sweep._record_crash(str(tmp_path), -9)
+  assert run_directory.read_run(str(tmp_path)).failure["error"].startswith("exit status -9")
+
+
+def test_a_full_disk_stops_an_in_process_sweep_instead_of_failing_every_run(tmp_path,
+                                                                            monkeypatch):
+  calls = []
+
+  def full(config, workdir):
+    calls.append(workdir)
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), workdir)
+
+  monkeypatch.setattr(train, "train_and_evaluate", full)
+  runs = [sweep.Run(s, 0, str(tmp_path / s)) for s in SETTINGS]
+  with pytest.raises(OSError, match="No space left on device"):
+    sweep._run_in_process(tiny_sweep_config(), runs)  # pylint: disable=protected-access
+  assert calls == [runs[0].workdir]

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 from training import run_directory
 from training import tensorboard as tb
 

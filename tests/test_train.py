@@ -18,13 +18,9 @@ import pytest
 import input_pipeline
 import models
 import train
-from tests.conftest import REPO, tiny_config
-from training import checkpoints, devices, run_directory
-
-
-def final_params(workdir) -> list[np.ndarray]:
-  restored = train.load_checkpoint(str(workdir))
-  return [np.asarray(x) for x in jax.tree.leaves(restored["state"]["params"])]
+from configs import validation
+from tests.helpers import REPO, file_digests, final_params, tiny_config
+from training import checkpoints, devices, records, run_directory
 
 
 def read_metrics(workdir):
@@ -34,6 +30,8 @@ def read_metrics(workdir):
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
+  """(workdir, summary) of tiny_config() trained in process: one device, the reference the
+  multi-device and multi-process runs must match."""
   workdir = tmp_path_factory.mktemp("digits")
   summary = train.train_and_evaluate(tiny_config(), str(workdir))
   return workdir, summary
@@ -60,6 +58,33 @@ def test_run_writes_config_metrics_summary_curves_and_checkpoints(digits_run):
   assert (record["train_examples"], record["full_train_examples"], record["subset_seed"],
           record["train_eval_examples"]) == (1437, 1437, None, 1437)
   assert sorted(os.listdir(workdir / "checkpoints")) == ["3", "6"]
+
+
+def _process_state() -> dict:
+  """What a library call must leave as it found it (training/process.py's set-up)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  return {"environ": dict(os.environ), "backend": matplotlib.get_backend(),
+          "pyplot": "matplotlib.pyplot" in sys.modules,
+          "log_filters": list(logging.get_absl_handler().filters),
+          "signals": [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)],
+          **{key: getattr(jax.config, key) for key in (
+              "jax_num_cpu_devices", "jax_compilation_cache_dir",
+              "jax_persistent_cache_min_compile_time_secs",
+              "jax_persistent_cache_min_entry_size_bytes",
+              "jax_cpu_collectives_implementation")}}
+
+
+def test_training_in_process_changes_nothing_process_wide(tmp_path):
+  # Libraries that training imports lazily and that set environment variables on import.
+  import sklearn.datasets, tensorboardX  # noqa: F401,E401 pylint: disable=g-import-not-at-top
+  # cpu_devices=2 is the command line's business: in process the run takes JAX's devices.
+  before = _process_state()
+  summary = train.train_and_evaluate(tiny_config(cpu_devices=2, num_epochs=1), str(tmp_path))
+  assert _process_state() == before
+  assert summary["devices"] == max(n for n in range(1, jax.device_count() + 1)
+                                   if 8 % n == 0 and 120 % n == 0)
+  assert (tmp_path / "curves.png").stat().st_size > 0
 
 
 def test_rerunning_a_finished_run_resumes_and_does_nothing(digits_run):
@@ -143,15 +168,111 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch):
   assert [r["step"] for r in read_metrics(interrupted)] == [3, 6, 9]
 
 
-def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
-  config = tiny_config(learning_rate=1e4, num_epochs=4, rectifier="relu", log_every_steps=1)
-  with pytest.raises(FloatingPointError, match=r"Non-finite training loss at step \d+") as e:
-    train.train_and_evaluate(config, str(tmp_path))
-  bad_step = int(str(e.value).split("at step ")[1].split()[0])
-  saved = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints"))
-  assert all(s <= bad_step for s in saved)
-  for leaf in jax.tree.leaves(train.load_checkpoint(str(tmp_path))["state"]["params"]) if saved else []:
+# A sane first epoch, checkpointed at step 3, then a learning rate x1e6 that diverges.
+DIVERGING = dict(num_epochs=4, rectifier="relu", log_every_steps=1, lr_decay_epochs=(1,),
+                 lr_decay_factor=1e6)
+
+
+@pytest.fixture(scope="module")
+def diverged_run(tmp_path_factory):
+  """(workdir, the error's message) of a run of DIVERGING."""
+  workdir = tmp_path_factory.mktemp("diverged")
+  with pytest.raises(FloatingPointError) as e:
+    train.train_and_evaluate(tiny_config(**DIVERGING), str(workdir))
+  return workdir, str(e.value)
+
+
+def strict_json(text):
+  """json.loads that refuses Python's bare NaN and Infinity, which are not JSON."""
+  return json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name} in JSON"))
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(diverged_run):
+  workdir, message = diverged_run
+  bad_step = int(re.search(r"Non-finite (?:training loss|evaluation.*|parameters.*) at "
+                           r"(?:epoch \d+ \()?step (\d+)", message).group(1))
+  saved = sorted(int(s) for s in os.listdir(workdir / "checkpoints"))
+  assert saved and saved[0] == 3 and all(s <= bad_step for s in saved), (saved, bad_step)
+  assert f"The last good checkpoint is at step {saved[-1]}; " in message
+  for leaf in jax.tree.leaves(train.load_checkpoint(str(workdir))["state"]):
     assert np.all(np.isfinite(leaf))
+  # Every number the run recorded is finite: no bare NaN in any JSON file.
+  for path in [*workdir.glob("*.json"), *workdir.glob("checkpoints/*/*.json")]:
+    strict_json(path.read_text())
+  for line in (workdir / "metrics.jsonl").read_text().splitlines():
+    strict_json(line)
+
+
+def test_a_diverged_run_goes_on_from_its_last_good_checkpoint_in_a_new_workdir(
+    diverged_run, tmp_path):
+  parent, message = diverged_run
+  before = file_digests(parent)
+  init_from = re.search(r"--config.init_from=(\S+:\d+) ", message).group(1)
+  step = int(init_from.rsplit(":", 1)[1])
+  child = tmp_path / "child"
+  summary = train.train_and_evaluate(
+      tiny_config(**{**DIVERGING, "lr_decay_factor": 0.1, "init_from": init_from}), str(child))
+  assert json.loads((child / "parent.json").read_text()) == {
+      "workdir": str(parent), "step": step, "epoch": step / 3,
+      "changed": {"lr_decay_factor": [1e6, 0.1]}}
+  assert [r["step"] for r in read_metrics(child)] == [s for s in (3, 6, 9, 12) if s > step]
+  assert np.isfinite(summary["test_loss"])
+  assert file_digests(parent) == before  # the parent is only read: its config rule holds
+  # The config rule of the new run holds as well: its rerun is a finished run.
+  again = train.train_and_evaluate(
+      tiny_config(**{**DIVERGING, "lr_decay_factor": 0.1, "init_from": init_from}), str(child))
+  assert again == summary
+
+
+def test_init_from_with_the_parents_own_config_continues_it_bit_identically(digits_run,
+                                                                             tmp_path):
+  parent, _ = digits_run
+  train.train_and_evaluate(tiny_config(init_from=f"{parent}:3"), str(tmp_path))
+  timing = ("wall_time", "images_per_sec")
+  strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]
+  assert strip(read_metrics(tmp_path)) == strip(read_metrics(parent)[1:])
+  for a, b in zip(final_params(parent), final_params(tmp_path), strict=True):
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("init_from,overrides,match", [
+    ("{tmp}/nowhere:3", {}, r"init_from=.*: there is no directory"),
+    ("{parent}:4", {}, r"No checkpoint at step 4 .*; its steps: \[3, 6\]"),
+    ("{parent}", {"train_examples": 300}, r"the parent trained on other data or batches "
+                                          r"\(.*train_examples.* differ"),
+    ("{parent}", {}, r"the checkpoint is at step 6, this config ends at step 6 .* raise "
+                     r"config.num_epochs"),
+])
+def test_init_from_is_refused_before_anything_is_written(digits_run, tmp_path, init_from,
+                                                         overrides, match):
+  parent, _ = digits_run
+  config = tiny_config(init_from=init_from.format(tmp=tmp_path, parent=parent), **overrides)
+  with pytest.raises(validation.ConfigError, match=match):
+    train.train_and_evaluate(config, str(tmp_path / "child"))
+  assert os.listdir(tmp_path / "child") == [run_directory.LOCK]
+
+
+def test_an_evaluation_that_is_not_finite_is_neither_recorded_nor_checkpointed(tmp_path,
+                                                                               monkeypatch):
+  evaluate = train.Setup.evaluate
+
+  def nan_at_epoch_2(self, state, histograms=False):
+    row = evaluate(self, state, histograms)
+    return {**row, "test_loss": float("nan")} if int(state.step) == 6 else row
+
+  monkeypatch.setattr(train.Setup, "evaluate", nan_at_epoch_2)
+  with pytest.raises(FloatingPointError, match=r"Non-finite evaluation at epoch 2 \(step 6\): "
+                                               r"test_loss; stopped. The last good checkpoint is "
+                                               r"at step 3; .*--config.init_from="):
+    train.train_and_evaluate(tiny_config(), str(tmp_path))
+  assert [r["step"] for r in read_metrics(tmp_path)] == [3]
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3"]
+
+
+def test_all_finite_finds_a_nan_or_an_infinity_anywhere_in_a_tree():
+  assert bool(train.all_finite({"a": np.ones(3), "b": (np.int32(1), np.zeros(2))}))
+  assert not bool(train.all_finite({"a": np.ones(3), "b": np.array([0.0, np.inf])}))
+  assert not bool(train.all_finite([np.array(np.nan, np.float32)]))
 
 
 @pytest.mark.parametrize("key,value,match", [
@@ -171,6 +292,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     ("batch_size", 2000, r"config.batch_size=2000 is larger than the training split"),
     ("model", "ndsb", r"ndsb on the images .* at least 28x28 pixels"),
     ("cpu_devices", -1, r"config.cpu_devices must be an int >= 0"),
+    ("init_from", ":3", r"config.init_from must be WORKDIR or WORKDIR:STEP .* got ':3'"),
 ])
 def test_config_errors_name_the_key_before_anything_compiles(key, value, match, tmp_path):
   config = tiny_config().to_dict()
@@ -184,7 +306,7 @@ def test_config_errors_name_the_key_before_anything_compiles(key, value, match, 
   if key == "batch_size":  # with steps_per_epoch set, the split's size was never checked
     node["steps_per_epoch"] = 3
   config = ml_collections.ConfigDict(config)
-  with pytest.raises(train.ConfigError, match=match):
+  with pytest.raises(validation.ConfigError, match=match):
     train.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / "checkpoints").exists()
 
@@ -221,13 +343,15 @@ def test_learning_rate_schedule_warms_up_then_steps_down():
 WORKER = textwrap.dedent("""
     import json, os, sys
     import jax
+    import ml_collections
+    from training import process
+    config = ml_collections.ConfigDict(json.loads(os.environ["CONFIG"]))
+    process.configure(config.cpu_devices)  # as train.py's command line does
     if int(os.environ.get("NUM_PROCESSES", "1")) > 1:
       jax.config.update("jax_cpu_collectives_implementation", "gloo")
       jax.distributed.initialize(os.environ["COORDINATOR"], int(os.environ["NUM_PROCESSES"]),
                                  int(os.environ["PROCESS_ID"]))
-    import ml_collections
     import train
-    config = ml_collections.ConfigDict(json.loads(os.environ["CONFIG"]))
     summary = train.train_and_evaluate(config, os.environ["WORKDIR"])
     print("DEVICES", jax.device_count(), "PROCESSES", jax.process_count())
 """)
@@ -257,13 +381,6 @@ def run_workers(config, workdir, devices_per_process=None, processes=1):
   return outputs
 
 
-@pytest.fixture(scope="module")
-def one_device_run(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("one_device")
-  train.train_and_evaluate(tiny_config(), str(workdir))
-  return workdir
-
-
 def assert_same_run(a, b):
   ra, rb = read_metrics(a), read_metrics(b)
   for key in ("train_loss", "test_loss", "test_error", "train_error"):
@@ -272,22 +389,22 @@ def assert_same_run(a, b):
     np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
 
 
-def test_four_devices_match_one_device(one_device_run, tmp_path):
+def test_four_devices_match_one_device(digits_run, tmp_path):
   run_workers(tiny_config(), tmp_path, devices_per_process=4)
-  assert_same_run(one_device_run, tmp_path)
+  assert_same_run(digits_run[0], tmp_path)
 
 
-def test_two_processes_match_one_process(one_device_run, tmp_path):
+def test_two_processes_match_one_process(digits_run, tmp_path):
   run_workers(tiny_config(), tmp_path, devices_per_process=2, processes=2)
-  assert_same_run(one_device_run, tmp_path)
+  assert_same_run(digits_run[0], tmp_path)
 
 
-def test_by_default_training_uses_one_single_threaded_device_per_core(one_device_run, tmp_path):
+def test_by_default_training_uses_one_single_threaded_device_per_core(digits_run, tmp_path):
   cores = devices.usable_cores()
   run_workers(tiny_config(cpu_devices=0), tmp_path)
   expected = max(n for n in range(1, cores + 1) if 8 % n == 0 and 120 % n == 0)
   assert run_directory.read_run(str(tmp_path)).summary["devices"] == expected
-  assert_same_run(one_device_run, tmp_path)
+  assert_same_run(digits_run[0], tmp_path)
 
 
 def test_a_batch_that_does_not_divide_uses_fewer_devices(tmp_path):
@@ -299,11 +416,11 @@ def test_a_batch_that_does_not_divide_uses_fewer_devices(tmp_path):
 
 def test_an_existing_backend_is_kept_and_said_once():
   script = textwrap.dedent("""
-      import jax, train
-      from tests.conftest import tiny_config
+      import jax
+      from training import process
       have = len(jax.devices())  # a notebook that touched JAX first
       for _ in range(2):
-        train.configure_devices(tiny_config(cpu_devices=have + 2))
+        process.configure(cpu_devices=have + 2)
       print("DEVICES", len(jax.devices()), have)
   """)
   out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
@@ -312,8 +429,8 @@ def test_an_existing_backend_is_kept_and_said_once():
   devices_now, had = out.stdout.split()[1:3]
   assert devices_now == had
   assert out.stderr.count("training uses its") == 1
-  with pytest.raises(train.ConfigError, match="cpu_devices must be an int >= 0"):
-    train.configure_devices(tiny_config(cpu_devices=-1))
+  with pytest.raises(validation.ConfigError, match="cpu_devices must be an int >= 0"):
+    validation.validate_config(tiny_config(cpu_devices=-1))
 
 
 # --- Preemption and lost processes with several processes ------------------------------------
@@ -328,7 +445,7 @@ def start_processes(workdir, config, heartbeat_timeout_s=100):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
   overrides = [f"--config.{k}={v}" for k, v in run_directory.flatten(
-      train.config_record(config)).items()
+      records.config_record(config)).items()
                if k.split(".")[0] in ("model_options", "batch_size", "eval_batch_size",
                                       "steps_per_epoch", "num_epochs", "log_every_steps",
                                       "checkpoint_every_epochs", "eval_every_epochs",
@@ -407,7 +524,7 @@ def test_a_one_class_dataset_is_refused(tmp_path):
       Image.new("RGB", (8, 8), (i, 0, 0)).save(tmp_path / "data" / split / "only" / f"{i}.png")
   config = tiny_config(dataset=f"folder:{tmp_path / 'data'}", batch_size=2, eval_batch_size=2,
                        cache_dir=str(tmp_path / "cache"))
-  with pytest.raises(train.ConfigError, match=r"has 1 class \(only\); a classifier needs "
+  with pytest.raises(validation.ConfigError, match=r"has 1 class \(only\); a classifier needs "
                                               r"at least 2"):
     train.train_and_evaluate(config, str(tmp_path / "run"))
 

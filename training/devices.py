@@ -12,6 +12,7 @@ The batch is split over the devices, so the run's numbers do not depend on their
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 
 from absl import logging
@@ -46,14 +47,40 @@ def cpu_device_count(cpu_devices: int) -> int:
   return cpu_devices or usable_cores()
 
 
+# XLA:CPU sizes both of its client's thread pools from this variable (else from the cores),
+# and never below the device count.
+_CLIENT_THREADS = "PJRT_NPROC"
+
+
+def client_threads(devices: int) -> int:
+  """Threads for XLA:CPU's client pools with `devices` devices in one process.
+
+  XLA:CPU runs each device's part of a multi-device program on its client pool, holding
+  the thread until the part ends (waiting, in a collective, for the other devices), and
+  it launches programs on the same pool, where a launch blocks once 32 programs are
+  queued for a device. At the default size, max(cores, devices), launches blocked on that
+  cap and parts waiting in the gradient all-reduce could hold every thread while the
+  last device's part waited for one: XLA then aborts after 40 s ("Expected 2 threads to
+  join the rendezvous"). One launch's parts and one launch's blocked launches are at most
+  2 x devices threads; one more keeps the pool from ever being full of waiters. The same
+  count sizes the pool that runs a program's independent operations side by side, where
+  the train step's two all-reduces could otherwise hold both threads on two cores.
+  Idle threads cost nothing; compute stays one thread per device
+  (`single_thread_xla_flags`)."""
+  return max(usable_cores(), 2 * devices + 1)
+
+
 def configure_cpu_devices(cpu_devices: int) -> None:
   """Makes the CPU backend `cpu_device_count(cpu_devices)` devices, single-threaded when
-  there are several; call before JAX's first computation. An explicit
-  --xla_force_host_platform_device_count in XLA_FLAGS wins. If the backend already exists
-  (a notebook ran JAX first), says so once and leaves it as it is."""
+  there are several, with `client_threads` for XLA's pools; call before JAX's first
+  computation. An explicit --xla_force_host_platform_device_count in XLA_FLAGS wins over
+  `cpu_devices`, and an explicit PJRT_NPROC over `client_threads`. If the backend already
+  exists (a notebook ran JAX first), says so once and leaves it as it is."""
   wanted = cpu_device_count(cpu_devices)
   flags = os.environ.get("XLA_FLAGS", "")
-  if _FORCED_COUNT in flags:
+  if forced := re.search(_FORCED_COUNT + r"=(\d+)", flags):
+    if int(forced.group(1)) > 1:
+      os.environ.setdefault(_CLIENT_THREADS, str(client_threads(int(forced.group(1)))))
     return
   try:
     jax.config.update("jax_num_cpu_devices", wanted)
@@ -66,8 +93,10 @@ def configure_cpu_devices(cpu_devices: int) -> None:
           "before any other JAX call (e.g. first in a fresh kernel) to get them.", 1, have,
           wanted, cpu_devices)
     return
-  if wanted > 1 and "xla_cpu_multi_thread_eigen" not in flags:
-    os.environ["XLA_FLAGS"] = f"{flags} {single_thread_xla_flags(wanted)}".strip()
+  if wanted > 1:
+    os.environ.setdefault(_CLIENT_THREADS, str(client_threads(wanted)))
+    if "xla_cpu_multi_thread_eigen" not in flags:
+      os.environ["XLA_FLAGS"] = f"{flags} {single_thread_xla_flags(wanted)}".strip()
 
 
 def mesh_devices(devices: Sequence[jax.Device], batch_sizes: Sequence[int]) -> list[jax.Device]:

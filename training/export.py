@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import models
+from configs import validation
 from input_pipeline import augment
 from training import run_directory
 
@@ -79,24 +80,12 @@ class ExportedModel:
     image, test-mode augmentation (a centre crop where training cropped), times
     input_scale."""
     return augment.preprocess(jnp.asarray(images), None, mean_image=jnp.asarray(self.mean_image),
-                              config=augment_config(self.metadata["augment"]),
+                              config=validation.augment_config(self.metadata),
                               train=False) * self.metadata["input_scale"]
 
   def logits(self, images: Any) -> jax.Array:
     """Test-mode logits, float32 (N, num_classes)."""
     return self.model.apply(self.variables, self.preprocess(images), train=False)
-
-
-def augment_config(record: Mapping[str, Any]) -> augment.AugmentConfig:
-  """An augmentation config from its JSON record (lists back to tuples)."""
-  return augment.AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in record.items()})
-
-
-def build_model(config: Mapping[str, Any], num_classes: int) -> Any:
-  """The network a run's config record describes (config.json or model.json)."""
-  return models.create(config["model"], num_classes=num_classes, rectifier=config["rectifier"],
-                       **config["model_options"], dtype=models.DTYPES[config["dtype"]])
 
 
 def _sha256(path: str) -> str:
@@ -161,8 +150,9 @@ def read_metadata(path: str) -> dict[str, Any]:
   return metadata
 
 
-def load(path: str) -> ExportedModel:
-  """The export in `path` (a run directory or its model/), checked against its digest."""
+def check(path: str) -> tuple[dict[str, Any], str]:
+  """(model.json, the variables file) of the complete, undamaged export in `path`;
+  ExportError naming the file otherwise."""
   metadata = read_metadata(path)
   file = os.path.join(export_directory(path), VARIABLES)
   if not os.path.exists(file):
@@ -170,12 +160,18 @@ def load(path: str) -> ExportedModel:
   if _sha256(file) != metadata["variables_sha256"]:
     raise ExportError(f"{file} does not match the SHA-256 digest in its {METADATA}: the "
                       "file is damaged. Re-export the run or use its checkpoints.")
+  return metadata, file
+
+
+def load(path: str) -> ExportedModel:
+  """The export in `path` (a run directory or its model/), checked against its digest."""
+  metadata, file = check(path)
   with open(file, "rb") as f:
     restored = serialization.msgpack_restore(f.read())
   variables = {"params": restored["params"]}
   if "batch_stats" in restored:
     variables["batch_stats"] = restored["batch_stats"]
-  return ExportedModel(model=build_model(metadata, metadata["num_classes"]),
+  return ExportedModel(model=models.from_config(metadata, metadata["num_classes"]),
                        variables=jax.tree.map(jnp.asarray, variables),
                        mean_image=np.asarray(restored["mean_image"], np.float32),
                        metadata=metadata)

@@ -1,11 +1,12 @@
-"""One clock for a run's wall time, training throughput and ETA, and the progress line.
+"""A run's clock (wall time and training throughput) and the progress line (with its ETA).
 
 `wall_time` in metrics.jsonl is the seconds of training and evaluation that produced the
-row: the clock starts when the loop starts (after loading data), continues from the value
+row: `RunClock` starts when the loop starts (after loading data), continues from the value
 saved in the checkpoint when a run resumes, and does not count work a crash threw away.
 `images_per_sec` is training throughput since the previous row, evaluation excluded. The
-progress line's ETA comes from the same clock, so a terminal and a log file see the same
-numbers.
+progress line's ETA is the steps left at the pace of this process's steps so far (not the
+run's clock: a resumed run's earlier processes do not count), and a terminal and a log
+file get the same line.
 """
 
 from __future__ import annotations

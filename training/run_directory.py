@@ -4,14 +4,19 @@
     WORKDIR/dataset.json    the data it trains and evaluates on
     WORKDIR/mean_image.npy  the training split's mean image, the run's preprocessing constant
     WORKDIR/provenance.json the code versions that trained it, from which step (provenance.py)
+    WORKDIR/parent.json     for a run started from another's checkpoint (config.init_from):
+                            that run, the step and the changed config keys
     WORKDIR/metrics.jsonl   one row per evaluation, steps strictly increasing
     WORKDIR/summary.json    the final metrics; present only once the run has finished
+    WORKDIR/failure.json    why its last training failed (an error, not a stop signal or a
+                            kill); removed when a training of it starts again
     WORKDIR/curves.png      its learning curves
     WORKDIR/model/          the final model, exported (training/export.py)
     WORKDIR/evaluations/    evaluate.py's results on other test sets, one JSON file each
     WORKDIR/tensorboard/    the metrics as TensorBoard events (training/tensorboard.py)
     WORKDIR/checkpoints/    orbax checkpoints (training/checkpoints.py)
     WORKDIR/checkpoints.unusable/  checkpoints that could not be restored, moved aside
+    WORKDIR/train.log       the output of a sweep's `--parallel` subprocess (`open_log`)
     WORKDIR/.lock           held, with the operating system's file lock, by the one writer
                             (evaluate.py takes it shared: never while a writer holds it)
 
@@ -24,18 +29,25 @@ The rules (train.py, sweep.py and report.py read and write runs only through thi
    only keys that cannot change what was computed (`NEUTRAL_KEYS`: evaluation, logging and
    checkpoint cadence, where data and caches live, a `num_epochs` not below the epoch
    reached); any other difference stops it before anything is written, listing each key.
-   Keys missing from an older record stand for their defaults.
+   Keys missing from an older record stand for their defaults. Every checkpoint keeps a
+   copy of the config record, so a `config.json` edited by hand is refused the same way.
 3. **Records match checkpoints.** A resumed run first drops the metrics rows after the
    checkpoint it resumes from (all rows when there is none), so rows are never doubled,
    never out of order, and every row was produced by the training that continues. The
-   TensorBoard events are rewritten from the kept rows at the same moment.
+   TensorBoard events (when the writer has them: `RunDirectory(events=...)`) are rewritten
+   from the kept rows at the same moment.
 4. **Finished** means `summary.json` exists and the last row reached the recorded
-   `num_epochs`; the summary is written last and removed when a run trains further.
+   `num_epochs`; the summary is written last (after the curves, the export and the closed
+   event files) and removed when a run trains further.
 5. **One code version at a time, all of them recorded.** A resume under another commit or
    other library versions goes on, and `provenance.json` lists each (from_step, version)
    the kept training ran under.
 6. **Atomic writes.** JSON files are replaced whole (write, fsync, rename); a torn last
-   metrics line (a crash mid-append) is ignored on reading and dropped on resume.
+   metrics line (a crash mid-append) is ignored on reading and dropped on resume. Any
+   other record that is not what this code writes (invalid JSON, a row that is not a
+   row) stops every reader with a DamagedRecordError naming the file and what to do.
+7. **Valid JSON only.** A NaN or an infinity is never written (JSON has none; Python's
+   bare `NaN` is not JSON): writing one is refused, naming the file and the key.
 """
 
 from __future__ import annotations
@@ -48,17 +60,19 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
-from training import provenance, tensorboard
+from training import provenance
 
 CONFIG, DATASET, METRICS, SUMMARY = "config.json", "dataset.json", "metrics.jsonl", "summary.json"
 MEAN_IMAGE, PROVENANCE, EVALUATIONS = "mean_image.npy", "provenance.json", "evaluations"
+FAILURE, PARENT = "failure.json", "parent.json"
 CURVES, CHECKPOINTS, UNUSABLE, LOCK = ("curves.png", "checkpoints", "checkpoints.unusable",
                                       ".lock")
+LOG = "train.log"
 
 # Config keys a rerun may change: they decide when things are evaluated, logged and saved,
 # and where inputs and caches are read from, not what is computed. `num_epochs` may change
@@ -81,16 +95,49 @@ class ConfigMismatchError(RunDirectoryError):
   """A rerun's config differs from the recorded one in a key that changes results."""
 
 
+class DamagedRecordError(RunDirectoryError, ValueError):
+  """A record file is not what this code writes (invalid JSON, not an object, not a row).
+  A ValueError too, as the json module's errors it replaces were."""
+
+
+class NonFiniteValueError(RunDirectoryError):
+  """A record to be written holds a NaN or an infinity (rule 7)."""
+
+
 # --- Files ---------------------------------------------------------------------------------
+
+
+def non_finite_keys(obj: Any, prefix: str = "") -> list[str]:
+  """The dotted keys (list items by index) of the NaNs and infinities inside `obj`."""
+  if isinstance(obj, Mapping):
+    return [k for key, value in obj.items() for k in non_finite_keys(value, f"{prefix}{key}.")]
+  if isinstance(obj, (list, tuple)):
+    return [k for i, value in enumerate(obj) for k in non_finite_keys(value, f"{prefix}{i}.")]
+  if isinstance(obj, (float, np.floating)) and not np.isfinite(obj):
+    return [prefix.rstrip(".")]
+  return []
+
+
+def json_text(obj: Any, path: str, indent: int | None = None) -> str:
+  """`obj` as JSON for `path`; NonFiniteValueError naming the keys of any NaN or infinity."""
+  try:
+    return json.dumps(obj, indent=indent, allow_nan=False)
+  except ValueError:
+    keys = non_finite_keys(obj)
+    raise NonFiniteValueError(
+        f"Refusing to write {path}: {', '.join(keys[:10]) or 'a value'} "
+        f"{'is' if len(keys) == 1 else 'are'} not finite (NaN or infinite), which JSON cannot "
+        "hold.") from None
 
 
 def write_json(path: str, obj: Any) -> None:
   """Replaces `path` with `obj` as JSON, atomically: readers see the old file or the new one.
-  Keys keep their order (a network's layers are listed in the order it runs them)."""
+  Keys keep their order (a network's layers are listed in the order it runs them). A NaN
+  or an infinity is refused (NonFiniteValueError) and leaves the old file."""
+  text = json_text(obj, path, indent=2)
   tmp = f"{path}.tmp{os.getpid()}"
   with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2)
-    f.write("\n")
+    f.write(text + "\n")
     f.flush()
     os.fsync(f.fileno())
   os.replace(tmp, path)
@@ -101,26 +148,63 @@ def json_values(obj: Any) -> Any:
   return json.loads(json.dumps(obj))
 
 
-def read_json(path: str) -> Any:
-  with open(path) as f:
-    return json.load(f)
+# What to do about a damaged record, by file name (any other: restore it from a copy).
+_REPAIR = {
+    CONFIG: "start the run again in a new workdir (a sweep's sweep.json holds its base "
+            "config)",
+    DATASET: "if the run has not finished, remove it and rerun the training, which writes "
+             "it again",
+    SUMMARY: "remove it and rerun the training, which writes it again from the final "
+             "checkpoint",
+    PROVENANCE: "remove it (the record of the code versions that trained the run is then "
+                "lost)",
+    METRICS: "start the run again in a new workdir",
+}
+
+
+def damaged(path: str, what: str) -> DamagedRecordError:
+  """The error for a record file that is not what this code writes, saying what to do."""
+  repair = _REPAIR.get(os.path.basename(path))
+  return DamagedRecordError(f"{path} is damaged: {what}. It was cut off or edited by hand. "
+                           f"Restore it from a copy{f', or {repair}' if repair else ''}.")
+
+
+def read_json(path: str) -> dict[str, Any]:
+  """The JSON object in `path`; DamagedRecordError naming the file if it holds none."""
+  try:
+    with open(path, "rb") as f:
+      obj = json.loads(f.read())
+  except json.JSONDecodeError as e:
+    raise damaged(path, f"not valid JSON ({e.msg}: line {e.lineno} column {e.colno})") from None
+  except UnicodeDecodeError:
+    raise damaged(path, "not text") from None
+  if not isinstance(obj, dict):
+    raise damaged(path, f"it holds a JSON {type(obj).__name__}, not an object")
+  return obj
 
 
 def read_rows(path: str) -> list[dict[str, Any]]:
   """The rows of a metrics.jsonl; a torn last line (a crash mid-write) is left out."""
   if not os.path.exists(path):
     return []
-  with open(path) as f:
-    lines = f.read().split("\n")
+  with open(path, "rb") as f:
+    lines = f.read().split(b"\n")
   rows = []
   for i, line in enumerate(lines):
     if not line.strip():
       continue
+    shown = repr(line[:80].decode("utf-8", "replace"))
     try:
-      rows.append(json.loads(line))
-    except json.JSONDecodeError:
+      row = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
       if i < len(lines) - 2:  # not the last line: the file is damaged, not torn.
-        raise RunDirectoryError(f"{path}, line {i + 1}, is not JSON: {line[:80]!r}.") from None
+        raise damaged(path, f"line {i + 1} is not JSON: {shown}") from None
+      continue
+    if not (isinstance(row, dict) and isinstance(row.get("step"), int)
+            and isinstance(row.get("epoch"), (int, float))):
+      raise damaged(path, f"line {i + 1} is not a metrics row (an object with an integer "
+                    f"step and a numeric epoch): {shown}")
+    rows.append(row)
   return rows
 
 
@@ -181,6 +265,24 @@ def check_resumable(recorded: Mapping[str, Any], config: Mapping[str, Any],
         f"{os.path.join(where, CONFIG)}.")
 
 
+def check_unedited(recorded: Mapping[str, Any], checkpointed: tuple[int, Mapping[str, Any]],
+                   defaults: Mapping[str, Any], where: str) -> None:
+  """Raises ConfigMismatchError when config.json (`recorded`) differs in a key outside
+  NEUTRAL_KEYS from the copy of it that the checkpoint at `checkpointed[0]` kept: the
+  record was changed by hand, and the checkpoints were trained under the copy's values."""
+  step, kept = checkpointed
+  lines = [f"  {key}: {old!r} (the checkpoint's copy) -> {new!r} ({CONFIG})"
+           for key, old, new in config_differences(kept, recorded, defaults)
+           if key not in NEUTRAL_KEYS]
+  if lines:
+    raise ConfigMismatchError(
+        f"{os.path.join(where, CONFIG)} was changed after the checkpoint at step {step} was "
+        "saved: it no longer matches the copy of the config kept with the checkpoint, under "
+        "which the run trained. Differences:\n" + "\n".join(lines) + "\nNothing was written. "
+        f"Put the checkpoint's values back into {CONFIG}; to train on with the new values, "
+        f"start a new run from this checkpoint: --workdir=NEW --config.init_from={where}:{step}.")
+
+
 # --- Reading a run ---------------------------------------------------------------------------
 
 
@@ -196,10 +298,17 @@ class RunRecord:
   # (from_step, code version) pairs, oldest first (training/provenance.py); [] for runs
   # written before the code recorded it.
   code_versions: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+  # failure.json: {"error": ..., "time": ...} when its last training failed.
+  failure: dict[str, Any] | None = None
 
   @property
   def finished(self) -> bool:
     return is_finished_record(self.config, self.rows, self.summary)
+
+  @property
+  def failed(self) -> bool:
+    """Its last training raised an error (not finished, and failure.json says why)."""
+    return self.failure is not None and not self.finished
 
   @property
   def final(self) -> dict[str, Any]:
@@ -221,7 +330,19 @@ def read_run(path: str) -> RunRecord:
     return read_json(file) if os.path.exists(file) else None
   return RunRecord(path=path, config=optional(CONFIG) or {}, dataset=optional(DATASET) or {},
                    rows=read_rows(os.path.join(path, METRICS)), summary=optional(SUMMARY),
-                   code_versions=(optional(PROVENANCE) or {}).get("code_versions", []))
+                   code_versions=read_code_versions(path), failure=optional(FAILURE))
+
+
+def record_failure(path: str, error: str) -> None:
+  """Writes run `path`'s failure.json: its last training failed with `error`."""
+  write_json(os.path.join(path, FAILURE), {
+      "error": error, "time": datetime.datetime.now().isoformat(timespec="seconds")})
+
+
+def read_code_versions(path: str) -> list[dict[str, Any]]:
+  """Run `path`'s (from_step, code version) history ([] when it has no provenance.json)."""
+  file = os.path.join(path, PROVENANCE)
+  return read_json(file).get("code_versions", []) if os.path.exists(file) else []
 
 
 def read_mean_image(path: str) -> np.ndarray | None:
@@ -235,8 +356,11 @@ def read_mean_image(path: str) -> np.ndarray | None:
     raise RunDirectoryError(f"{file} is not a readable .npy array ({e}).") from None
 
 
-def is_finished(path: str) -> bool:
-  return read_run(path).finished
+def open_log(path: str) -> Any:
+  """The run's train.log, created with the run directory if need be, open for appending
+  (a training's output, e.g. a sweep's subprocess's; append: resumes keep earlier output)."""
+  os.makedirs(path, exist_ok=True)
+  return open(os.path.join(path, LOG), "a")
 
 
 # --- The lock ------------------------------------------------------------------------------
@@ -312,20 +436,33 @@ class RunDirectory:
 
   With `writer=False` (the other processes of a multi-process run) nothing is locked or
   written, and the reading methods still work, so every process takes the same decisions.
+  `events` makes the writer of the run's derived event files, called as
+  `events(path, rows=kept_rows)` at each `resume_from` (training passes
+  `training.tensorboard.EventWriter`; None writes none).
   """
 
-  def __init__(self, path: str, writer: bool = True):
+  def __init__(self, path: str, writer: bool = True,
+               events: Callable[..., Any] | None = None):
     self.path, self.writer = path, writer
     self._lock = DirectoryLock(path) if writer else None
     self._config: dict[str, Any] = {}
-    self._events: tensorboard.EventWriter | None = None
+    self._new_events = events
+    self._events: Any = None  # the open event writer, from `events`
 
   def __enter__(self) -> RunDirectory:
     if self._lock is not None:
       self._lock.__enter__()
     return self
 
-  def __exit__(self, *exc) -> None:
+  def __exit__(self, exc_type: Any = None, error: BaseException | None = None,
+               traceback: Any = None) -> None:
+    # An error once the run has started is its failure; a stop signal (KeyboardInterrupt)
+    # or a refusal before `start` is not.
+    if self.writer and self._config and isinstance(error, Exception):
+      try:
+        record_failure(self.path, f"{type(error).__name__}: {error}")
+      except OSError:  # e.g. a full disk: the error itself is what the caller reports.
+        pass
     if self._events is not None:
       self._events.close()
     if self._lock is not None:
@@ -337,8 +474,11 @@ class RunDirectory:
   def read(self) -> RunRecord:
     return read_run(self.path)
 
-  def check_config(self, config: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
-    """Rule 2, before anything is written; `config` and `defaults` as JSON-like dicts."""
+  def check_config(self, config: Mapping[str, Any], defaults: Mapping[str, Any],
+                   checkpointed: tuple[int, Mapping[str, Any]] | None = None) -> None:
+    """Rule 2, before anything is written; `config` and `defaults` as JSON-like dicts.
+    `checkpointed` is (step, config record) that the newest checkpoint kept
+    (training/checkpoints.recorded_config): config.json must still say the same."""
     record = self.read()
     if not record.config:
       if record.rows or os.path.isdir(self.file(CHECKPOINTS)):
@@ -346,6 +486,8 @@ class RunDirectory:
             f"{self.path} holds metrics or checkpoints but no {CONFIG}: it was not written "
             "by this code, or was damaged. Use a new workdir.")
       return
+    if checkpointed is not None:
+      check_unedited(record.config, checkpointed, defaults, self.path)
     reached = record.rows[-1]["epoch"] if record.rows else 0
     check_resumable(record.config, config, defaults, reached, self.path)
 
@@ -363,12 +505,19 @@ class RunDirectory:
           "data changed since the run started. Train on the data it started with, or use a "
           "new workdir.")
     if self.writer:
+      if os.path.exists(self.file(FAILURE)):
+        os.remove(self.file(FAILURE))  # this training may succeed; it records its own.
       write_json(self.file(CONFIG), dict(config))
       write_json(self.file(DATASET), dict(dataset))
       if recorded is None:
         tmp = self.file(MEAN_IMAGE + ".tmp.npy")
         np.save(tmp, np.asarray(mean_image, np.float32), allow_pickle=False)
         os.replace(tmp, self.file(MEAN_IMAGE))
+
+  def record_parent(self, parent: Mapping[str, Any]) -> None:
+    """The run starts from another run's checkpoint (records.ParentRecord)."""
+    if self.writer:
+      write_json(self.file(PARENT), dict(parent))
 
   def record_code_version(self, step: int, version: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Rule 5: training goes on from `step` under `version`; returns the history."""
@@ -380,13 +529,13 @@ class RunDirectory:
   def resume_from(self, step: int | None) -> None:
     """Rule 3: training continues from the checkpoint at `step` (None or 0: from the
     start). Keeps the rows at steps <= `step`, removes the summary, and restarts the
-    TensorBoard events from the kept rows."""
+    TensorBoard events (`events`) from the kept rows."""
     if not self.writer:
       return
     rows = [r for r in self.read().rows if step and r["step"] <= step]
     tmp = self.file(METRICS) + ".tmp"
     with open(tmp, "w") as f:
-      f.writelines(json.dumps(r) + "\n" for r in rows)
+      f.writelines(json_text(r, self.file(METRICS)) + "\n" for r in rows)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, self.file(METRICS))
@@ -394,8 +543,9 @@ class RunDirectory:
       os.remove(self.file(SUMMARY))
     if self._events is not None:
       self._events.close()
-    self._events = tensorboard.EventWriter(self.path, rows=rows)
-    self._events.write_config(self._config)
+    if self._new_events is not None:
+      self._events = self._new_events(self.path, rows=rows)
+      self._events.write_config(self._config)
 
   def append_row(self, row: Mapping[str, Any]) -> None:
     """Adds one evaluation's row; its step must follow the last row's."""
@@ -405,19 +555,35 @@ class RunDirectory:
     if rows and row["step"] <= rows[-1]["step"]:
       raise RunDirectoryError(f"Row at step {row['step']} after one at step "
                               f"{rows[-1]['step']} in {self.file(METRICS)}.")
+    line = json_text(dict(row), self.file(METRICS)) + "\n"
     with open(self.file(METRICS), "a") as f:
-      f.write(json.dumps(dict(row)) + "\n")
+      f.write(line)
       f.flush()
       os.fsync(f.fileno())
     if self._events is not None:
       self._events.write_row(row)
 
   def finish(self, summary: Mapping[str, Any]) -> None:
+    """Rule 4: closes the event writer first (its `flush` leaves events queued in memory;
+    `close` writes them all), then writes the summary, last."""
+    if self._events is not None:
+      self._events.close()
+      self._events = None
     if self.writer:
       write_json(self.file(SUMMARY), dict(summary))
 
 
 # --- A sweep's runs --------------------------------------------------------------------------
+
+
+SWEEP = "sweep.json"  # a sweep's record: its base config and each invocation (sweep.py)
+
+
+def sweep_num_epochs(workdir: str) -> int | None:
+  """The num_epochs the sweep in `workdir` last trained its runs to (sweep.json's base
+  config); None without a sweep record (runs placed by hand)."""
+  path = os.path.join(workdir, SWEEP)
+  return read_json(path).get("config", {}).get("num_epochs") if os.path.exists(path) else None
 
 
 def sweep_run_path(workdir: str, setting: str, seed: int) -> str:
@@ -438,7 +604,8 @@ class SweepRun(RunRecord):
 
 
 def read_sweep(workdir: str) -> list[SweepRun]:
-  """Every WORKDIR/<setting>/seed<k> with at least one metrics row, in directory order."""
+  """Every WORKDIR/<setting>/seed<k> with at least one metrics row or a failure, in
+  directory order."""
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f"No sweep directory {workdir}.")
   runs = []
@@ -449,7 +616,7 @@ def read_sweep(workdir: str) -> list[SweepRun]:
       if not (name.startswith("seed") and name[4:].isdigit()):
         continue
       record = read_run(os.path.join(workdir, setting, name))
-      if record.rows:
+      if record.rows or record.failure:
         runs.append(SweepRun(**dataclasses.asdict(record), setting=setting, seed=int(name[4:])))
   return runs
 

@@ -53,10 +53,6 @@ class StopRequest:
                               "without saving.")
     self.received = signum
 
-  @property
-  def name(self) -> str:
-    return signal.Signals(self.received).name if self.received else ""
-
   def __exit__(self, *exc) -> None:
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)

@@ -61,15 +61,18 @@ from typing import Any
 
 import numpy as np
 
+from training import records, run_directory
+
 DIRECTORY = "tensorboard"
 EVENT_FILE_PATTERN = "events.out.tfevents.*"
 
 # metrics.jsonl column -> TensorBoard tag. Columns a row lacks are skipped.
 SCALAR_TAGS: dict[str, str] = {
-    "train_error": "error/train", "test_error": "error/test",
-    "train_eval_error": "error/train_eval",
-    "train_loss": "loss/train", "test_loss": "loss/test", "train_eval_loss": "loss/train_eval",
-    "learning_rate": "learning_rate", "images_per_sec": "images_per_sec", "epoch": "epoch",
+    records.TRAIN_ERROR: "error/train", records.TEST_ERROR: "error/test",
+    records.TRAIN_EVAL_ERROR: "error/train_eval", records.TRAIN_LOSS: "loss/train",
+    records.TEST_LOSS: "loss/test", records.TRAIN_EVAL_LOSS: "loss/train_eval",
+    records.LEARNING_RATE: "learning_rate", records.IMAGES_PER_SEC: "images_per_sec",
+    records.EPOCH: "epoch",
 }
 CONFIG_TAG = "config"
 
@@ -82,14 +85,14 @@ def config_markdown(config_record: Mapping[str, Any]) -> str:
 def activation_scalars(activations: Mapping[str, Any]) -> dict[str, float]:
   """{tag: value} of a row's activation statistics (module doc), histograms aside."""
   out = {}
-  for split in ("test", "train_eval"):
+  for split in (records.TEST, records.TRAIN_EVAL):
     for layer, stats in activations.get(split, {}).items():
       for key, value in stats.items():
         out[f"{key}/{split}/{layer}"] = float(value)
-  for layer, stats in activations.get("prelu_slopes", {}).items():
+  for layer, stats in activations.get(records.PRELU_SLOPES, {}).items():
     for key, value in stats.items():
       out[f"prelu_slope/{key}/{layer}"] = float(value)
-  for layer, stats in activations.get("rrelu_training_slope", {}).items():
+  for layer, stats in activations.get(records.RRELU_TRAINING_SLOPE, {}).items():
     out[f"rrelu_training_slope/{layer}"] = float(stats["realised"])
   return out
 
@@ -132,7 +135,7 @@ class EventWriter:
     for path in old[:-1] if rows else old:
       os.remove(path)
     # The run clock of the last kept row is "now": replayed rows get their relative times.
-    self._time_origin = time.time() - (float(rows[-1].get("wall_time", 0.0)) if rows else 0.0)
+    self._time_origin = time.time() - (float(rows[-1].get(records.WALL_TIME, 0.0)) if rows else 0.0)
     # tensorboardX names files by the second and the host; a session number after them
     # keeps two sessions started within one second apart and in the order loaders read.
     self._writer = tensorboardX.SummaryWriter(
@@ -143,19 +146,19 @@ class EventWriter:
     self._writer.flush()
 
   def _wall_time(self, row: Mapping[str, Any]) -> float:
-    if "wall_time" in row:
-      return self._time_origin + float(row["wall_time"])
+    if records.WALL_TIME in row:
+      return self._time_origin + float(row[records.WALL_TIME])
     return time.time()
 
   def _write_scalars(self, row: Mapping[str, Any]) -> None:
-    step, wall_time = int(row["step"]), self._wall_time(row)
+    step, wall_time = int(row[records.STEP]), self._wall_time(row)
     for column, tag in SCALAR_TAGS.items():
       value = row.get(column)
       if value is not None:
         self._writer.add_scalar(tag, float(value), step, walltime=wall_time)
-    for tag, value in activation_scalars(row.get("activations", {})).items():
+    for tag, value in activation_scalars(row.get(records.ACTIVATIONS, {})).items():
       self._writer.add_scalar(tag, value, step, walltime=wall_time)
-    for layer, h in row.get("activations", {}).get("histograms", {}).items():
+    for layer, h in row.get(records.ACTIVATIONS, {}).get(records.HISTOGRAMS, {}).items():
       edges, counts = np.asarray(h["edges"]), np.asarray(h["counts"], np.float64)
       centres = (edges[:-1] + edges[1:]) / 2  # the sums are the bins' (the values are gone)
       self._writer.add_histogram_raw(
@@ -166,13 +169,15 @@ class EventWriter:
           global_step=step, walltime=wall_time)
 
   def write_config(self, config_record: Mapping[str, Any]) -> None:
-    """The run's config (train.config_record) as text at step 0."""
+    """The run's config (records.config_record) as text at step 0."""
     if self._writer is not None:
       self._writer.add_text(CONFIG_TAG, config_markdown(config_record), 0)
       self._writer.flush()
 
   def write_row(self, row: Mapping[str, Any]) -> None:
-    """One metrics row's scalars at `row["step"]`, flushed (rows come once per evaluation)."""
+    """One metrics row's scalars at `row["step"]`. tensorboardX's writer thread puts them on
+    disk within `flush_secs` (its `flush` does not wait for the thread), and `close` writes
+    all: a killed session's last rows may be lost here, and the next session replays them."""
     if self._writer is not None:
       self._write_scalars(row)
       self._writer.flush()
@@ -192,7 +197,6 @@ class EventWriter:
 def write_run(path: str) -> str:
   """(Re)writes `path/tensorboard/` from a finished or partial run directory's config and
   metrics rows, e.g. for runs recorded before event files existed; returns the directory."""
-  from training import run_directory  # pylint: disable=g-import-not-at-top
   record = run_directory.read_run(path)
   if not record.config and not record.rows:
     raise FileNotFoundError(f"{path} holds no {run_directory.CONFIG} or "
@@ -282,6 +286,17 @@ def read_scalars(workdir: str, *, session_start: bool = True,
           points[:] = [p for p in points if p[0] < event.step]
         points.append((int(event.step), float(value.simple_value)))
   return {tag: points for tag, points in out.items() if points}
+
+
+def shows_rows(workdir: str, rows: Iterable[Mapping[str, Any]]) -> bool:
+  """Whether the run's event files show exactly `rows` (each row's epoch at its step, as
+  TensorBoard reads them); False when they are missing or damaged."""
+  try:
+    points = read_scalars(workdir).get(SCALAR_TAGS[records.EPOCH], [])
+  except Exception:  # pylint: disable=broad-except
+    # Damaged files raise OSError, ValueError (a checksum) or protobuf's DecodeError.
+    return False
+  return [step for step, _ in points] == [int(row[records.STEP]) for row in rows]
 
 
 def main(argv: list[str]) -> None:

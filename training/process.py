@@ -1,0 +1,76 @@
+"""What a command-line entry point sets up in its own process: log filters, the compilation
+cache, the CPU devices and jax.distributed.
+
+`python train.py`, `python sweep.py` and `python evaluate.py` call `configure` first in
+their `main`. The library (`train.train_and_evaluate`, `train.setup`, `sweep.run_sweep`,
+`evaluate.evaluate_run`) never does: it sets no environment variable, JAX option, log
+filter or matplotlib backend, and computes on the devices JAX already has. A notebook or a
+test that trains in process therefore gets JAX's defaults (on CPU one device, with XLA's
+own threads) unless it calls `configure` itself before its first JAX computation. Flax's
+examples draw the same line: their main.py sets up the platform, train.py computes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from absl import logging
+import jax
+
+from training import compilation_cache, devices, disk_space
+
+_REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _project_info_or_warnings(record: Any) -> bool:
+  ours = record.pathname.startswith(_REPOSITORY) and "site-packages" not in record.pathname
+  if not ours and disk_space.mentions_full_disk(record.getMessage()):
+    return False  # the entry point says it once (disk_space.exit_if_full)
+  return record.levelno >= logging.converter.STANDARD_WARNING or ours
+
+
+def quiet_library_info_logs() -> None:
+  """Keeps INFO lines from this project only; libraries (orbax, XLA) log warnings and up,
+  except their reports of writes that failed on a full disk (the entry point reports it).
+  Idempotent (logging adds a filter once)."""
+  logging.get_absl_handler().addFilter(_project_info_or_warnings)
+
+
+def configure(cpu_devices: int | None = None) -> None:
+  """Sets this process up for a command-line run: library INFO lines filtered, JAX's
+  persistent compilation cache on, and, unless `cpu_devices` is None, the CPU devices
+  (config.cpu_devices: 0 is one single-threaded device per core; training/devices.py).
+  Call it before anything starts JAX's backend (jax.distributed included)."""
+  quiet_library_info_logs()
+  compilation_cache.enable()
+  if cpu_devices is not None:
+    devices.configure_cpu_devices(cpu_devices)
+
+
+def initialize_distributed(coordinator_address: str | None, num_processes: int | None,
+                           process_id: int | None, heartbeat_timeout_s: int) -> None:
+  """Joins a multi-process run (`jax.distributed.initialize`; None lets JAX detect the
+  cluster), with gloo for collectives on CPU."""
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address=coordinator_address,
+                             num_processes=num_processes, process_id=process_id,
+                             heartbeat_timeout_seconds=heartbeat_timeout_s)
+
+
+def live_processes(processes: Sequence[int]) -> list[int] | None:
+  """Those of `processes` that JAX's coordination service still hears from, or None when
+  that cannot be known: no service (a single process), the service is gone (its host,
+  process 0, died), or this JAX keeps its client elsewhere.
+
+  JAX has no public call for it (jax.distributed offers initialize, is_initialized and
+  shutdown), so this asks the client that jax._src.distributed holds. Anything that does
+  not work gives None, and callers fall back to what is public: the failed collective's
+  own error, and JAX ending the survivors after the heartbeat timeout, naming the lost.
+  """
+  try:
+    from jax._src import distributed  # pylint: disable=g-import-not-at-top
+    return [int(p) for p in distributed.global_state.client.get_live_nodes(list(processes))]
+  except Exception:  # pylint: disable=broad-except
+    return None

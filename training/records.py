@@ -1,0 +1,132 @@
+"""What a run records, in one place: the keys of its records and the values derived from them.
+
+    metrics.jsonl   one `Row` per evaluation
+    summary.json    the `Summary`: the last row, `best_test_error` and what trained it
+    dataset.json    the `DatasetRecord`: the data the run trained and evaluated on
+    config.json     the config record (`config_record`): every key of the config as JSON
+    parent.json     the `ParentRecord` of a run started from another's checkpoint
+
+train.py writes these through this module; report.py, training/figures.py and
+training/tensorboard.py read them through it (the notebooks and tests may spell the keys
+out). Where a record lives and when it is written is training/run_directory.py's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, NotRequired, TypedDict
+
+import ml_collections
+
+import models
+
+# --- metrics.jsonl ----------------------------------------------------------------------------
+
+EPOCH, STEP = "epoch", "step"
+# Training mode (dropout and RReLU's random slopes on): the epoch's running averages.
+TRAIN_ERROR, TRAIN_LOSS = "train_error", "train_loss"
+# The splits evaluated in test mode: a row has `<split>_error`, `<split>_loss` (Kaggle's
+# log-loss) and `<split>_examples` for each (`split_columns`).
+TEST, TRAIN_EVAL = "test", "train_eval"
+TEST_ERROR, TEST_LOSS, TEST_EXAMPLES = "test_error", "test_loss", "test_examples"
+TRAIN_EVAL_ERROR, TRAIN_EVAL_LOSS, TRAIN_EVAL_EXAMPLES = (
+    "train_eval_error", "train_eval_loss", "train_eval_examples")
+# rectifiers/statistics.py's, with config.activation_statistics: `{TEST: {layer: ...},
+# TRAIN_EVAL: ..., PRELU_SLOPES: ..., RRELU_TRAINING_SLOPE: ..., HISTOGRAMS: ...}`.
+ACTIVATIONS = "activations"
+PRELU_SLOPES, RRELU_TRAINING_SLOPE, HISTOGRAMS = (
+    "prelu_slopes", "rrelu_training_slope", "histograms")
+LEARNING_RATE, IMAGES_PER_SEC, WALL_TIME = "learning_rate", "images_per_sec", "wall_time"
+
+
+class Row(TypedDict):
+  """One evaluation's metrics (training/progress.py says how the clock columns count)."""
+  epoch: int
+  step: int
+  train_error: float
+  train_loss: float
+  test_error: float
+  test_loss: float
+  test_examples: int
+  train_eval_error: NotRequired[float]  # absent when config.train_eval_examples is 0
+  train_eval_loss: NotRequired[float]
+  train_eval_examples: NotRequired[int]
+  activations: NotRequired[dict[str, Any]]  # with config.activation_statistics
+  learning_rate: float
+  images_per_sec: float
+  wall_time: float
+
+
+def split_columns(split: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
+  """A split's columns of a row, `{"test_error": ...}`, from its {"error", "loss",
+  "examples"}."""
+  return {f"{split}_{key}": metrics[key] for key in ("error", "loss", "examples")}
+
+
+# --- summary.json -----------------------------------------------------------------------------
+
+BEST_TEST_ERROR = "best_test_error"
+PRELU_SLOPE_VECTORS = "prelu_slope_vectors"
+
+
+class Summary(Row):
+  """The final row and these; written last, when the run has finished."""
+  best_test_error: float
+  num_params: int
+  model: str
+  rectifier: str
+  dataset: str
+  seed: int
+  devices: int
+  backend: str
+  processes: int
+  prelu_slope_vectors: NotRequired[dict[str, list[float]]]  # every PReLU slope, by layer
+
+
+def best_test_error(rows: Sequence[Mapping[str, Any]]) -> float:
+  """The lowest test error over the evaluated epochs (selected on the test set: optimistic)."""
+  return min(float(row[TEST_ERROR]) for row in rows)
+
+
+def generalisation_gap(row: Mapping[str, Any]) -> float:
+  """Test error minus the test-mode error on training images, in the same row."""
+  return float(row[TEST_ERROR]) - float(row[TRAIN_EVAL_ERROR])
+
+
+# --- parent.json ------------------------------------------------------------------------------
+
+
+class ParentRecord(TypedDict):
+  """Where a run started with config.init_from began: another run's checkpoint."""
+  workdir: str  # the parent run, as an absolute path
+  step: int     # its checkpoint's step: this run's first step
+  epoch: float
+  changed: dict[str, list[Any]]  # each config key that differs: [the parent's, this run's]
+
+
+# --- dataset.json and config.json -------------------------------------------------------------
+
+
+class DatasetRecord(TypedDict):
+  """The data a run used, as input_pipeline loaded it."""
+  spec: str
+  class_names: list[str]
+  num_classes: int
+  image_shape: list[int]
+  train_examples: int
+  test_examples: int
+  full_train_examples: int
+  subset_seed: int | None
+  train_eval_examples: int
+  skipped_files: list[str]  # unreadable images left out (config.skip_corrupt), in the folder
+
+
+def config_record(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The config as a run records it (config.json): JSON values, and every model option,
+  those the config left at their defaults included."""
+  record = json.loads(json.dumps(config.to_dict()))
+  if config.model in models.MODELS:
+    record["model_options"] = json.loads(json.dumps(
+        {**models.default_options(config.model), **record["model_options"]}))
+  return record
