@@ -46,9 +46,9 @@ def test_mesh_devices_keep_every_device_with_several_processes(monkeypatch):
   assert devices.mesh_devices(available, (6,)) == available
 
 
-def test_client_threads_leave_every_device_two_threads_and_one_spare():
-  assert devices.client_threads(2) == max(devices.usable_cores(), 5)
-  assert devices.client_threads(8) == max(devices.usable_cores(), 17)
+def test_client_threads_leave_the_last_device_a_thread_when_the_others_wait_on_two():
+  assert devices.client_threads(2) == max(devices.usable_cores(), 3)
+  assert devices.client_threads(8) == max(devices.usable_cores(), 15)
 
 
 def test_a_forced_device_count_gets_the_client_threads(monkeypatch):
