@@ -25,7 +25,6 @@ import math
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
