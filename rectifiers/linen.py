@@ -24,8 +24,9 @@ from rectifiers import statistics
 RectifierFactory = Callable[..., nn.Module]
 
 
-def _recorded(module: nn.Module, x: jax.Array, y: jax.Array) -> jax.Array:
-  statistics.sow(module, x, y)
+def _recorded(module: nn.Module, x: jax.Array, y: jax.Array,
+              signs_from_input: bool = False) -> jax.Array:
+  statistics.sow(module, x, y, signs_from_input)
   return y
 
 
@@ -60,7 +61,8 @@ class PReLU(nn.Module):
     del deterministic
     slope = self.param("slope", nn.initializers.constant(self.slope_init), (x.shape[-1],),
                        self.param_dtype)
-    return _recorded(self, x, F.prelu(x, slope))
+    # A learned slope can be negative, so y's sign need not be x's.
+    return _recorded(self, x, F.prelu(x, slope), signs_from_input=True)
 
 
 class RReLU(nn.Module):

@@ -24,9 +24,9 @@ from training import tensorboard
 NIN_LAYERS = ["conv1", "cccp1", "cccp2", "conv2", "cccp3", "cccp4", "conv3", "cccp5", "cccp6"]
 
 
-def sown_summary(module, x, mask=None, **apply_kwargs):
+def sown_summary(module, x, mask=None, variables=None, **apply_kwargs):
   """The module's statistics and mean slope on x (rectifiers/statistics.py)."""
-  y, sown = module.apply({}, x, mutable=[statistics.COLLECTION, statistics.SLOPES],
+  y, sown = module.apply(variables or {}, x, mutable=[statistics.COLLECTION, statistics.SLOPES],
                          **apply_kwargs)
   mask = jnp.ones(x.shape[0], bool) if mask is None else mask
   out = {}
@@ -43,13 +43,29 @@ def test_a_known_sign_pattern_gives_the_exact_negative_fraction_and_dead_channel
   sign = rng.choice([-1.0, 1.0], size=x.shape).astype(np.float32)
   sign[..., 3] = -1.0
   x = x * sign
-  x[0, 0, 0, 3] = 0.0  # zero is neither positive nor negative, and keeps the channel dead
-  _, s = sown_summary(L.LeakyReLU(a=5.5), jnp.asarray(x))
-  assert s["negative"] == np.sum(x < 0) / x.size
-  assert s["dead"] == 0.25
-  expected = (np.mean(-x[x < 0] / 5.5)) / np.mean(x[x > 0])
+  x[0, 0, 0, 3] = 0.0  # zero is on the negative side, and keeps the channel dead
+  x[1, 2, 2, 0] = 0.0
+  prelu = {"params": {"slope": jnp.full((4,), 0.3, jnp.float32)}}
+  for module, slope, variables in ((L.LeakyReLU(a=5.5), 1 / 5.5, None), (L.ReLU(), 0.0, None),
+                                   (L.PReLU(), 0.3, prelu)):
+    _, s = sown_summary(module, jnp.asarray(x), variables=variables)
+    assert s["negative"] == np.sum(x <= 0) / x.size
+    assert s["dead"] == 0.25
+    expected = np.sum(-x[x <= 0] * slope) / np.sum(x <= 0) / np.mean(x[x > 0])
+    assert s["negative_output"] == pytest.approx(expected, rel=1e-6, abs=1e-12)
+    assert s["mean_slope"] == pytest.approx(slope, rel=1e-6)
+
+
+def test_a_negative_prelu_slope_does_not_turn_negative_inputs_positive():
+  # y = -0.5 x > 0 where x < 0: the signs must come from the input, not the output.
+  x = jnp.asarray(np.random.RandomState(4).randn(3, 4, 4, 2), jnp.float32)
+  x = x.at[..., 1].set(-jnp.abs(x[..., 1]))  # channel 1 dead
+  y, s = sown_summary(L.PReLU(), x, variables={"params": {"slope": jnp.full((2,), -0.5)}})
+  x = np.asarray(x)
+  assert s["negative"] == np.sum(x <= 0) / x.size
+  assert s["dead"] == 0.5
+  expected = np.mean(-np.asarray(y)[x <= 0]) / np.mean(x[x > 0])
   assert s["negative_output"] == pytest.approx(expected, rel=1e-6)
-  assert s["mean_slope"] == pytest.approx(1 / 5.5, rel=1e-6)
 
 
 def test_relu_carries_nothing_on_the_negative_side():
