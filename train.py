@@ -47,7 +47,7 @@ import rectifiers
 from rectifiers import linen as rectifiers_linen
 from rectifiers import statistics
 from training import (checkpoints, devices, disk_space, export, figures, process, progress,
-                      provenance, records, run_directory, signals, tensorboard)
+                      provenance, records, run_directory, signals, supervisor, tensorboard)
 
 # Independent random streams, derived from the one seed by fold_in (PROBE_STREAM: the
 # training-mode pass of the activation statistics, which must not disturb training's).
@@ -865,13 +865,20 @@ def main(argv: list[str]) -> None:
   from absl import flags  # pylint: disable=g-import-not-at-top
   del argv
   FLAGS = flags.FLAGS
+  multiprocess = bool(FLAGS.multihost or FLAGS.coordinator_address
+                      or os.environ.get("JAX_COORDINATOR_ADDRESS"))
+  if multiprocess and not supervisor.is_child():
+    # JAX aborts a process whose peer is lost; a parent process says so in one line.
+    sys.exit(supervisor.supervise(sys.argv, FLAGS.process_id, FLAGS.num_processes))
+  if supervisor.is_child():
+    supervisor.die_with_supervisor()
   try:
     # Before jax.distributed or anything else creates a backend.
     process.configure(validation.check_cpu_devices(FLAGS.config))
   except validation.ConfigError as e:
     logging.error("%s", e)
     sys.exit(1)
-  if FLAGS.multihost or FLAGS.coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS"):
+  if multiprocess:
     process.initialize_distributed(FLAGS.coordinator_address or None, FLAGS.num_processes,
                                    FLAGS.process_id, FLAGS.heartbeat_timeout_s)
   if jax.process_index() != 0:

@@ -19,4 +19,6 @@ sweep.py and report.py; docs/architecture.md has the whole map):
   command_line       one-line errors for bad --config.KEY=VALUE flags.
   process            what the scripts set up in their own process (logs, the compilation
                      cache, CPU devices, jax.distributed); the library never calls it.
+  supervisor         a multi-process run's parent process: one line naming a lost
+                     process where JAX would abort with a dump.
 """
