@@ -8,9 +8,8 @@ example evaluated:
 
   dead             fraction of channels whose input is <= 0 at every position of every
                    example (no positive input: ReLU's output and gradient are 0 there)
-  negative         fraction of inputs with x <= 0, the side a rectifier changes (the same
-                   as x < 0 but for inputs exactly 0; until this definition the count
-                   was of x < 0, which ReLU's output cannot tell apart cheaply)
+  negative         fraction of inputs with x <= 0, the side a rectifier changes (x = 0
+                   counts: ReLU's output cannot tell it from x < 0)
   negative_output  mean |y| over x <= 0 divided by mean y over x > 0: how much signal the
                    negative side carries relative to the positive side (0 for ReLU;
                    about the slope times the ratio of the sides' mean |x| for a leak)
