@@ -499,7 +499,8 @@ def test_a_killed_process_ends_the_survivor_with_one_line_naming_it(tmp_path, ki
   survivor = procs[1 - killed]
   out = survivor.communicate(timeout=120)[0]
   assert survivor.returncode == 1, out[-3000:]
-  assert time.time() - start < 10 + 5  # within the heartbeat timeout, and a margin
+  # The heartbeat timeout (10 s), and a margin for a loaded machine (11.3 s seen on one).
+  assert time.time() - start < 10 + 20
   assert f"process(es) [{killed}] of 2 stopped answering" in out, out[-3000:]
   assert "Rerun every process to resume from the last checkpoint" in out.replace(
       "rerun every", "Rerun every")
