@@ -922,8 +922,7 @@ def exit_naming_lost_processes(error: Exception) -> None:
   if not lost and len(everyone) == 2:
     lost = [1 - me]
   first = str(error).split("\n")[0][-300:]
-  who = (f"process(es) {lost} of {len(everyone)} stopped answering" if lost else
-         "another process (or the coordinator) stopped answering")
+  who = supervisor.who_stopped(lost, len(everyone))
   logging.error("A collective with the other processes failed and %s (%s). Stopping this "
                 "process; rerun every process to resume from the last checkpoint.", who, first)
   logging.flush()

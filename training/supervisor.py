@@ -70,13 +70,17 @@ def lost_processes(report: str, process_id: int | None) -> list[int] | None:
   return None
 
 
+def who_stopped(lost: Sequence[int] | None, num_processes: int | None) -> str:
+  """The lost processes as the one-line reports name them (here and in train.py)."""
+  of = f" of {num_processes}" if num_processes else ""
+  return (f"process(es) {list(lost)}{of} stopped answering" if lost else
+          "another process (or the coordinator) stopped answering")
+
+
 def termination_line(report: str, process_id: int | None, num_processes: int | None) -> str:
   """The one line that stands for JAX's termination `report` of this process."""
-  lost = lost_processes(report, process_id)
+  who = who_stopped(lost_processes(report, process_id), num_processes)
   me = "this process" if process_id is None else f"process {process_id}"
-  of = f" of {num_processes}" if num_processes else ""
-  who = (f"process(es) {lost}{of} stopped answering" if lost else
-         "another process (or the coordinator) stopped answering")
   status = report.split("absl::Status:", 1)[-1].strip().split("\n")[0][:300]
   return (f"Lost a process of the run: {who}; JAX's coordination service ended {me} "
           f"({status}). Rerun every process to resume from the last checkpoint.")
