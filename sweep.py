@@ -27,7 +27,8 @@ Placement. `--parallel=1` (the default) trains one run at a time in this process
 device (every GPU, or one CPU device per core). `--parallel=K` runs K trainings at once as
 subprocesses, each on its own `--devices_per_run=D` devices: on a machine with NVIDIA GPUs
 run i sees GPUs iD..iD+D-1 (CUDA_VISIBLE_DEVICES); on CPU it is pinned to cores iD..iD+D-1
-(taskset) with single-threaded XLA devices. Many small runs go faster side by side than one
+(taskset) with D single-threaded XLA devices (still D, unpinned, where K x D exceeds the
+cores and the runs share them). Many small runs go faster side by side than one
 after another on all devices: on the shared 2-core development machine (NIN at width 0.125,
 batch 32, benchmarks/train_step_bench.py, two rounds) two single-threaded processes, one per
 core, trained 1,325 and 1,370 images/s in total, one process using both cores 392 and 725.
@@ -279,8 +280,10 @@ def slot_environment(slot: int, parallel: int, devices_per_run: int, gpus: Seque
   """(environment, command prefix) of the subprocess in `slot` of `parallel`.
 
   With GPUs, slot i sees GPUs i*D .. i*D+D-1 (CUDA_VISIBLE_DEVICES), D = devices_per_run.
-  On CPU, slot i is pinned (taskset) to cores i*D .. i*D+D-1 when there are enough, and its
-  XLA:CPU devices are single-threaded, so that train.py makes one device per pinned core.
+  On CPU, slot i is pinned (taskset) to cores i*D .. i*D+D-1 when there are enough, and
+  has exactly D single-threaded XLA:CPU devices (a forced device count): unpinned, train.py
+  would otherwise make one device per core of the machine, against the thread flags made
+  for D (and with D = 1 a collective over two devices on one thread deadlocks).
   """
   env = dict(base_env)
   if gpus:
@@ -291,8 +294,16 @@ def slot_environment(slot: int, parallel: int, devices_per_run: int, gpus: Seque
     env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus[slot * devices_per_run:
                                                 (slot + 1) * devices_per_run])
     return env, []
-  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " "
-                      + devices.single_thread_xla_flags(devices_per_run)).strip()
+  flags = env.get("XLA_FLAGS", "")
+  forced = devices.forced_device_count(flags)
+  if forced is not None and forced != devices_per_run:
+    raise ValueError(f"XLA_FLAGS forces {forced} CPU devices per process, but "
+                     f"--devices_per_run={devices_per_run}: drop "
+                     f"--xla_force_host_platform_device_count from XLA_FLAGS (the sweep sets "
+                     f"it per run) or pass --devices_per_run={forced}.")
+  if forced is None:
+    flags += f" {devices.FORCED_COUNT_FLAG}={devices_per_run}"
+  env["XLA_FLAGS"] = f"{flags} {devices.single_thread_xla_flags(devices_per_run)}".strip()
   if taskset and len(cores) >= parallel * devices_per_run:
     mine = cores[slot * devices_per_run:(slot + 1) * devices_per_run]
     return env, ["taskset", "-c", ",".join(map(str, mine))]

@@ -13,7 +13,7 @@ import pytest
 
 import sweep
 import train
-from training import run_directory
+from training import devices, run_directory
 from tests.helpers import REPO, tiny_config
 
 SETTINGS = ("relu", "rrelu")
@@ -174,6 +174,25 @@ def test_on_cpu_each_slot_is_pinned_to_its_own_cores_with_single_threaded_xla():
   # Too few cores (or no taskset): not pinned, still single-threaded.
   env, prefix = sweep.slot_environment(1, 2, 2, [], [0, 1], {}, taskset=True)
   assert prefix == [] and "--xla_cpu_multi_thread_eigen=false" in env["XLA_FLAGS"]
+
+
+def test_every_cpu_slot_gets_exactly_its_devices_even_when_the_runs_share_cores():
+  # Unpinned, a run would see every core and make a device per core; 3 runs of 1 device
+  # on 2 cores made 2 devices each under one-thread flags before the count was forced.
+  for cores, taskset in (([0, 1], True), ([0, 1, 2], True), ([0, 1, 2], False)):
+    for devices_per_run in (1, 2):
+      env, _ = sweep.slot_environment(0, 3, devices_per_run, [], cores, {"XLA_FLAGS": "--a"},
+                                      taskset=taskset)
+      assert devices.forced_device_count(env["XLA_FLAGS"]) == devices_per_run
+      assert env["XLA_FLAGS"].startswith("--a ")
+  # A count the caller forced is kept when it agrees, and refused when it does not.
+  env, _ = sweep.slot_environment(
+      0, 3, 1, [], [0, 1], {"XLA_FLAGS": "--xla_force_host_platform_device_count=1"}, True)
+  assert env["XLA_FLAGS"].count("xla_force_host_platform_device_count") == 1
+  with pytest.raises(ValueError, match="forces 4 CPU devices per process, but "
+                                       "--devices_per_run=1"):
+    sweep.slot_environment(0, 3, 1, [], [0, 1],
+                           {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}, True)
 
 
 def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):

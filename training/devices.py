@@ -29,7 +29,13 @@ def single_thread_xla_flags(devices: int) -> str:
   flags = "--xla_cpu_multi_thread_eigen=false"
   return f"{flags} intra_op_parallelism_threads=1" if devices == 1 else flags
 
-_FORCED_COUNT = "--xla_force_host_platform_device_count"
+FORCED_COUNT_FLAG = "--xla_force_host_platform_device_count"
+
+
+def forced_device_count(xla_flags: str) -> int | None:
+  """The CPU device count XLA_FLAGS forces (FORCED_COUNT_FLAG=N), or None."""
+  forced = re.search(FORCED_COUNT_FLAG + r"=(\d+)", xla_flags)
+  return int(forced.group(1)) if forced else None
 
 
 def usable_cores() -> int:
@@ -76,9 +82,9 @@ def configure_cpu_devices(cpu_devices: int) -> None:
   exists (a notebook ran JAX first), says so once and leaves it as it is."""
   wanted = cpu_device_count(cpu_devices)
   flags = os.environ.get("XLA_FLAGS", "")
-  if forced := re.search(_FORCED_COUNT + r"=(\d+)", flags):
-    if int(forced.group(1)) > 1:
-      os.environ.setdefault(_CLIENT_THREADS, str(client_threads(int(forced.group(1)))))
+  if (forced := forced_device_count(flags)) is not None:
+    if forced > 1:
+      os.environ.setdefault(_CLIENT_THREADS, str(client_threads(forced)))
     return
   try:
     jax.config.update("jax_num_cpu_devices", wanted)
