@@ -74,7 +74,7 @@ import train
 from configs import validation
 from models import conv as conv_lib
 from training import figures
-from training.devices import single_thread_xla_flags
+from training.devices import FORCED_COUNT_FLAG, single_thread_xla_flags
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_CONFIGS = {"nin": "configs/nin_cifar10.py",
@@ -93,7 +93,7 @@ COLLECTIVE_OPCODES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all"
 _COLLECTIVE_EVENT = re.compile(rf"^%?({'|'.join(COLLECTIVE_OPCODES)})(-start|-done)?(\.\d+)*$")
 _NCCL_KERNEL = re.compile(r"nccl", re.IGNORECASE)
 _COLLECTIVE_IN_HLO = re.compile(rf" ({'|'.join(COLLECTIVE_OPCODES)})(-start)?\(")
-_DEVICE_COUNT_FLAG = re.compile(r"--xla_force_host_platform_device_count=\S+")
+_DEVICE_COUNT_FLAG = re.compile(re.escape(FORCED_COUNT_FLAG) + r"=\S+")
 
 
 def _bench_modules():
@@ -370,7 +370,7 @@ def _free_port() -> int:
 def _worker_env(devices_per_process: int, threads: str) -> dict[str, str]:
   env = dict(os.environ)
   flags = _DEVICE_COUNT_FLAG.sub("", env.get("XLA_FLAGS", ""))
-  flags += f" --xla_force_host_platform_device_count={devices_per_process}"
+  flags += f" {FORCED_COUNT_FLAG}={devices_per_process}"
   if threads == "1":
     flags += " " + single_thread_xla_flags(devices_per_process)
   env["XLA_FLAGS"] = " ".join(flags.split())
