@@ -57,6 +57,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.augment.aspect = (0.5, 1.5)
   config.augment.scale = (0.3, 1.7)
   config.augment.fill = 255.0
+  # The NDSB crop is drawn from a canvas of scale x the image's side clamped to this
+  # (min, max): cxxnet's min_img_size/max_img_size; (0, 1e10) does not clamp.
+  config.augment.canvas = (0.0, 1e10)
 
   # Model: models.create(model, num_classes=..., rectifier=rectifier, **model_options); the
   # options are the model's (models.default_options), each listed with its default.

@@ -10,7 +10,10 @@ training, the augmentations that the config turns on (all are off by default):
 * NDSB: ndsb=True, the cxxnet ImageAugmenter recipe of the AuroraXie NDSB model: random
   rotation (±rotation degrees), shear (±shear), aspect ratio and scale, then a random
   crop_size crop of the warped image, white fill outside the image, and the random
-  mirror (whether or not flip is set). Inputs are pre-resized to 80x80 by the loader.
+  mirror (whether or not flip is set). Inputs are pre-resized to 80x80 by the loader;
+  the warped image lies on a canvas of scale x its size clamped to `canvas` (cxxnet's
+  min_img_size/max_img_size, 80..100 in AuroraXie's model 2), and the crop is uniform
+  over that canvas.
 
 The mean image is subtracted *before* any geometric transform, so every output pixel is
 its source pixel minus that pixel's mean, wherever the crop or warp moved it (subtracting
@@ -54,6 +57,10 @@ class AugmentConfig:
     aspect: ndsb: aspect ratio (width/height stretch) uniform in this range.
     scale: ndsb: scale uniform in this range.
     fill: ndsb: raw pixel value outside the image (255: white, the NDSB background).
+    canvas: ndsb: (min, max) side of the canvas that the crop is drawn from: scale x the
+      image's side, clamped to this range (cxxnet's min_img_size/max_img_size; AuroraXie's
+      model 2: (80, 100)). Unclamped, a scale of 1.7 lets a 70x70 crop of an 80x80 image
+      land up to 33 pixels off centre, where it often misses the object.
   """
 
   crop: str = "none"
@@ -66,6 +73,7 @@ class AugmentConfig:
   aspect: tuple[float, float] = (0.5, 1.5)
   scale: tuple[float, float] = (0.3, 1.7)
   fill: float = 255.0
+  canvas: tuple[float, float] = (0.0, 1e10)
 
   def __post_init__(self):
     def bad(field, value, allowed):
@@ -91,6 +99,10 @@ class AugmentConfig:
         bad(name, lo_hi, "a pair (lo, hi) with 0 < lo <= hi")
     if not math.isfinite(self.fill):
       bad("fill", self.fill, "a finite pixel value")
+    if len(self.canvas) != 2 or not 0 <= self.canvas[0] <= self.canvas[1]:
+      bad("canvas", self.canvas, "a pair (min, max) of sides with 0 <= min <= max")
+    if self.ndsb and self.canvas[1] < self.crop_size:
+      bad("canvas", self.canvas, f"a max side >= crop_size={self.crop_size}")
 
 
 def output_shape(image_shape: tuple[int, int, int],
@@ -161,9 +173,10 @@ def _ndsb(x: jax.Array, key: jax.Array, config: AugmentConfig,
   uniform = lambda k, lo, hi: jax.random.uniform(k, (), jnp.float32, lo, hi)
   angle = jnp.deg2rad(uniform(k_angle, -config.rotation, config.rotation))
   scale = uniform(k_scale, *config.scale)
-  canvas = scale * jnp.array([x.shape[1], x.shape[0]], jnp.float32)  # (W, H)
-  # A random crop of the scale*(W, H) canvas; a canvas smaller than the crop is
-  # centred in it.
+  canvas = jnp.clip(scale * jnp.array([x.shape[1], x.shape[0]], jnp.float32),  # (W, H)
+                    *config.canvas)
+  # A random crop of the canvas, as cxxnet's (a uniform top-left corner); a canvas
+  # smaller than the crop is centred in it.
   slack = jnp.maximum(canvas - config.crop_size, 0) / 2
   shift = jax.random.uniform(k_shift, (2,), jnp.float32, -1, 1) * slack
   return warp(x, angle=angle, shear=uniform(k_shear, -config.shear, config.shear),

@@ -32,6 +32,7 @@ def _window_offsets(big, small):
 @pytest.mark.parametrize("field, value", [
     ("crop", "centre"), ("crop_padding", -1), ("crop_size", -2), ("rotation", 200.0),
     ("shear", -0.1), ("aspect", (1.5, 0.5)), ("scale", (0.0, 1.0)), ("fill", float("nan")),
+    ("canvas", (100.0, 80.0)), ("canvas", (-1.0, 80.0)),
 ])
 def test_config_rejects_bad_values(field, value):
   with pytest.raises(ValueError, match=f"AugmentConfig.{field}=.*allowed"):
@@ -159,3 +160,27 @@ def test_ndsb_recipe_shapes_range_fill_and_determinism():
   small = _run(Config(ndsb=True, crop_size=70, scale=(0.3, 0.3)), True, images, mean)
   np.testing.assert_allclose(small[:, [0, 0, -1, -1], [0, -1, 0, -1]],
                              np.full((4, 4, 1), 255.0 - mean.mean()), atol=1e-3)
+
+
+def _dot_offsets(canvas, scale=1.7, n=64):
+  """Where a dark dot at the centre of an 80x80 white image lands in the NDSB crop (row and
+  column offsets from the crop's centre), for n draws of the warp at a fixed `scale`."""
+  image = np.full((80, 80, 1), 255, np.uint8)
+  image[39:41, 39:41] = 0
+  config = Config(ndsb=True, crop_size=70, rotation=0.0, shear=0.0, aspect=(1.0, 1.0),
+                  scale=(scale, scale), canvas=canvas)
+  out = _run(config, True, np.repeat(image[None], n, 0), np.zeros((80, 80, 1), np.float32))
+  flat = out[..., 0].reshape(n, -1).argmin(1)
+  return np.stack(np.unravel_index(flat, (70, 70)), 1) - 34.5
+
+
+def test_ndsb_canvas_clamp_keeps_the_crop_within_cxxnets_canvas():
+  # cxxnet (ImageAugmenter, AuroraXie's min_img_size=80, max_img_size=100): at scale 1.7 the
+  # 136-pixel image lies on a 100-pixel canvas, so a 70-pixel crop is at most 15 pixels off
+  # the centre; unclamped, the crop ranges over the whole 136 pixels (up to 33 off).
+  clamped = np.abs(_dot_offsets((80.0, 100.0)))
+  assert clamped.max() <= 15.5 + 1 and clamped.max() > 10  # the shift is used, and bounded
+  assert np.abs(_dot_offsets((0.0, 1e10))).max() > 20
+  # A canvas clamped below the crop size would leave nothing to crop at random.
+  with pytest.raises(ValueError, match="AugmentConfig.canvas=.*crop_size=70"):
+    Config(ndsb=True, crop_size=70, canvas=(0.0, 60.0))
