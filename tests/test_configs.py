@@ -12,7 +12,7 @@ from configs import validation
 from rectifiers.linen import PAPER_SETTINGS
 
 CONFIGS = ["quickstart", "nin_cifar10", "nin_cifar100", "inception_bn_cifar100", "ndsb",
-           "cifar10_mini", "small_data", "cifar10_full"]
+           "ndsb_cpu", "cifar10_mini", "small_data", "cifar10_full"]
 
 
 def load(name: str, rectifier: str | None = None) -> ml_collections.ConfigDict:
