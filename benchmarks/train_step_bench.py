@@ -9,9 +9,13 @@ machine hits every row; compare rows by their ratios (to ReLU, to PyTorch), whic
 measured in the same run.
 
 `--step train` times `train.train_step` (the training script's step: preprocessing,
-forward, backward, SGD with momentum and weight decay, metrics) built from the config
-file's recipe; `--step minimal` a bare step with the same optimiser (the computation
-PyTorch runs: forward, cross-entropy, backward, SGD momentum 0.9 with weight decay).
+forward, backward, SGD with momentum and weight decay, metrics) built from the model's
+config file (`WORKLOADS`: NIN configs/nin_cifar10.py on 32x32x3, the NDSB net
+configs/ndsb.py on 80x80x1 images that its on-device augmentation crops to 70x70,
+Inception-BN configs/inception_bn_cifar100.py on 32x32x3 cropped to 28x28) at `--width`;
+`--step minimal` a bare step with the same optimiser on the network's own input shape
+(the computation PyTorch runs: forward, cross-entropy, backward, SGD momentum 0.9 with
+weight decay).
 `--torch` (needs `pip install ".[bench]"`, torch 2.13 CPU) adds PyTorch's NIN step in
 NCHW and channels-last. `--conv-grad xla,forward` times the models' `conv_grad` options
 side by side (models/conv.py: "forward" computes convolution gradients as forward
@@ -20,11 +24,15 @@ convolutions and matrix products, XLA:CPU's fast paths).
   python -m benchmarks.train_step_bench --batch-sizes 128 --torch --json nin.json
   python -m benchmarks.train_step_bench --rectifiers relu --conv-grad xla,forward
   python -m benchmarks.train_step_bench --width 0.25 --batch-sizes 32 --repeats 3
+  python -m benchmarks.train_step_bench --model ndsb --width 0.25 --rectifiers relu \
+      --conv-grad forward --cpu-devices 0
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
 import json
 import time
 from collections.abc import Sequence
@@ -44,7 +52,24 @@ from benchmarks.rectifiers_bench import environment
 
 PAPER_RECTIFIERS = "relu,leaky_relu_100,leaky_relu_5.5,prelu,rrelu,rrelu(impl=exact)"
 LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 1e-4  # the NIN recipe (docs/sources.md §3)
-IMAGE_SHAPE = (32, 32, 3)
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+  """A model's inputs as its config feeds them: `stored` is the uint8 image the data
+  pipeline hands the step (which crops it on device), `network` what the network sees."""
+
+  config: str  # configs/<config>.py, the recipe --step train builds
+  stored: tuple[int, int, int]
+  network: tuple[int, int, int]
+  num_classes: int
+
+
+WORKLOADS = {
+    "nin": Workload("nin_cifar10", (32, 32, 3), (32, 32, 3), 10),
+    "ndsb": Workload("ndsb", (80, 80, 1), (70, 70, 1), 121),
+    "inception_bn": Workload("inception_bn_cifar100", (32, 32, 3), (28, 28, 3), 100),
+}
 
 
 # --- JAX ---------------------------------------------------------------------------------
@@ -75,13 +100,14 @@ def _build_minimal(model_name: str, rectifier: str, batch: int, width: float, dt
                         dtype=jnp.dtype(dtype), conv_grad=conv_grad)
   tx = optax.chain(optax.add_decayed_weights(WEIGHT_DECAY),
                    optax.sgd(LEARNING_RATE, momentum=MOMENTUM))
+  shape = WORKLOADS[model_name].network
   @jax.jit  # One compile instead of one per op.
   def init(key):
-    params = model.init({"params": key}, jnp.zeros((1, *IMAGE_SHAPE)), train=False)["params"]
+    params = model.init({"params": key}, jnp.zeros((1, *shape)), train=False)["params"]
     return params, tx.init(params)
   state = init(jax.random.key(0))
   rng = np.random.default_rng(0)
-  data = {"image": jnp.asarray(rng.normal(size=(batch, *IMAGE_SHAPE)), jnp.float32),
+  data = {"image": jnp.asarray(rng.normal(size=(batch, *shape)), jnp.float32),
           "label": jnp.asarray(rng.integers(0, num_classes, batch), jnp.int32)}
   step = jax.jit(_minimal_step(model, tx), donate_argnums=(0,))
   return step, state, (data, jax.random.key(1))
@@ -90,24 +116,23 @@ def _build_minimal(model_name: str, rectifier: str, batch: int, width: float, dt
 def _build_train(model_name: str, rectifier: str, batch: int, width: float, dtype: str,
                  num_classes: int, conv_grad: str):
   import train  # The training script's step; imported lazily (it pulls in the data stack).
-  from configs import nin_cifar10
 
-  if model_name != "nin":
-    raise ValueError("--step train builds the NIN CIFAR-10 config; use --step minimal.")
-  config = nin_cifar10.get_config(rectifier)
+  workload = WORKLOADS[model_name]
+  config = importlib.import_module(f"configs.{workload.config}").get_config(rectifier)
   config.dtype = dtype
   config.model_options.width = width
   config.model_options.conv_grad = conv_grad
   # As train.py runs it (train.build): the batch split over every device, the state
   # replicated.
+  shape = workload.stored
   parts = train.build(config, Mesh(np.asarray(jax.devices()), ("data",)),
-                      image_shape=IMAGE_SHAPE, num_classes=num_classes, steps_per_epoch=390)
+                      image_shape=shape, num_classes=num_classes, steps_per_epoch=390)
   state = parts.init(jax.random.key(0))
   rng = np.random.default_rng(0)
   data = jax.device_put(
-      {"image": rng.integers(0, 256, (batch, *IMAGE_SHAPE)).astype(np.uint8),
+      {"image": rng.integers(0, 256, (batch, *shape)).astype(np.uint8),
        "label": rng.integers(0, num_classes, batch).astype(np.int32)}, parts.data_sharding)
-  mean_image = jax.device_put(np.zeros(IMAGE_SHAPE, np.float32), parts.replicated)
+  mean_image = jax.device_put(np.zeros(shape, np.float32), parts.replicated)
   return parts.train_step, state, (data, jax.random.key(1), mean_image)
 
 
@@ -161,7 +186,7 @@ def _torch_runs(batch: int, width: float, num_classes: int, rectifiers: Sequence
     for layout in ("nchw", "channels_last"):
       torch.manual_seed(0)
       model = _torch_nin(torch, num_classes, width, rectifier)
-      images = torch.randn(batch, 3, *IMAGE_SHAPE[:2])
+      images = torch.randn(batch, 3, *WORKLOADS["nin"].network[:2])
       if layout == "channels_last":
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
@@ -250,7 +275,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--batch-sizes", default="128", help="comma separated")
   parser.add_argument("--width", type=float, default=1.0)
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-  parser.add_argument("--num-classes", type=int, default=10)
+  parser.add_argument("--num-classes", type=int, default=None,
+                      help="default: the model's data set's (NIN 10, NDSB 121, Inception-BN 100)")
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--warmup", type=int, default=1)
   parser.add_argument("--step", default="train", choices=sorted(BUILDERS))
@@ -279,7 +305,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   conv_grads = [c for c in args.conv_grad.split(",") if c]
   if unknown := [c for c in conv_grads if c not in conv_lib.CONV_GRADS]:
     parser.error(f"unknown --conv-grad {unknown}; valid: {','.join(conv_lib.CONV_GRADS)}")
-  result = run(args.model, rectifiers, batch_sizes, args.width, args.dtype, args.num_classes,
+  num_classes = args.num_classes or WORKLOADS[args.model].num_classes
+  result = run(args.model, rectifiers, batch_sizes, args.width, args.dtype, num_classes,
                args.repeats, args.warmup, args.step, torch_rectifiers, conv_grads)
   env = {**environment(), **{k: v for k, v in result.items() if k != "rows"}}
   print(f"{args.model} width {args.width} {args.dtype}, step={args.step}, median of "
@@ -290,7 +317,10 @@ def main(argv: Sequence[str] | None = None) -> None:
   print(format_table(result["rows"]))
   if args.json:
     with open(args.json, "w") as f:
+      workload = WORKLOADS[args.model]
       json.dump({"benchmark": "train_step", "model": args.model, "width": args.width,
+                 "image_shape": workload.stored if args.step == "train" else workload.network,
+                 "num_classes": num_classes,
                  "dtype": args.dtype, "step": args.step, "repeats": args.repeats,
                  "cpu_devices": args.cpu_devices, "devices": jax.device_count(),
                  "warmup": args.warmup, "environment": env, "results": result["rows"]},

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from benchmarks import rectifiers_bench, train_step_bench
+from benchmarks import input_pipeline_bench, rectifiers_bench, train_step_bench
 
 
 def test_rectifiers_bench_writes_a_row_per_rectifier_and_dtype(tmp_path, capsys):
@@ -64,6 +64,32 @@ def test_train_step_bench_times_the_training_scripts_step(tmp_path):
   [row] = result["results"]
   assert row["rectifier"] == "rrelu conv_grad=forward" and row["conv_grad"] == "forward"
   assert row["images_per_s"] > 0 and row["peak_memory_bytes"] > 0
+
+
+def test_train_step_bench_feeds_each_model_its_own_input_shape(tmp_path):
+  # The NDSB net on 80x80x1 plankton images that its augmentation crops to 70x70, with 121
+  # classes (it would silently run on CIFAR's 32x32x3 too).
+  out = tmp_path / "ndsb.json"
+  train_step_bench.main(["--model", "ndsb", "--width", "0.0625", "--batch-sizes", "2",
+                         "--repeats", "1", "--warmup", "0", "--step", "train",
+                         "--rectifiers", "relu", "--json", str(out)])
+  result = json.loads(out.read_text())
+  assert result["image_shape"] == [80, 80, 1] and result["num_classes"] == 121
+  assert train_step_bench.WORKLOADS["ndsb"].network == (70, 70, 1)
+  assert train_step_bench.WORKLOADS["inception_bn"].network == (28, 28, 3)
+
+
+def test_input_pipeline_bench_times_the_pipeline_the_step_and_the_loop(tmp_path, capsys):
+  out = tmp_path / "pipeline.json"
+  input_pipeline_bench.main(["--config=configs/quickstart.py:relu", "--steps", "2",
+                             "--repeats", "1", "--width", "0.0625", "--batch", "8",
+                             "--json", str(out)])
+  result = json.loads(out.read_text())
+  assert result["train_examples"] == 1437 and result["image_shape"] == [8, 8, 1]
+  rates = result["images_per_s"]
+  assert all(rates[k] > 0 for k in ("pipeline", "step", "loop"))
+  assert result["loop_vs_step"] == rates["loop"] / rates["step"]
+  assert "| loop |" in capsys.readouterr().out
 
 
 def test_train_step_bench_rejects_an_unknown_conv_grad(capsys):
