@@ -188,7 +188,7 @@ def load_split(trained: TrainedModel, spec: str | None, split: str, holdout: int
       config.grayscale = True
   try:
     dataset = train.load_dataset(config)
-  except train.ConfigError as e:
+  except validation.ConfigError as e:
     raise EvaluationError(f"--dataset {config.dataset!r}: "
                           f"{str(e).removeprefix('config.dataset: ')}") from None
   check_compatible(trained, config.dataset, dataset)

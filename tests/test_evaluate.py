@@ -193,3 +193,34 @@ def test_report_names_the_code_versions_when_a_study_has_several(prelu_run, tmp_
   assert line.startswith("These runs were trained by 2 code versions")
   assert "commit ffffffffff" in line and "prelu/seed1 from step 3" in line
   assert line in open(report.write_report(root)["results.md"]).read()
+
+
+def _bad_dataset(kind: str, root) -> list[str]:
+  """evaluate.py's flags for a dataset it cannot load, of one `kind`."""
+  if kind == "missing path":
+    return [f"--dataset=folder:{root / 'nowhere'}"]
+  if kind == "unprepared tfds":
+    return ["--dataset=tfds:cifar10", f"--data_dir={root / 'tfds'}"]
+  classes = [str(i) for i in range(10)]
+  if kind == "empty folder":
+    for c in classes:
+      (root / "train" / c).mkdir(parents=True)
+    return [f"--dataset=folder:{root}", "--split=train"]
+  spec = write_folder(root, classes, 8, mode="I;16" if kind == "16-bit images" else "L")
+  if kind == "corrupt files":
+    (root / "test" / "0" / "0.png").write_bytes(b"not an image")
+  return [f"--dataset={spec}"]
+
+
+@pytest.mark.parametrize("kind, says", [
+    ("missing path", "nowhere"), ("empty folder", "no image"),
+    ("unprepared tfds", "tfds build"), ("16-bit images", "not 8-bit"),
+    ("corrupt files", "could not be decoded")])
+def test_a_dataset_that_cannot_be_loaded_is_one_line_on_the_command_line(
+    prelu_run, tmp_path, kind, says):
+  out = subprocess.run([sys.executable, "evaluate.py", f"--workdir={prelu_run}",
+                        f"--cache_dir={tmp_path / 'cache'}", *_bad_dataset(kind, tmp_path / "d")],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 1, out.stderr[-2000:]
+  assert "Traceback" not in out.stderr, out.stderr[-3000:]
+  assert says in out.stderr.lower(), out.stderr[-2000:]
