@@ -10,9 +10,12 @@ were trained by more than one version.
      "versions": {"jax": "0.10.2", "jaxlib": ..., "flax": ..., "optax": ...,
                   "orbax-checkpoint": ..., "grain": ...}}
 
-`dirty` is whether the checkout had uncommitted changes to tracked files or untracked
-files that git does not ignore; both are null/"unknown" outside a git checkout (or without
-git).
+`dirty` is whether tracked files (code, configs, committed results) differ from the
+commit: outputs that git does not track, such as an evaluation written into a committed
+study's directory, are not code and leave it false. Both are "unknown"/null outside a git
+checkout, without git, and when the code is a copy inside another repository (git would
+report that repository's commit, which did not write this code): the repository's top
+level must be the code's root.
 """
 
 from __future__ import annotations
@@ -49,10 +52,13 @@ def library_versions() -> dict[str, str]:
 
 @functools.cache
 def _cached(repo: str) -> tuple[str, bool | None]:
+  top = _git("rev-parse", "--show-toplevel", cwd=repo)
+  if top is None or os.path.realpath(top.strip()) != os.path.realpath(repo):
+    return "unknown", None
   commit = _git("rev-parse", "HEAD", cwd=repo)
   if commit is None:
     return "unknown", None
-  status = _git("status", "--porcelain", cwd=repo)
+  status = _git("status", "--porcelain", "--untracked-files=no", cwd=repo)
   return commit.strip(), None if status is None else bool(status.strip())
 
 
