@@ -796,10 +796,14 @@ def write_report(workdir: str, out: str | None = None,
 
   A refused report (ValueError, or RunDirectoryError for a damaged record) renames the
   earlier one in `out` to stale-* first, so that it cannot pass for a report of these runs.
+  A directory that holds no runs at all is refused with NoRuns, and nothing in it or in
+  `out` is touched: it is a slip of the path, not a change of the runs.
   """
   out = out or workdir
+  runs = read_runs(workdir)
+  if not runs:
+    raise NoRuns(no_runs_message(workdir))
   try:
-    runs = read_runs(workdir)
     num_epochs = run_directory.sweep_num_epochs(workdir)
     markdown = results_markdown(runs, workdir, evaluation, num_epochs)
   except (ValueError, run_directory.RunDirectoryError) as e:
@@ -835,6 +839,19 @@ def write_report(workdir: str, out: str | None = None,
 
 class ReportRefused(ValueError):
   """The runs cannot be reported on, and an earlier report was renamed stale-*."""
+
+
+class NoRuns(ValueError):
+  """The directory holds no run (WORKDIR/<setting>/seed<k> with records) at all."""
+
+
+def no_runs_message(workdir: str) -> str:
+  """'No runs in WORKDIR', naming the folders below it that do hold runs."""
+  below = [os.path.join(workdir, d) for d in sorted(os.listdir(workdir))
+           if os.path.isdir(os.path.join(workdir, d)) and read_runs(os.path.join(workdir, d))]
+  hint = (f"; did you mean {' or '.join(below)}?" if below
+          else "; a sweep's directory holds <setting>/seed<k> run directories.")
+  return f"No runs in {workdir} (nothing was written or renamed){hint}"
 
 
 STALE_PREFIX = "stale-"

@@ -149,6 +149,18 @@ def test_a_refused_report_renames_the_earlier_one_stale(cifar_sweep):
   assert os.path.exists(os.path.join(cifar_sweep, "stale-results.md"))
 
 
+def test_a_folder_without_runs_is_refused_and_nothing_is_renamed(cifar_sweep,
+                                                                 tmp_path_factory):
+  # The slip: the study's folder instead of its runs/ (results/cifar10-full, not .../runs).
+  study = tmp_path_factory.mktemp("study")
+  os.rename(cifar_sweep, study / "runs")
+  report.write_report(str(study / "runs"), str(study))
+  before = sorted(os.listdir(study))
+  with pytest.raises(report.NoRuns, match=f"No runs in {study} .*did you mean {study}/runs"):
+    report.write_report(str(study))
+  assert sorted(os.listdir(study)) == before and "results.md" in before
+
+
 @pytest.mark.parametrize("dataset,model,classes,title,dagger", [
     ("tfds:cifar100", "nin", 100, "Table 4: CIFAR-100", False),
     ("folder:/data/ndsb", "ndsb", 121, "Table 5: NDSB", False),
