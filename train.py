@@ -84,7 +84,9 @@ def load_dataset(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
         test_split=config.test_split, image_size=config.image_size or None,
         grayscale=config.grayscale, holdout=config.holdout, skip_corrupt=config.skip_corrupt,
         cache_dir=config.cache_dir or None, train_examples=config.train_examples,
-        subset_seed=config.subset_seed)
+        subset_seed=config.subset_seed,
+        # Runs recorded before the limit existed have no such key.
+        max_image_pixels=config.get("max_image_pixels", input_pipeline.folder.MAX_PIXELS))
   except ValueError as e:
     raise validation.ConfigError(f"config.dataset: {e}") from None
 

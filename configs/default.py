@@ -30,6 +30,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.grayscale = False    # folder: decode as one channel.
   config.holdout = 0          # folder without a test/ folder: stratified hold-out size.
   config.skip_corrupt = False  # folder: skip unreadable images (counted in the log) instead of failing.
+  # folder: images of more pixels (width x height) are refused by name before decoding.
+  config.max_image_pixels = 40_000_000
   config.cache_dir = ""       # decoded folders, TFDS mean images; "" is $RECTIFIERS_CACHE
                               # or else ~/.cache/rectifiers (input_pipeline.load).
   config.worker_count = 0     # grain worker processes for the training iterator.

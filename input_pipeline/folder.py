@@ -5,6 +5,11 @@ the Kaggle NDSB data (docs/sources.md §2) and of ../shared/data/cifar10-mini. C
 are the sorted folder names of train/. Decoded arrays are cached in one .npz keyed by the
 folder's content (relative paths, sizes, mtimes) and the decoding options.
 
+Images larger than `max_pixels` (width x height, read from the file's header) are refused
+by name before they are decoded: a 140 KB PNG can hold 12000x12000 pixels, 1.8 GB once
+decoded, and the decoder threads would hold several at once. The largest NDSB image is
+under 400x400.
+
 Images must hold 8-bit samples. Pillow would clip 16-bit and float images to 8 bits (a
 16-bit PNG's 1000 and 65535 both become 255) or keep the high byte of 16-bit colour
 samples; there is no scaling that is right for every dataset, so those files are refused
@@ -30,6 +35,8 @@ from PIL import ImageMode
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff",
                               ".webp", ".ppm", ".pgm"})
+# The default limit on an image's pixels (width x height): 40 million, e.g. 6300x6300.
+MAX_PIXELS = 40_000_000
 # Bump when the cached content changes meaning. 2: images that are not 8-bit are refused
 # (format 1 cached them clipped).
 _CACHE_FORMAT = 2
@@ -58,6 +65,17 @@ class CorruptImagesError(ValueError):
 
 class NotEightBitError(ValueError):
   """An image's samples are wider than 8 bits or floats; the message says what it holds."""
+
+
+class TooLargeError(ValueError):
+  """An image has more pixels than the limit; the message gives its size."""
+
+
+def _too_large(images: dict[str, str], max_pixels: int) -> ValueError:
+  return ValueError(
+      f"{len(images)} image file(s) have more than max_image_pixels={max_pixels:,} pixels "
+      f"and were not decoded:\n{_listing(images)}\nDownscale them, remove them, or raise "
+      "config.max_image_pixels if the machine has the memory to decode them.")
 
 
 def _not_eight_bit(images: dict[str, str]) -> ValueError:
@@ -121,13 +139,21 @@ def wide_samples(image: Image.Image) -> str | None:
   return None
 
 
-def decode_image(path: Path, image_size: int | None, grayscale: bool) -> np.ndarray:
+def decode_image(path: Path, image_size: int | None, grayscale: bool,
+                 max_pixels: int = MAX_PIXELS) -> np.ndarray:
   """Decodes one image to uint8 (H, W, C), C = 1 (grayscale) or 3 (RGB).
 
   Raises:
+    TooLargeError: it has more than `max_pixels` pixels (checked before decoding).
     NotEightBitError: its samples are wider than 8 bits, or floats (`wide_samples`).
   """
-  with Image.open(path) as image:
+  try:
+    opened = Image.open(path)
+  except Image.DecompressionBombError as e:  # Pillow's own hard limit, above a raised one
+    raise TooLargeError(str(e)) from None
+  with opened as image:
+    if (pixels := image.size[0] * image.size[1]) > max_pixels:
+      raise TooLargeError(f"{image.size[0]}x{image.size[1]} = {pixels:,} pixels")
     if (wide := wide_samples(image)) is not None:
       raise NotEightBitError(wide)
     image = image.convert("L" if grayscale else "RGB")
@@ -137,25 +163,29 @@ def decode_image(path: Path, image_size: int | None, grayscale: bool) -> np.ndar
   return array[..., None] if grayscale else array
 
 
-def _decode_all(paths: list[Path], image_size: int | None, grayscale: bool
-                ) -> tuple[list[np.ndarray | None], dict[str, str], dict[str, str]]:
-  """(arrays, None where a file failed; {path: error}; {path: why it is not 8-bit})."""
+def _decode_all(paths: list[Path], image_size: int | None, grayscale: bool, max_pixels: int
+                ) -> tuple[list[np.ndarray | None], dict[str, str], dict[str, str],
+                           dict[str, str]]:
+  """(arrays, None where a file failed; {path: error}; {path: why it is not 8-bit};
+  {path: its size, too large})."""
   def decode(path):
     try:
-      return decode_image(path, image_size, grayscale), None, None
+      return decode_image(path, image_size, grayscale, max_pixels), None, None, None
     except NotEightBitError as e:  # not broken: skip_corrupt does not apply.
-      return None, None, str(e)
+      return None, None, str(e), None
+    except TooLargeError as e:  # nor here
+      return None, None, None, str(e)
     # Broken files fail in many ways (OSError, SyntaxError, struct.error, ...);
     # each is reported by path rather than aborting the whole scan.
     except Exception as e:  # pylint: disable=broad-except
-      return None, f"{type(e).__name__}: {e}", None
+      return None, f"{type(e).__name__}: {e}", None, None
 
   # Pillow releases the GIL while decoding and resizing, so threads scale.
   with concurrent.futures.ThreadPoolExecutor(min(32, (os.cpu_count() or 1) + 4)) as pool:
     results = list(pool.map(decode, paths, chunksize=64))
-  errors = {str(p): err for p, (_, err, _) in zip(paths, results) if err is not None}
-  wide = {str(p): why for p, (_, _, why) in zip(paths, results) if why is not None}
-  return [a for a, _, _ in results], errors, wide
+  found = [{str(p): r[k] for p, r in zip(paths, results) if r[k] is not None}
+           for k in (1, 2, 3)]
+  return [r[0] for r in results], *found
 
 
 def _cache_key(root: Path, class_dirs: list[Path], files: list[Path],
@@ -173,23 +203,25 @@ def _cache_key(root: Path, class_dirs: list[Path], files: list[Path],
 
 def _decode_folder(root: Path, splits: dict[str, dict[str, list[Path]]],
                    class_names: tuple[str, ...], image_size: int | None,
-                   grayscale: bool) -> dict[str, np.ndarray]:
+                   grayscale: bool, max_pixels: int) -> dict[str, np.ndarray]:
   """Decodes every split; returns the arrays stored in the cache file.
 
   Raises:
-    ValueError: image shapes differ, or some images are not 8-bit (nothing is cached).
+    ValueError: image shapes differ, or some images are too large or not 8-bit (nothing
+      is cached).
   """
   arrays = {}
-  all_errors, all_wide = {}, {}
+  all_errors, all_wide, all_large = {}, {}, {}
   for split, by_class in splits.items():
     paths = [p for c in class_names for p in by_class.get(c, [])]
     labels = np.array([i for i, c in enumerate(class_names)
                        for _ in by_class.get(c, [])], np.int32)
     logging.info("Decoding %d images in %s.", len(paths), root / split)
-    images, errors, wide = _decode_all(paths, image_size, grayscale)
+    images, errors, wide, large = _decode_all(paths, image_size, grayscale, max_pixels)
     all_errors.update(errors)
     all_wide.update(wide)
-    if all_wide:
+    all_large.update(large)
+    if all_wide or all_large:
       continue  # refused below, with the files of every split.
     ok = [i for i, a in enumerate(images) if a is not None]
     shapes = {}
@@ -205,6 +237,8 @@ def _decode_folder(root: Path, splits: dict[str, dict[str, list[Path]]],
     arrays[f"{split}_images"] = (np.stack([images[i] for i in ok]) if ok
                                  else np.zeros((0,) + shape, np.uint8))
     arrays[f"{split}_labels"] = labels[ok]
+  if all_large:
+    raise _too_large(all_large, max_pixels)
   if all_wide:
     raise _not_eight_bit(all_wide)
   arrays["errors"] = np.array(json.dumps(all_errors))
@@ -230,16 +264,22 @@ def _read_cache(path: Path, root: Path) -> dict[str, np.ndarray] | None:
 
 
 def load_folder(root: Path, *, image_size: int | None, grayscale: bool,
-                skip_corrupt: bool, cache_dir: Path) -> DecodedFolder:
+                skip_corrupt: bool, cache_dir: Path,
+                max_pixels: int = MAX_PIXELS) -> DecodedFolder:
   """Decodes ROOT/train (and ROOT/test if present), using the cache when it is current.
+
+  The pixel limit guards decoding: a current cache holds images already decoded (and
+  resized), and is used whatever the limit.
 
   Raises:
     ValueError: the layout is wrong, image sizes differ without image_size, or some
-      images are not 8-bit.
+      images are too large or not 8-bit.
     CorruptImagesError: some files cannot be decoded and skip_corrupt is False.
   """
   if image_size is not None and image_size <= 0:
     raise ValueError(f"image_size must be positive or None, got {image_size}.")
+  if max_pixels <= 0:
+    raise ValueError(f"max_image_pixels must be positive, got {max_pixels}.")
   train_dir = root / "train"
   if not train_dir.is_dir():
     raise ValueError(f"No {train_dir} folder: a 'folder:' spec needs the layout "
@@ -266,7 +306,7 @@ def load_folder(root: Path, *, image_size: int | None, grayscale: bool,
   cache_path = Path(cache_dir) / f"folder-{root.resolve().name}-{key}.npz"
   arrays = _read_cache(cache_path, root) if cache_path.exists() else None
   if arrays is None:
-    arrays = _decode_folder(root, splits, class_names, image_size, grayscale)
+    arrays = _decode_folder(root, splits, class_names, image_size, grayscale, max_pixels)
     atomic_save(cache_path, lambda f: np.savez(f, **arrays))
     logging.info("Cached decoded images of %s at %s.", root, cache_path)
 

@@ -156,7 +156,7 @@ def load(spec: str, *, data_dir: str | None = None, train_split: str = "train",
          test_split: str = "test", image_size: int | None = None, grayscale: bool = False,
          holdout: int = 0, skip_corrupt: bool = False,
          cache_dir: str | None = None, train_examples: int = 0,
-         subset_seed: int = 0) -> Dataset:
+         subset_seed: int = 0, max_image_pixels: int = folder_lib.MAX_PIXELS) -> Dataset:
   """Loads the dataset named by `spec`; see VALID_SPECS for the forms.
 
   Args:
@@ -178,6 +178,8 @@ def load(spec: str, *, data_dir: str | None = None, train_split: str = "train",
       The mean image is the subset's.
     subset_seed: the seed of that subset. Subsets of one seed are nested: the
       500-example subset lies inside the 2,000-example one.
+    max_image_pixels: folder only: images of more pixels (width x height, from the
+      file's header) are refused by name before they are decoded.
 
   Returns:
     The Dataset.
@@ -203,7 +205,7 @@ def load(spec: str, *, data_dir: str | None = None, train_split: str = "train",
     _only_tfds_splits(spec, train_split, test_split)
     return _load_folder(Path(arg).expanduser(), image_size=image_size,
                         grayscale=grayscale, holdout=holdout, skip_corrupt=skip_corrupt,
-                        cache_dir=cache, subset=subset)
+                        cache_dir=cache, subset=subset, max_pixels=max_image_pixels)
   if spec == "digits":
     _only_folder_options(spec, image_size=image_size, holdout=holdout)
     _only_tfds_splits(spec, train_split, test_split)
@@ -311,9 +313,11 @@ def _load_digits(subset: _Subset) -> Dataset:
 
 
 def _load_folder(path: Path, *, image_size: int | None, grayscale: bool, holdout: int,
-                 skip_corrupt: bool, cache_dir: Path, subset: _Subset) -> Dataset:
+                 skip_corrupt: bool, cache_dir: Path, subset: _Subset,
+                 max_pixels: int) -> Dataset:
   decoded = folder_lib.load_folder(path, image_size=image_size, grayscale=grayscale,
-                                   skip_corrupt=skip_corrupt, cache_dir=cache_dir)
+                                   skip_corrupt=skip_corrupt, cache_dir=cache_dir,
+                                   max_pixels=max_pixels)
   train = ArraySource(decoded.train_images, decoded.train_labels)
   if decoded.test_images is not None:
     if holdout:

@@ -465,3 +465,32 @@ def test_8_bit_modes_are_decoded(tmp_path, mode):
   path = tmp_path / ("x.tif" if mode == "CMYK" else "x.png")
   Image.new(mode, (3, 2)).save(path)
   assert folder_lib.decode_image(path, None, grayscale=False).shape == (2, 3, 3)
+
+
+def test_images_above_the_pixel_limit_are_refused_by_name_before_decoding(tmp_path):
+  import struct  # pylint: disable=g-import-not-at-top
+  import zlib  # pylint: disable=g-import-not-at-top
+  root = tmp_path / "data"
+  for c in ("a", "b"):
+    (root / "train" / c).mkdir(parents=True)
+    Image.new("L", (10, 10), 7).save(root / "train" / c / "ok.png")
+  Image.new("L", (20, 30), 7).save(big := root / "train" / "a" / "big.png")
+  # A header that claims 12000x12000 pixels (1.8 GB decoded) and no pixel data: decoding
+  # it would fail (a corrupt file); refused from its header, it never is.
+  chunk = lambda kind, data: (struct.pack(">I", len(data)) + kind + data
+                              + struct.pack(">I", zlib.crc32(kind + data)))
+  (bomb := root / "train" / "b" / "bomb.png").write_bytes(
+      b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 12000, 12000, 8, 2, 0, 0, 0))
+      + chunk(b"IEND", b""))
+  cache = str(tmp_path / "cache")
+  with pytest.raises(ValueError, match="1 image file") as e:
+    input_pipeline.load(f"folder:{root}", cache_dir=cache, image_size=10)
+  assert f"{bomb}: 12000x12000 = 144,000,000 pixels" in str(e.value)
+  assert "max_image_pixels=40,000,000" in str(e.value)
+  with pytest.raises(ValueError, match="2 image file") as e:
+    input_pipeline.load(f"folder:{root}", cache_dir=cache, image_size=10, skip_corrupt=True,
+                        max_image_pixels=500)
+  assert f"{big}: 20x30 = 600 pixels" in str(e.value)
+  bomb.unlink()
+  assert len(input_pipeline.load(f"folder:{root}", cache_dir=cache, image_size=10,
+                                 max_image_pixels=600).train) == 3

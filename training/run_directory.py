@@ -80,7 +80,7 @@ LOG = "train.log"
 NEUTRAL_KEYS = frozenset({"eval_every_epochs", "log_every_steps", "checkpoint_every_epochs",
                           "keep_checkpoints", "eval_batch_size", "worker_count", "cache_dir",
                           "data_dir", "num_epochs", "cpu_devices", "activation_statistics",
-                          "activation_histogram_every_epochs"})
+                          "activation_histogram_every_epochs", "max_image_pixels"})
 
 
 class RunDirectoryError(RuntimeError):
