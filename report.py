@@ -317,13 +317,26 @@ class _Study:
     return "paper" if self.same_experiment else "paper CIFAR-10 †"
 
 
+def partition(runs: list[RunRecord], num_epochs: int | None
+              ) -> tuple[list[RunRecord], list[RunRecord], list[RunRecord]]:
+  """(counted: finished at the sweep's length; unfinished: failed, stopped or running;
+  finished at another length)."""
+  unfinished = [r for r in runs if not r.finished]
+  other_length = [r for r in runs if r.finished and num_epochs is not None
+                  and r.final[records.EPOCH] != num_epochs]
+  counted = [r for r in runs if r.finished and not any(r is o for o in other_length)]
+  return counted, unfinished, other_length
+
+
+def left_out(runs: list[RunRecord], num_epochs: int | None) -> list[str]:
+  """One line per run the report does not count, saying why (`_status`)."""
+  _, unfinished, other_length = partition(runs, num_epochs)
+  return [_status(r, num_epochs).replace("**", "") for r in unfinished + other_length]
+
+
 def _study(runs: list[RunRecord], workdir: str, evaluation: str | None,
            num_epochs: int | None) -> _Study:
-  finished = [r for r in runs if r.finished]
-  unfinished = [r for r in runs if not r.finished]
-  other_length = [r for r in finished
-                  if num_epochs is not None and r.final[records.EPOCH] != num_epochs]
-  finished = [r for r in finished if not any(r is o for o in other_length)]
+  finished, unfinished, other_length = partition(runs, num_epochs)
   if evaluation and finished:
     finished = with_evaluation(finished, evaluation)
   if not finished:
@@ -877,8 +890,11 @@ def main(argv: list[str]) -> None:
   FLAGS = flags.FLAGS
   try:
     paths = write_report(FLAGS.workdir, FLAGS.out, FLAGS.evaluation)
-    if versions := code_versions_line([r for r in read_runs(FLAGS.workdir) if r.finished]):
+    runs = read_runs(FLAGS.workdir)
+    if versions := code_versions_line([r for r in runs if r.finished]):
       print(versions)
+    if lines := left_out(runs, run_directory.sweep_num_epochs(FLAGS.workdir)):
+      print(f"Not counted ({len(lines)}):\n" + "\n".join(f"  {line}" for line in lines))
   except (FileNotFoundError, ValueError, run_directory.RunDirectoryError) as e:
     raise SystemExit(f"report.py: {e}")
   print("\n".join(paths.values()))

@@ -115,6 +115,19 @@ def test_failed_and_stopped_runs_are_told_apart(cifar_sweep):
   assert "**Not counted: 1 failed, 1 stopped or still running**" in markdown
 
 
+def test_the_command_line_names_the_failed_and_stopped_runs_too(cifar_sweep):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from tests.helpers import REPO  # pylint: disable=g-import-not-at-top
+  test_failed_and_stopped_runs_are_told_apart(cifar_sweep)
+  out = subprocess.run([sys.executable, "report.py", f"--workdir={cifar_sweep}"], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert ("Not counted (2):\n  prelu/seed0 (failed at epoch 2 of 3: FloatingPointError: "
+          "Non-finite training loss at step 25)\n  prelu/seed1 (epoch 2 of 3; stopped, or "
+          "still running)") in out.stdout
+
+
 def shorter_prelu(workdir):
   """A finished PReLU run of 2 epochs beside the 3-epoch runs of `cifar_sweep`."""
   fake_run(workdir, "prelu", 0, {"train_error": 0.0, "test_error": 0.0, "train_loss": 0.0,
