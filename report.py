@@ -6,10 +6,13 @@ Reads every `WORKDIR/<setting>/seed<k>` written by `sweep.py` (or by `train.py`)
 into WORKDIR (or --out):
 
   results.md      the paper's table layout (training and test error; train and validation
-                  log-loss for NDSB), mean ± standard deviation over seeds, the paper's
-                  numbers beside them, and each setting minus ReLU with a paired 95% interval;
+                  log-loss for NDSB, with the error and the log-loss gap beside them),
+                  mean ± standard deviation over seeds, the paper's numbers beside them, and
+                  each setting minus ReLU with a paired 95% interval;
   curves.png      the paper's Figures 2-4: ReLU against each other setting, train and test
                   curves per epoch (mean over seeds, band ± one standard deviation);
+  gap.png         the generalisation gap (test minus test-mode training error, or log-loss
+                  for NDSB) over epochs, per setting (when the runs measured it);
   rectifiers.png  the paper's Figure 1: the rectifiers, RReLU with its range of slopes.
 
 Runs are compared only at one length: a sweep's runs at the num_epochs of its record
@@ -80,6 +83,7 @@ BASELINE = "relu"
 # learned slope), reported when a sweep has both settings.
 LEAKY_PAIRS = (("rrelu", "leaky_relu_5.5"), ("rrelu", "prelu"), ("prelu", "leaky_relu_5.5"))
 GAP = "gap"  # the results table's generalisation-gap column (records.generalisation_gap)
+LOSS_GAP = "loss_gap"  # the same in log-loss (records.log_loss_gap), for log-loss tables
 
 
 def display_name(setting: str) -> str:
@@ -257,6 +261,8 @@ def _values(runs: list[RunRecord], key: str) -> dict[str, dict[int, float]]:
       value = records.best_test_error(r.rows)
     elif key == GAP:
       value = records.generalisation_gap(r.final)
+    elif key == LOSS_GAP:
+      value = records.log_loss_gap(r.final)
     else:
       value = float(r.final[key])
     out.setdefault(r.setting, {})[r.seed] = value
@@ -284,7 +290,10 @@ def _columns(metric: str, has_train_eval: bool) -> list[Column]:
   columns = [Column(records.TRAIN_LOSS, "train log-loss, training mode", "log-loss", 0)]
   if has_train_eval:
     columns.append(Column(records.TRAIN_EVAL_LOSS, "train log-loss, test mode", "log-loss"))
-  return columns + [Column(records.TEST_LOSS, "val log-loss", "log-loss", 1)]
+  columns.append(Column(records.TEST_LOSS, "val log-loss", "log-loss", 1))
+  if has_train_eval:
+    columns.append(Column(LOSS_GAP, "gap: val − train test mode (log-loss)", "log-loss"))
+  return columns + [Column(records.TEST_ERROR, "val error (%)", "error")]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -751,6 +760,40 @@ def plot_curves(runs: list[RunRecord], path: str, title: str = "",
   figures.save(fig, path, dpi=110)
 
 
+def plot_gap(runs: list[RunRecord], path: str, metric: str = "error") -> bool:
+  """The generalisation gap over epochs (test minus test-mode training error, or
+  log-loss), one line per setting, mean over seeds with a ± one standard deviation band;
+  False (nothing written) when the runs did not measure test-mode training numbers."""
+  gap_of = records.generalisation_gap if metric == "error" else records.log_loss_gap
+  if not runs or not all(records.TRAIN_EVAL_LOSS in r.rows[-1] for r in runs):
+    return False
+  by_setting: dict[str, list[RunRecord]] = {}
+  for r in runs:
+    by_setting.setdefault(r.setting, []).append(r)
+  fig = figures.figure(figsize=(7.5, 4.2))
+  ax = fig.subplots()
+  for s in sorted(by_setting, key=_setting_order):
+    group = by_setting[s]
+    common = sorted(set.intersection(*[{row[records.EPOCH] for row in r.rows} for r in group]))
+    table = np.asarray([[gap_of(next(row for row in r.rows if row[records.EPOCH] == e))
+                         for e in common] for r in group], np.float64)
+    scale = 100.0 if metric == "error" else 1.0
+    mean = scale * table.mean(axis=0)
+    sd = scale * (table.std(axis=0, ddof=1) if len(group) > 1 else np.zeros(len(common)))
+    line, = ax.plot(common, mean, label=f"{display_name(s)} (n={len(group)})")
+    ax.fill_between(common, mean - sd, mean + sd, color=line.get_color(), alpha=0.15,
+                    linewidth=0)
+  ax.axhline(0.0, color="k", linewidth=0.8)
+  ax.set(xlabel="epoch", ylabel=("test − train error, test mode (points)" if metric == "error"
+                                 else "test − train log-loss, test mode"),
+         title="Generalisation gap over training (mean ± sd over seeds)")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  figures.save(fig, path, dpi=110)
+  return True
+
+
 def plot_rectifiers(path: str) -> None:
   """The paper's Figure 1 on [-4, 4]: ReLU; Leaky ReLU a=100 and a=5.5; PReLU at its
   initial slope 0.25 (learned per channel); RReLU's training range of slopes 1/u..1/l =
@@ -803,7 +846,7 @@ def plot_rectifiers(path: str) -> None:
 def write_report(workdir: str, out: str | None = None,
                  evaluation: str | None = None) -> dict[str, str]:
   """Writes results.md, curves.png, rectifiers.png and (when the runs recorded them)
-  activations.png and prelu_slopes.png for the runs in `workdir` into `out` (default
+  gap.png, activations.png and prelu_slopes.png for the runs in `workdir` into `out` (default
   `workdir`); returns their paths. With `evaluation`, writes only results-NAME.md, the
   tables with that evaluation's test numbers.
 
@@ -842,10 +885,13 @@ def write_report(workdir: str, out: str | None = None,
   first = finished[0]
   table_key, _ = paper_table_for(first.config.get("dataset", ""), first.config.get("model", ""),
                                  first.dataset.get("num_classes"))
+  metric = PAPER_TABLES[table_key]["metric"]
   plot_curves(finished, paths["curves.png"],
               title=f"{first.config.get('model', '')} on {first.config.get('dataset', '')}: "
                     "ReLU against each rectifier (mean ± sd over seeds)",
-              metric=PAPER_TABLES[table_key]["metric"])
+              metric=metric)
+  if plot_gap(finished, os.path.join(out, "gap.png"), metric):
+    paths["gap.png"] = os.path.join(out, "gap.png")
   plot_rectifiers(paths["rectifiers.png"])
   return paths
 
@@ -869,7 +915,7 @@ def no_runs_message(workdir: str) -> str:
 
 STALE_PREFIX = "stale-"
 # What a report writes from the runs (rectifiers.png depends on no run).
-_REPORT_FILES = ("results.md", "curves.png", "activations.png", "prelu_slopes.png")
+_REPORT_FILES = ("results.md", "curves.png", "activations.png", "prelu_slopes.png", "gap.png")
 
 
 def _set_aside(out: str, evaluation: str | None) -> list[str]:

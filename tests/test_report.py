@@ -188,9 +188,10 @@ def test_the_paper_table_follows_the_dataset(tmp_path, dataset, model, classes, 
   markdown = report.results_markdown(report.read_runs(str(tmp_path)), str(tmp_path))
   assert title in markdown
   assert ("†" in markdown) == dagger
-  if model == "ndsb":  # log-losses, the paper's Table 5 beside them.
+  if model == "ndsb":  # log-losses, the paper's Table 5 beside them, the error after them.
     assert table_row(markdown, "Leaky ReLU, a=5.5") == [
-        "Leaky ReLU, a=5.5", "0.8000 ± 0.0000", "0.7831", "0.7050 ± 0.0071", "0.7391", "2"]
+        "Leaky ReLU, a=5.5", "0.8000 ± 0.0000", "0.7831", "0.7050 ± 0.0071", "0.7391",
+        "20.50 ± 0.71", "2"]
 
 
 def test_write_report_writes_the_three_artefacts(cifar_sweep, tmp_path_factory):
@@ -242,3 +243,29 @@ def test_the_first_line_names_each_settings_seeds_when_they_differ(tmp_path):
                                          "train_loss": 0.3, "test_loss": 0.4})
   markdown = report.results_markdown(report.read_runs(str(tmp_path)), str(tmp_path))
   assert "5 finished runs: 2 settings × seeds ReLU [0, 1, 2]; ELU [0, 1]; " in markdown
+
+
+def test_an_ndsb_report_gives_the_log_loss_gap_the_error_and_the_gap_over_epochs(tmp_path):
+  # (train_eval_loss, test_loss) per seed: log-loss gaps ReLU 0.30, 0.34; RReLU 0.10, 0.14.
+  values = {"relu": [(0.50, 0.80), (0.52, 0.86)], "rrelu": [(0.62, 0.72), (0.60, 0.74)]}
+  for setting, seeds in values.items():
+    for seed, (train_eval_loss, test_loss) in enumerate(seeds):
+      fake_run(tmp_path, setting, seed, {"train_error": 0.3, "test_error": 0.25,
+                                         "train_loss": 0.9, "test_loss": test_loss},
+               dataset="folder:../shared/data/ndsb", model="ndsb", num_classes=121)
+      path = os.path.join(tmp_path, setting, f"seed{seed}", "metrics.jsonl")
+      rows = [json.loads(l) for l in open(path)]
+      for r in rows:
+        r.update(train_eval_error=0.2, train_eval_loss=train_eval_loss, train_eval_examples=9)
+      with open(path, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+  paths = report.write_report(str(tmp_path))
+  markdown = open(paths["results.md"]).read()
+  assert "Table 5: NDSB" in markdown
+  relu = table_row(markdown, "ReLU")
+  # train (training mode), paper, train (test mode), val, paper, gap, val error, seeds
+  assert relu[6] == "0.3200 ± 0.0283" and relu[7] == "25.00 ± 0.00"
+  diff = table_row(markdown, "RReLU (y = x / 5.5 at test)", section=1)
+  # The gap's paired difference: (0.10 - 0.30, 0.14 - 0.34) = (-0.20, -0.20).
+  assert diff[4] == "-0.2000 [-0.2000, -0.2000]"
+  assert os.path.getsize(paths["gap.png"]) > 0

@@ -94,6 +94,12 @@ def generalisation_gap(row: Mapping[str, Any]) -> float:
   return float(row[TEST_ERROR]) - float(row[TRAIN_EVAL_ERROR])
 
 
+def log_loss_gap(row: Mapping[str, Any]) -> float:
+  """Test log-loss minus the test-mode log-loss on training images, in the same row: the
+  generalisation gap in the NDSB metric."""
+  return float(row[TEST_LOSS]) - float(row[TRAIN_EVAL_LOSS])
+
+
 # --- parent.json ------------------------------------------------------------------------------
 
 
