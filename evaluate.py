@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import functools
 import os
 import re
 import sys
@@ -44,15 +43,13 @@ from absl import logging
 import jax
 import ml_collections
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 import input_pipeline
 import models
-import train
+from configs import default as default_config
 from configs import validation
-from input_pipeline import augment
-from rectifiers import linen as rectifiers_linen
-from training import checkpoints, disk_space, export, process, provenance, run_directory
+from training import (builder, checkpoints, disk_space, evaluation, export, process, provenance,
+                      run_directory, steps)
 
 SPLITS = ("test", "train")
 
@@ -68,7 +65,7 @@ class TrainedModel:
 
   run: run_directory.RunRecord
   model: Any
-  state: train.TrainState     # params and batch_stats (no optimiser state)
+  state: steps.TrainState     # params and batch_stats (no optimiser state)
   mean_image: np.ndarray
   step: int
   epoch: float
@@ -81,7 +78,7 @@ class TrainedModel:
 
 def _config(record: Mapping[str, Any]) -> ml_collections.ConfigDict:
   """A run's config record over today's defaults (keys added later take their default)."""
-  defaults = train.default_config.get_config().to_dict()
+  defaults = default_config.get_config().to_dict()
   merged = {**defaults, **{k: v for k, v in record.items() if k in defaults}}
   merged["augment"] = {**defaults["augment"], **record.get("augment", {})}
   return ml_collections.ConfigDict(merged)
@@ -103,20 +100,20 @@ def load_trained(path: str, step: int | None = None) -> TrainedModel:
     metadata = export.read_metadata(path)
     if step is None or step == metadata["step"]:
       exported = export.load(path)
-      state = train.TrainState(step=np.int32(metadata["step"]),
+      state = steps.TrainState(step=np.int32(metadata["step"]),
                                params=exported.variables["params"],
-                               batch_stats=exported.variables.get("batch_stats"), opt_state=None)
+                               batch_stats=exported.variables.get("batch_stats"),
+                               opt_state=None)
       return TrainedModel(record, exported.model, state, exported.mean_image, metadata["step"],
                           metadata["epoch"], "export")
-  steps = _checkpoint_steps(path)
   if step is None:
     step = record.rows[-1]["step"]
-  if step not in steps:
+  if step not in checkpoints.steps_on_disk(path):
     raise EvaluationError(
         f"{path} has no exported model{' at step %d' % step if export.has_export(path) else ''}"
         f" and no checkpoint at step {step} ({_steps_text(path)}): nothing to evaluate.")
   restored = checkpoints.load_checkpoint(path, step)["state"]
-  state = train.TrainState(step=np.int32(step), params=restored["params"],
+  state = steps.TrainState(step=np.int32(step), params=restored["params"],
                            batch_stats=restored.get("batch_stats"), opt_state=None)
   model = models.from_config(_config(record.config), record.dataset["num_classes"])
   epoch = next((r["epoch"] for r in record.rows if r["step"] == step), None)
@@ -124,16 +121,9 @@ def load_trained(path: str, step: int | None = None) -> TrainedModel:
                       epoch if epoch is not None else step, "checkpoint")
 
 
-def _checkpoint_steps(path: str) -> list[int]:
-  directory = os.path.join(path, run_directory.CHECKPOINTS)
-  if not os.path.isdir(directory):
-    return []
-  return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
-
-
 def _steps_text(path: str) -> str:
-  steps = _checkpoint_steps(path)
-  return f"checkpoints at steps {steps}" if steps else "it has no checkpoints"
+  saved = checkpoints.steps_on_disk(path)
+  return f"checkpoints at steps {saved}" if saved else "it has no checkpoints"
 
 
 def _mean_image(path: str, record: run_directory.RunRecord) -> np.ndarray:
@@ -143,7 +133,7 @@ def _mean_image(path: str, record: run_directory.RunRecord) -> np.ndarray:
     return recorded
   logging.warning("%s predates recorded mean images: recomputing it from the run's own "
                   "training split (%s).", path, record.config.get("dataset"))
-  return np.asarray(train.load_data(_config(record.config)).mean_image, np.float32)
+  return np.asarray(builder.load_data(_config(record.config)).mean_image, np.float32)
 
 
 # --- The data ----------------------------------------------------------------------------
@@ -187,7 +177,7 @@ def load_split(trained: TrainedModel, spec: str | None, split: str, holdout: int
     if kind == "folder" and trained.run.dataset.get("image_shape", [0])[-1] == 1:
       config.grayscale = True
   try:
-    dataset = train.load_dataset(config)
+    dataset = builder.load_dataset(config)
   except validation.ConfigError as e:
     raise EvaluationError(f"--dataset {config.dataset!r}: "
                           f"{str(e).removeprefix('config.dataset: ')}") from None
@@ -224,32 +214,15 @@ def _short(names: Any) -> str:
 # --- Evaluating ---------------------------------------------------------------------------
 
 
-# One jitted step per network and mesh: a sweep's runs of one setting share its compile.
-_jitted_eval_step = functools.cache(train.jit_eval_step)
-
-
 def evaluate(trained: TrainedModel, source: input_pipeline.Source) -> dict[str, Any]:
   """{"error", "loss", "examples", "activations"} of the network on `source`, batched and
-  laid out over the devices as its training evaluated (train.data_mesh)."""
+  laid out over the devices as its training evaluated (training/evaluation.Evaluator on
+  `builder.data_mesh`)."""
   config = _config(trained.config)
-  batch_size = config.eval_batch_size or config.batch_size
-  mesh = train.data_mesh(config)
-  replicated = NamedSharding(mesh, P())
-  step_fn = _jitted_eval_step(mesh, model=trained.model,
-                              augment_config=validation.augment_config(config),
-                              input_scale=config.input_scale,
-                              activation_statistics=bool(config.activation_statistics))
-  state = jax.device_put(trained.state, replicated)
-  mean_image = jax.device_put(np.asarray(trained.mean_image, np.float32), replicated)
-  sums = train.evaluate_source(step_fn, state, source, mean_image, batch_size=batch_size,
-                               data_sharding=NamedSharding(mesh, P("data")))
-  out = train.evaluation_metrics(sums)
-  if "activations" in sums:
-    shape = augment.output_shape(tuple(trained.run.dataset["image_shape"]),
-                                 validation.augment_config(config))
-    layers = rectifiers_linen.rectified_layers(trained.model, np.zeros((1, *shape)), train=False)
-    out["activations"] = train.layer_statistics(sums["activations"], layers)
-  return out
+  evaluator = evaluation.Evaluator.create(config, trained.model, builder.data_mesh(config),
+                                          trained.mean_image,
+                                          trained.run.dataset["image_shape"])
+  return evaluator.metrics(jax.device_put(trained.state, evaluator.replicated), source)
 
 
 def evaluate_run(path: str, *, spec: str | None = None, split: str = "test",

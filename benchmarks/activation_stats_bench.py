@@ -1,6 +1,6 @@
 """What recording the activation statistics costs an evaluation.
 
-Times one whole evaluation (`train.Setup.evaluate`: the test split and the train-eval
+Times one whole evaluation (`training.builder.Setup.evaluate`: the test split and the train-eval
 subset, as a training run evaluates) with config.activation_statistics on and off, for
 each rectifier, round-robin (benchmarks/timing.py), and prints the ratio on/off. "on"
 includes PReLU's slopes and RReLU's training-mode probe; "on + histograms" also the
@@ -21,7 +21,7 @@ from typing import Any
 
 import jax
 
-import train
+from training import builder
 from benchmarks import timing
 from configs import small_data
 
@@ -35,8 +35,8 @@ def measure(rectifier: str, repeats: int, warmup: int,
   for name, stats, histograms in (("off", False, False), ("on", True, False),
                                   ("on + histograms", True, True)):
     config.activation_statistics = stats
-    s = train.setup(config, train.load_data(config))
-    state = s.init(jax.random.key(0))
+    s = builder.setup(config, builder.load_data(config))
+    state = s.parts.init(jax.random.key(0))
     calls[name] = lambda s=s, state=state, h=histograms: s.evaluate(state, histograms=h)
   return timing.round_robin(calls, repeats=repeats, warmup=warmup)
 

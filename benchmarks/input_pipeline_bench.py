@@ -32,8 +32,8 @@ from typing import Any
 import jax
 
 import input_pipeline
-from training import devices
-
+import train
+from training import builder, devices
 
 def _load_config(path: str):
   name, _, arg = path.partition(":")
@@ -50,17 +50,15 @@ def _rate(images: int, seconds: Sequence[float]) -> float:
 
 
 def measure(config, steps: int, repeats: int) -> dict[str, Any]:
-  import train  # pylint: disable=g-import-not-at-top  (after the devices are configured)
-
   start = time.perf_counter()
-  dataset = train.load_dataset(config)
+  dataset = builder.load_dataset(config)
   load_s = time.perf_counter() - start
-  s = train.setup(config, dataset)
-  state, key = s.init(jax.random.key(0)), jax.random.key(0)
+  s = builder.setup(config, dataset)
+  state, key = s.parts.init(jax.random.key(0)), jax.random.key(0)
   data = s.train_iterator()
   batch = input_pipeline.to_device(next(data), s.data_sharding)
   start = time.perf_counter()
-  state, metrics = s.train_step(state, batch, key, s.mean_image)
+  state, metrics = s.parts.train_step(state, batch, key, s.mean_image)
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - start
   images = steps * config.batch_size
@@ -73,13 +71,13 @@ def measure(config, steps: int, repeats: int) -> dict[str, Any]:
 
     start = time.perf_counter()
     for _ in range(steps):
-      state, metrics = s.train_step(state, batch, key, s.mean_image)
+      state, metrics = s.parts.train_step(state, batch, key, s.mean_image)
     jax.block_until_ready((state, metrics))
     step.append(time.perf_counter() - start)
 
     start, in_flight = time.perf_counter(), collections.deque()
     for _ in range(steps):
-      state, metrics = s.train_step(state, input_pipeline.to_device(next(data), s.data_sharding),
+      state, metrics = s.parts.train_step(state, input_pipeline.to_device(next(data), s.data_sharding),
                                     key, s.mean_image)
       in_flight.append(metrics)
       if len(in_flight) > train.STEPS_IN_FLIGHT:

@@ -8,7 +8,7 @@ Images/s, efficiency, compile time and the share of the step spent in collective
     python -m benchmarks.scaling --devices=2,4 --processes=2   # 2 jax.distributed processes
     python -m benchmarks.scaling --cpu-threads-per-device=all  # XLA:CPU's own threading
 
-What is timed: `train.train_step` (on-device preprocessing, forward, backward, the gradient
+What is timed: `training.steps.train_step` (on-device preprocessing, forward, backward, the gradient
 all-reduce XLA inserts, SGD with momentum and weight decay, metrics), built from a config
 file's recipe (`--config`, default the paper's config for `--model`) and jit-compiled over a
 `Mesh` of N devices with the batch on its "data" axis and the state replicated, as train.py
@@ -70,10 +70,10 @@ from jax.sharding import Mesh, NamedSharding
 
 import input_pipeline
 import models
-import train
+from benchmarks import timing
 from configs import validation
 from models import conv as conv_lib
-from training import figures
+from training import builder, figures, steps
 from training.devices import FORCED_COUNT_FLAG, single_thread_xla_flags
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,11 +96,11 @@ _COLLECTIVE_IN_HLO = re.compile(rf" ({'|'.join(COLLECTIVE_OPCODES)})(-start)?\("
 _DEVICE_COUNT_FLAG = re.compile(re.escape(FORCED_COUNT_FLAG) + r"=\S+")
 
 
-def _bench_modules():
-  """(rectifiers_bench, train_step_bench), imported late: importing them creates JAX's
+def _environment() -> dict[str, Any]:
+  """rectifiers_bench's environment record, imported late: importing it creates JAX's
   backend, which must wait for jax.distributed.initialize in multi-process workers."""
-  from benchmarks import rectifiers_bench, train_step_bench
-  return rectifiers_bench, train_step_bench
+  from benchmarks import rectifiers_bench  # pylint: disable=g-import-not-at-top
+  return rectifiers_bench.environment()
 
 
 # --- The step ------------------------------------------------------------------------------
@@ -144,9 +144,9 @@ def synthetic_batch(rng: np.random.Generator, batch: int, image_shape: Sequence[
 
 @dataclasses.dataclass
 class TrainStep:
-  """`train.train_step` compiled for one mesh and global batch, with its state and inputs."""
+  """`training.steps.train_step` compiled for one mesh and global batch, with its state and inputs."""
   compiled: Callable[..., Any]
-  state: train.TrainState
+  state: steps.TrainState
   rng: jax.Array
   mean_image: jax.Array
   data_sharding: NamedSharding
@@ -163,10 +163,11 @@ class TrainStep:
 
 def build_train_step(config: ml_collections.ConfigDict, mesh: Mesh, global_batch: int,
                      image_shape: tuple[int, int, int], num_classes: int) -> TrainStep:
-  """Compiles `train.train_step` for `config` as train.py does (`train.build`): batch on
-  the mesh's "data" axis, state replicated, the state donated."""
-  parts = train.build(config, mesh, image_shape=image_shape, num_classes=num_classes,
-                      steps_per_epoch=NOMINAL_STEPS_PER_EPOCH)
+  """Compiles `training.steps.train_step` for `config` as train.py does
+  (`training.builder.build`): batch on the mesh's "data" axis, state replicated, the state
+  donated."""
+  parts = builder.build(config, mesh, image_shape=image_shape, num_classes=num_classes,
+                        steps_per_epoch=NOMINAL_STEPS_PER_EPOCH)
   data_sharding, replicated = parts.data_sharding, parts.replicated
   rng = jax.random.key(config.seed)
   state = parts.init(rng)
@@ -176,8 +177,7 @@ def build_train_step(config: ml_collections.ConfigDict, mesh: Mesh, global_batch
   example = input_pipeline.to_device(
       synthetic_batch(np.random.default_rng(0), global_batch // jax.process_count(),
                       image_shape, num_classes), data_sharding)
-  compiled, compile_s, memory = _bench_modules()[1]._compile(step, state,
-                                                              (example, rng, mean_image))
+  compiled, compile_s, memory = timing.compile_step(step, state, (example, rng, mean_image))
   return TrainStep(compiled=compiled, state=state, rng=rng, mean_image=mean_image,
                    data_sharding=data_sharding, global_batch=global_batch, compile_s=compile_s,
                    memory=memory, hlo_collectives=count_collectives(compiled.as_text()))
@@ -299,7 +299,7 @@ def measure(config: ml_collections.ConfigDict, devices: Sequence[jax.Device],
             warmup: int, profile_steps: int) -> list[dict[str, Any]]:
   """One point per (mode, global batch) on a mesh of `devices` (all processes' devices)."""
   image_shape, classes = data_shape(config, num_classes)
-  mesh = Mesh(np.asarray(devices), ("data",))
+  mesh = builder.mesh_over(devices)  # exactly these devices: the experiment's point
   local_devices = sum(d.process_index == jax.process_index() for d in devices)
   points, measured = [], {}
   for mode, global_batch in specs:
@@ -468,7 +468,7 @@ def run(args: argparse.Namespace, config: ml_collections.ConfigDict) -> dict[str
                         num_classes=args.num_classes, repeats=args.repeats, warmup=args.warmup,
                         profile_steps=args.profile_steps)
   add_efficiency(points)
-  env = _bench_modules()[0].environment()
+  env = _environment()
   env.update({
       "device_kind": jax.devices()[0].device_kind, "jaxlib": jaxlib.__version__,
       "cores": os.cpu_count(),
@@ -566,7 +566,7 @@ def _parser() -> argparse.ArgumentParser:
                       help=f"a configs/*.py file (default: {MODEL_CONFIGS['nin']}, or --model's)")
   parser.add_argument("--rectifier", default=None, help="default: the config's")
   parser.add_argument("--width", type=float, default=1.0, help="the model's width multiplier")
-  parser.add_argument("--dtype", default="float32", choices=sorted(train.DTYPES))
+  parser.add_argument("--dtype", default="float32", choices=sorted(models.DTYPES))
   parser.add_argument("--conv-grad", default=None, choices=sorted(conv_lib.CONV_GRADS),
                       help="models/conv.py (default: forward on CPU, the config's elsewhere)")
   parser.add_argument("--num-classes", type=int, default=None,

@@ -4,7 +4,7 @@ r"""One training epoch of NIN on CIFAR-10-shaped synthetic data: images/s and wa
     python -m benchmarks.synthetic_epoch --images 512 --width 0.0625 --json epoch.json
 
 The recipe is configs/nin_cifar10.py's (batch 128, SGD with momentum and weight decay, the
-warm-up schedule, the default rectifier RReLU); the step is `train.train_step` compiled over a
+warm-up schedule, the default rectifier RReLU); the step is `training.steps.train_step` compiled over a
 Mesh of all devices with the batch on its "data" axis, as train.py runs it
 (`benchmarks.scaling.build_train_step`). The data are `--images` random uint8 32x32x3 images
 with 10 classes, made in host memory (nothing is written to disk) and fed batch by batch with
@@ -26,12 +26,12 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh
 
 import input_pipeline
 from benchmarks import rectifiers_bench, scaling
 from configs import nin_cifar10
 from models import conv as conv_lib
+from training import builder
 
 IMAGE_SHAPE, NUM_CLASSES = scaling.DATASET_SHAPES["tfds:cifar10"]
 CIFAR10_TRAIN_IMAGES = 50_000
@@ -45,7 +45,7 @@ def run(images: int, batch: int, width: float, dtype: str, conv_grad: str,
   config.dtype = dtype
   config.model_options.width = width
   config.model_options.conv_grad = conv_grad
-  mesh = Mesh(np.asarray(jax.devices()), ("data",))
+  mesh = builder.data_mesh(config)
   step = scaling.build_train_step(config, mesh, batch, IMAGE_SHAPE, NUM_CLASSES)
   data = scaling.synthetic_batch(np.random.default_rng(seed), images, IMAGE_SHAPE, NUM_CLASSES)
   steps = images // batch

@@ -29,3 +29,22 @@ def round_robin(calls: dict[Hashable, Callable[[], Any]], repeats: int,
       jax.block_until_ready(call())
       times[name].append(time.perf_counter() - start)
   return {name: statistics.median(t) for name, t in times.items()}
+
+
+def compile_step(step: Any, state: Any, args: tuple[Any, ...]
+                 ) -> tuple[Any, float, dict[str, int]]:
+  """(the compiled step, seconds to lower and compile it, the memory XLA planned for it)."""
+  start = time.perf_counter()
+  compiled = step.lower(state, *args).compile()
+  seconds = time.perf_counter() - start
+  memory = compiled.memory_analysis()
+  stats = {name: int(getattr(memory, f"{name}_in_bytes", 0) or 0)
+           for name in ("temp_size", "argument_size", "output_size", "alias_size",
+                        "peak_memory")}
+  # XLA:CPU's `peak_memory` covers the arguments only; the planned peak is the buffers
+  # live across the call (arguments, outputs not aliased to donated arguments) plus the
+  # temporaries' heap-simulated peak.
+  stats["xla_peak_memory"] = stats.pop("peak_memory")
+  stats["peak_memory"] = (stats["argument_size"] + stats["output_size"] - stats["alias_size"]
+                          + stats["temp_size"])
+  return compiled, seconds, stats

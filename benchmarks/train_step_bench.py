@@ -8,7 +8,7 @@ timed round-robin over all configurations, so a burst of load elsewhere on a sha
 machine hits every row; compare rows by their ratios (to ReLU, to PyTorch), which are
 measured in the same run.
 
-`--step train` times `train.train_step` (the training script's step: preprocessing,
+`--step train` times `training.steps.train_step` (the training script's step: preprocessing,
 forward, backward, SGD with momentum and weight decay, metrics) built from the model's
 config file (`WORKLOADS`: NIN configs/nin_cifar10.py on 32x32x3, the NDSB net
 configs/ndsb.py on 80x80x1 images that its on-device augmentation crops to 70x70,
@@ -34,7 +34,6 @@ import argparse
 import dataclasses
 import importlib
 import json
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,7 +41,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh
 
 import models
 from models import conv as conv_lib
@@ -115,18 +113,19 @@ def _build_minimal(model_name: str, rectifier: str, batch: int, width: float, dt
 
 def _build_train(model_name: str, rectifier: str, batch: int, width: float, dtype: str,
                  num_classes: int, conv_grad: str):
-  import train  # The training script's step; imported lazily (it pulls in the data stack).
+  from training import builder  # pylint: disable=g-import-not-at-top  (the data stack)
 
   workload = WORKLOADS[model_name]
   config = importlib.import_module(f"configs.{workload.config}").get_config(rectifier)
   config.dtype = dtype
   config.model_options.width = width
   config.model_options.conv_grad = conv_grad
-  # As train.py runs it (train.build): the batch split over every device, the state
-  # replicated.
+  config.batch_size = config.eval_batch_size = batch
+  # As train.py runs it (training/builder.py): the batch split over the devices that
+  # divide it, the state replicated.
   shape = workload.stored
-  parts = train.build(config, Mesh(np.asarray(jax.devices()), ("data",)),
-                      image_shape=shape, num_classes=num_classes, steps_per_epoch=390)
+  parts = builder.build(config, builder.data_mesh(config),
+                        image_shape=shape, num_classes=num_classes, steps_per_epoch=390)
   state = parts.init(jax.random.key(0))
   rng = np.random.default_rng(0)
   data = jax.device_put(
@@ -137,23 +136,6 @@ def _build_train(model_name: str, rectifier: str, batch: int, width: float, dtyp
 
 
 BUILDERS = {"train": _build_train, "minimal": _build_minimal}
-
-
-def _compile(step, state, args) -> tuple[Any, float, dict[str, int]]:
-  start = time.perf_counter()
-  compiled = step.lower(state, *args).compile()
-  seconds = time.perf_counter() - start
-  memory = compiled.memory_analysis()
-  stats = {name: int(getattr(memory, f"{name}_in_bytes", 0) or 0)
-           for name in ("temp_size", "argument_size", "output_size", "alias_size",
-                        "peak_memory")}
-  # XLA:CPU's `peak_memory` covers the arguments only; the planned peak is the buffers
-  # live across the call (arguments, outputs not aliased to donated arguments) plus the
-  # temporaries' heap-simulated peak.
-  stats["xla_peak_memory"] = stats.pop("peak_memory")
-  stats["peak_memory"] = (stats["argument_size"] + stats["output_size"] - stats["alias_size"]
-                          + stats["temp_size"])
-  return compiled, seconds, stats
 
 
 # --- PyTorch -----------------------------------------------------------------------------
@@ -217,7 +199,7 @@ def run(model_name: str, rectifiers: Sequence[str], batch_sizes: Sequence[int], 
       (b, c, r) for b in batch_sizes for c in conv_grads for r in rectifiers):
     step, state, args = build(model_name, rectifier, batch, width, dtype, num_classes,
                               conv_grad)
-    compiled, compile_s, memory = _compile(step, state, args)
+    compiled, compile_s, memory = timing.compile_step(step, state, args)
     holder = {"state": state}
 
     def timed(holder=holder, compiled=compiled, args=args):

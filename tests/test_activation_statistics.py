@@ -16,10 +16,11 @@ import evaluate
 import models
 import report
 import train
+from input_pipeline import augment
 from rectifiers import linen as L
 from rectifiers import statistics
 from tests.helpers import REPO, sweep_of_copies, tiny_config
-from training import tensorboard
+from training import checkpoints, evaluation, steps, tensorboard
 
 NIN_LAYERS = ["conv1", "cccp1", "cccp2", "conv2", "cccp3", "cccp4", "conv3", "cccp5", "cccp6"]
 
@@ -94,13 +95,13 @@ def test_a_layer_whose_bias_forces_every_input_negative_has_every_unit_dead():
   x = jnp.asarray(np.random.RandomState(0).randn(4, 8, 8, 1), jnp.float32)
   params = model.init(jax.random.key(0), x, train=False)["params"]
   params["conv1"]["bias"] = jnp.full_like(params["conv1"]["bias"], -1e4)
-  state = train.TrainState(step=0, params=params, batch_stats=None, opt_state=None)
+  state = steps.TrainState(step=0, params=params, batch_stats=None, opt_state=None)
   batch = {"image": jnp.zeros((4, 8, 8, 1), jnp.uint8), "label": jnp.zeros(4, jnp.int32),
            "mask": jnp.ones(4, bool)}
-  out = train.eval_step(state, batch, jnp.zeros((8, 8, 1)), model=model,
-                        augment_config=train.augment.AugmentConfig(), input_scale=1.0,
+  out = steps.eval_step(state, batch, jnp.zeros((8, 8, 1)), model=model,
+                        augment_config=augment.AugmentConfig(), input_scale=1.0,
                         activation_statistics=True)
-  stats = train.layer_statistics(jax.device_get(out["activations"]), NIN_LAYERS)
+  stats = evaluation.layer_statistics(jax.device_get(out["activations"]), NIN_LAYERS)
   assert list(stats) == NIN_LAYERS
   assert stats["conv1"] == {"dead": 1.0, "negative": 1.0, "negative_output": 0.0}
   # Nothing reaches the next layer but its bias.
@@ -115,8 +116,8 @@ def test_rrelus_realised_training_slope_matches_its_expectation():
     _, s = sown_summary(L.RReLU(sample=sample), x, deterministic=False,
                         rngs={"rrelu": jax.random.key(3)})
     assert s["mean_slope"] == pytest.approx(mean, abs=5 * sd / np.sqrt(x.size))
-  assert train.rrelu_expected_slope("rrelu") == pytest.approx(expected, rel=1e-12)
-  assert train.rrelu_expected_slope("prelu") is None
+  assert evaluation.rrelu_expected_slope("rrelu") == pytest.approx(expected, rel=1e-12)
+  assert evaluation.rrelu_expected_slope("prelu") is None
 
 
 def test_every_evaluation_row_records_the_statistics_in_network_order(prelu_run):
@@ -131,11 +132,11 @@ def test_every_evaluation_row_records_the_statistics_in_network_order(prelu_run)
   # Histograms at the first and the last evaluation; each counts every input of the batch.
   assert all("histograms" in r["activations"] for r in rows)
   h = rows[-1]["activations"]["histograms"]["conv1"]
-  assert len(h["edges"]) == 31 and sum(h["counts"]) == train.PROBE_EXAMPLES * 8 * 8 * 12
+  assert len(h["edges"]) == 31 and sum(h["counts"]) == steps.PROBE_EXAMPLES * 8 * 8 * 12
 
 
 def test_prelu_slopes_recorded_equal_the_parameters(prelu_run):
-  final = train.load_checkpoint(str(prelu_run))["state"]["params"]
+  final = checkpoints.load_checkpoint(str(prelu_run))["state"]["params"]
   slopes = statistics.prelu_slopes(final)
   summary = json.loads((prelu_run / "summary.json").read_text())
   assert list(summary["prelu_slope_vectors"]) == NIN_LAYERS
@@ -145,7 +146,7 @@ def test_prelu_slopes_recorded_equal_the_parameters(prelu_run):
     recorded = summary["activations"]["prelu_slopes"][layer]
     assert recorded == {"mean": float(slopes[layer].mean()), "min": float(slopes[layer].min()),
                         "max": float(slopes[layer].max())}
-  first = train.load_checkpoint(str(prelu_run), step=3)["state"]["params"]
+  first = checkpoints.load_checkpoint(str(prelu_run), step=3)["state"]["params"]
   row = json.loads(open(prelu_run / "metrics.jsonl").readline())
   assert row["activations"]["prelu_slopes"]["conv1"]["max"] == float(
       np.max(first["conv1_act"]["slope"]))

@@ -17,8 +17,9 @@ import pytest
 
 import sweep
 import train
+from configs import default as default_config
 from tests.helpers import REPO, copy_run, file_digests, final_params, tiny_config
-from training import checkpoints, export, run_directory, tensorboard
+from training import checkpoints, export, finish, run_directory, tensorboard
 
 # 3 steps an epoch; evaluations at steps 3, 6, 9; checkpoints at 6 and 9 (the end).
 FAULT_CONFIG = dict(num_epochs=3, checkpoint_every_epochs=2, keep_checkpoints=3)
@@ -61,7 +62,7 @@ def test_a_rerun_with_a_result_changing_key_is_refused_and_writes_nothing(refere
   before = file_digests(reference)
   config = tiny_config(**FAULT_CONFIG)
   if key == "model":
-    config.model_options = train.default_config.model_options("inception_bn", width=0.0625)
+    config.model_options = default_config.model_options("inception_bn", width=0.0625)
   config.update_from_flattened_dict({key: value})
   with pytest.raises(run_directory.ConfigMismatchError, match=rf"  {key}: .* \(recorded\) -> "):
     train.train_and_evaluate(config, str(reference))
@@ -242,7 +243,7 @@ def test_a_run_stopped_between_its_summary_and_its_artefacts_is_completed_by_a_r
   (tmp_path / "run" / run_directory.CURVES).write_bytes(b"")
   shutil.rmtree(tmp_path / "run" / export.DIRECTORY)
   shutil.rmtree(tmp_path / "run" / tensorboard.DIRECTORY)
-  assert train.incomplete_artefacts(run_directory.read_run(run)) == [
+  assert finish.incomplete_artefacts(run_directory.read_run(run)) == [
       run_directory.CURVES, export.DIRECTORY, tensorboard.DIRECTORY]
   # When the summary is written every other artefact is already complete on disk, so a
   # kill right after it loses nothing.
@@ -250,12 +251,12 @@ def test_a_run_stopped_between_its_summary_and_its_artefacts_is_completed_by_a_r
 
   def checking_write_json(path, obj):
     if path.endswith(run_directory.SUMMARY):
-      assert train.incomplete_artefacts(run_directory.read_run(run)) == []
+      assert finish.incomplete_artefacts(run_directory.read_run(run)) == []
     write_json(path, obj)
 
   monkeypatch.setattr(run_directory, "write_json", checking_write_json)
   assert train.train_and_evaluate(tiny_config("prelu"), run) == summary
-  assert train.incomplete_artefacts(run_directory.read_run(run)) == []
+  assert finish.incomplete_artefacts(run_directory.read_run(run)) == []
 
 
 def test_a_finished_run_without_its_final_checkpoint_is_returned_as_it_is(prelu_run, tmp_path):
@@ -377,7 +378,7 @@ def test_five_kills_at_random_moments_then_a_rerun_end_bit_identical_and_complet
   assert_bit_identical(tmp_path, reference)
   untimed = lambda s: {k: v for k, v in s.items() if k not in TIMING_KEYS}
   assert untimed(summary) == untimed(run_directory.read_run(str(reference)).summary)
-  assert train.incomplete_artefacts(run_directory.read_run(str(tmp_path))) == []
+  assert finish.incomplete_artefacts(run_directory.read_run(str(tmp_path))) == []
 
 
 # --- Damaged checkpoints -------------------------------------------------------------------------
@@ -443,7 +444,7 @@ def test_load_checkpoint_refuses_a_damaged_checkpoint(reference, tmp_path):
   shutil.copytree(reference, run)
   _flip_a_byte_of_the_largest_file(run / "checkpoints" / "9")
   with pytest.raises(checkpoints.NoUsableCheckpointError, match="step 9 .* is damaged"):
-    train.load_checkpoint(str(run))
+    checkpoints.load_checkpoint(str(run))
 
 
 # --- Signals to a sweep --------------------------------------------------------------------------

@@ -16,11 +16,10 @@ import numpy as np
 import pytest
 
 import input_pipeline
-import models
 import train
 from configs import validation
 from tests.helpers import REPO, file_digests, final_params, tiny_config
-from training import checkpoints, devices, records, run_directory
+from training import builder, checkpoints, devices, records, run_directory
 
 
 def read_metrics(workdir):
@@ -115,9 +114,9 @@ def test_train_examples_and_train_eval_examples_subset_the_training_split(tmp_pa
   assert (record["train_examples"], record["full_train_examples"], record["subset_seed"],
           record["train_eval_examples"]) == (300, 1437, 2, 100)
   assert summary["train_eval_examples"] == 100 and summary["test_examples"] == 360
-  subset = train.train_eval_subset(input_pipeline.load("digits").train, 100)
+  subset = builder.train_eval_subset(input_pipeline.load("digits").train, 100)
   assert len(subset) == 100
-  assert len(train.train_eval_subset(input_pipeline.load("digits").train, 0)) == 0
+  assert len(builder.train_eval_subset(input_pipeline.load("digits").train, 0)) == 0
 
 
 def test_mocked_tfds_cifar10_trains(tmp_path):
@@ -194,7 +193,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
   saved = sorted(int(s) for s in os.listdir(workdir / "checkpoints"))
   assert saved and saved[0] == 3 and all(s <= bad_step for s in saved), (saved, bad_step)
   assert f"The last good checkpoint is at step {saved[-1]}; " in message
-  for leaf in jax.tree.leaves(train.load_checkpoint(str(workdir))["state"]):
+  for leaf in jax.tree.leaves(checkpoints.load_checkpoint(str(workdir))["state"]):
     assert np.all(np.isfinite(leaf))
   # Every number the run recorded is finite: no bare NaN in any JSON file.
   for path in [*workdir.glob("*.json"), *workdir.glob("checkpoints/*/*.json")]:
@@ -254,25 +253,19 @@ def test_init_from_is_refused_before_anything_is_written(digits_run, tmp_path, i
 
 def test_an_evaluation_that_is_not_finite_is_neither_recorded_nor_checkpointed(tmp_path,
                                                                                monkeypatch):
-  evaluate = train.Setup.evaluate
+  evaluate = builder.Setup.evaluate
 
   def nan_at_epoch_2(self, state, histograms=False):
     row = evaluate(self, state, histograms)
     return {**row, "test_loss": float("nan")} if int(state.step) == 6 else row
 
-  monkeypatch.setattr(train.Setup, "evaluate", nan_at_epoch_2)
+  monkeypatch.setattr(builder.Setup, "evaluate", nan_at_epoch_2)
   with pytest.raises(FloatingPointError, match=r"Non-finite evaluation at epoch 2 \(step 6\): "
                                                r"test_loss; stopped. The last good checkpoint is "
                                                r"at step 3; .*--config.init_from="):
     train.train_and_evaluate(tiny_config(), str(tmp_path))
   assert [r["step"] for r in read_metrics(tmp_path)] == [3]
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3"]
-
-
-def test_all_finite_finds_a_nan_or_an_infinity_anywhere_in_a_tree():
-  assert bool(train.all_finite({"a": np.ones(3), "b": (np.int32(1), np.zeros(2))}))
-  assert not bool(train.all_finite({"a": np.ones(3), "b": np.array([0.0, np.inf])}))
-  assert not bool(train.all_finite([np.array(np.nan, np.float32)]))
 
 
 @pytest.mark.parametrize("key,value,match", [
@@ -309,33 +302,6 @@ def test_config_errors_name_the_key_before_anything_compiles(key, value, match, 
   with pytest.raises(validation.ConfigError, match=match):
     train.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / "checkpoints").exists()
-
-
-def test_weight_decay_mask_covers_kernels_only():
-  model = models.create("nin", num_classes=10, rectifier="prelu", width=0.0625)
-  params = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, 32, 32, 3)),
-                                             train=False))["params"]
-  mask = train.weight_decay_mask(params, ("kernel",))
-  flat = {"/".join(str(k.key) for k in path): v
-          for path, v in jax.tree_util.tree_leaves_with_path(mask)}
-  assert flat and all(v == path.endswith("kernel") for path, v in flat.items())
-  assert any(p.endswith("slope") for p in flat) and any(p.endswith("bias") for p in flat)
-
-  bn_model = models.create("inception_bn", num_classes=10, width=0.0625)
-  bn_params = jax.eval_shape(lambda: bn_model.init(jax.random.key(0), np.zeros((1, 28, 28, 3)),
-                                                   train=False))["params"]
-  bn_flat = {"/".join(str(k.key) for k in path): v for path, v in
-             jax.tree_util.tree_leaves_with_path(train.weight_decay_mask(bn_params, ("kernel",)))}
-  assert any(p.endswith("scale") for p in bn_flat)
-  assert all(v == p.endswith("kernel") for p, v in bn_flat.items())
-
-
-def test_learning_rate_schedule_warms_up_then_steps_down():
-  config = tiny_config(learning_rate=0.1, warmup_epochs=1.0, lr_decay_epochs=(2, 3),
-                       lr_decay_factor=0.1)
-  schedule = train.learning_rate_schedule(config, steps_per_epoch=10)
-  np.testing.assert_allclose([float(schedule(s)) for s in (0, 4, 9, 15, 20, 25, 35)],
-                             [0.01, 0.05, 0.1, 0.1, 0.01, 0.01, 0.001], rtol=1e-6)
 
 
 # --- Several devices and processes (subprocesses with fake CPU devices) ------------------------
@@ -520,7 +486,7 @@ def test_dataset_record_names_skipped_images_inside_the_folder(cifar10_mini, tmp
   (root / "train" / "airplane" / "garbage.jpg").write_bytes(b"not an image")
   config = tiny_config(dataset=f"folder:{root}", skip_corrupt=True, batch_size=2,
                        eval_batch_size=2, cache_dir=str(tmp_path / "cache"))
-  record = train.setup(config, train.load_data(config)).dataset_record()
+  record = builder.setup(config, builder.load_data(config)).dataset_record()
   assert record["skipped_files"] == [os.path.join("train", "airplane", "garbage.jpg")]
   assert record["train_examples"] == 8 and record["num_classes"] == 2
 

@@ -1,8 +1,9 @@
 """What a command-line entry point sets up in its own process: log filters, the compilation
-cache, the CPU devices and jax.distributed.
+cache, the CPU devices and jax.distributed; and, in a multi-process run, which processes
+still answer and the one line that names a lost one.
 
 `python train.py`, `python sweep.py` and `python evaluate.py` call `configure` first in
-their `main`. The library (`train.train_and_evaluate`, `train.setup`, `sweep.run_sweep`,
+their `main`. The library (`train.train_and_evaluate`, `training.builder.setup`, `sweep.run_sweep`,
 `evaluate.evaluate_run`) never does: it sets no environment variable, JAX option, log
 filter or matplotlib backend, and computes on the devices JAX already has. A notebook or a
 test that trains in process therefore gets JAX's defaults (on CPU one device, with XLA's
@@ -19,7 +20,7 @@ from typing import Any
 from absl import logging
 import jax
 
-from training import compilation_cache, devices, disk_space
+from training import compilation_cache, devices, disk_space, supervisor
 
 _REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -74,3 +75,29 @@ def live_processes(processes: Sequence[int]) -> list[int] | None:
     return [int(p) for p in distributed.global_state.client.get_live_nodes(list(processes))]
   except Exception:  # pylint: disable=broad-except
     return None
+
+
+def failed_collective(error: Exception) -> bool:
+  """Whether `error` is a collective with the other processes of a multi-process run that
+  failed: XLA's runtime error, or gloo's (raised as a ValueError naming Gloo)."""
+  return jax.process_count() > 1 and (isinstance(error, jax.errors.JaxRuntimeError)
+                                      or "Gloo" in str(error))
+
+
+def exit_naming_lost_processes(error: Exception) -> None:
+  """After a failed collective in a multi-process run: says which processes stopped
+  answering, in one line, and exits 1 at once (a normal exit would wait for them in
+  jax.distributed's shutdown, and JAX's own watchdog would end this process with a crash
+  dump at the heartbeat timeout). With two processes the lost one is the other; with more,
+  those JAX's coordination service no longer hears from, when it already knows."""
+  everyone, me = list(range(jax.process_count())), jax.process_index()
+  live = live_processes(everyone)
+  lost = sorted(set(everyone) - set(live)) if live is not None else []
+  if not lost and len(everyone) == 2:
+    lost = [1 - me]
+  first = str(error).split("\n")[0][-300:]
+  who = supervisor.who_stopped(lost, len(everyone))
+  logging.error("A collective with the other processes failed and %s (%s). Stopping this "
+                "process; rerun every process to resume from the last checkpoint.", who, first)
+  logging.flush()
+  os._exit(1)  # pylint: disable=protected-access

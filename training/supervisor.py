@@ -8,7 +8,7 @@ the process can catch that (the client's callback cannot be a Python function in
 jaxlib), so `supervise` runs the command in a child process instead, passes its output
 through, and when the child ends that way, replaces JAX's lines and the dump with one line
 of its own naming the lost process. Failures the child sees first (a collective that
-errors: `train.exit_naming_lost_processes`) it reports itself, and the supervisor passes
+errors: `training.process.exit_naming_lost_processes`) it reports itself, and the supervisor passes
 that on unchanged.
 
 The child gets its own process group, so a Ctrl-C or a cluster's SIGTERM to the command's
