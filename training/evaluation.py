@@ -89,7 +89,8 @@ def jitted_steps(mesh: Mesh, model: nn.Module, augment_config: augment.AugmentCo
   """The evaluation step and the probes jitted over `mesh`: the batch on its "data" axis,
   the state, mean image and key replicated."""
   data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-  options = dict(model=model, augment_config=augment_config, input_scale=input_scale)
+  options: dict[str, Any] = dict(model=model, augment_config=augment_config,
+                                 input_scale=input_scale)
   return Steps(
       eval_step=steps.jit_eval_step(mesh, **options,
                                     activation_statistics=activation_statistics),
@@ -105,7 +106,7 @@ def jitted_steps(mesh: Mesh, model: nn.Module, augment_config: augment.AugmentCo
 class Evaluator:
   """A network's test-mode evaluation on a mesh (see the module doc)."""
 
-  steps: Steps
+  jitted: Steps
   data_sharding: NamedSharding
   replicated: NamedSharding
   mean_image: jax.Array  # on the devices, replicated
@@ -124,7 +125,7 @@ class Evaluator:
     input_shape = augment.output_shape(tuple(image_shape), aug)
     replicated = NamedSharding(mesh, P())
     return cls(
-        steps=jitted_steps(mesh, model, aug, config.input_scale,
+        jitted=jitted_steps(mesh, model, aug, config.input_scale,
                            bool(config.activation_statistics)),
         data_sharding=NamedSharding(mesh, P("data")), replicated=replicated,
         mean_image=jax.device_put(np.asarray(mean_image, np.float32), replicated),
@@ -141,7 +142,7 @@ class Evaluator:
                                              batch_size=self.batch_size // jax.process_count(),
                                              shard_index=jax.process_index(),
                                              shard_count=jax.process_count()):
-      out = jax.device_get(self.steps.eval_step(
+      out = jax.device_get(self.jitted.eval_step(
           state, input_pipeline.to_device(local, self.data_sharding), self.mean_image))
       if "activations" in out:
         out = {**out, "activations": widen(out["activations"])}
@@ -193,13 +194,13 @@ class Evaluator:
     if self.rrelu_expected_slope is not None and len(probe):
       rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(self.seed),
                                                   steps.PROBE_STREAM), state.step)
-      sums = jax.device_get(self.steps.slope_step(state, self._first_batch(probe),
+      sums = jax.device_get(self.jitted.slope_step(state, self._first_batch(probe),
                                                   self.mean_image, rng))
       out[records.RRELU_TRAINING_SLOPE] = in_order({
           layer: {"realised": v["mean_slope"], "expected": self.rrelu_expected_slope}
           for layer, v in statistics.summarize(widen(sums)).items()}, self.layers)
     if histograms and len(test):
-      hist = jax.device_get(self.steps.histogram_step(state, self._first_batch(test),
+      hist = jax.device_get(self.jitted.histogram_step(state, self._first_batch(test),
                                                       self.mean_image))
       out[records.HISTOGRAMS] = in_order({layer: {"edges": [float(e) for e in edges],
                                                   "counts": [int(round(float(c))) for c in counts]}
