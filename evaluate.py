@@ -41,6 +41,7 @@ from typing import Any
 
 from absl import logging
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -100,7 +101,7 @@ def load_trained(path: str, step: int | None = None) -> TrainedModel:
     metadata = export.read_metadata(path)
     if step is None or step == metadata["step"]:
       exported = export.load(path)
-      state = steps.TrainState(step=np.int32(metadata["step"]),
+      state = steps.TrainState(step=jnp.int32(metadata["step"]),
                                params=exported.variables["params"],
                                batch_stats=exported.variables.get("batch_stats"),
                                opt_state=None)
@@ -113,7 +114,7 @@ def load_trained(path: str, step: int | None = None) -> TrainedModel:
         f"{path} has no exported model{' at step %d' % step if export.has_export(path) else ''}"
         f" and no checkpoint at step {step} ({_steps_text(path)}): nothing to evaluate.")
   restored = checkpoints.load_checkpoint(path, step)["state"]
-  state = steps.TrainState(step=np.int32(step), params=restored["params"],
+  state = steps.TrainState(step=jnp.int32(step), params=restored["params"],
                            batch_stats=restored.get("batch_stats"), opt_state=None)
   model = models.from_config(_config(record.config), record.dataset["num_classes"])
   epoch = next((r["epoch"] for r in record.rows if r["step"] == step), None)

@@ -825,10 +825,10 @@ def plot_rectifiers(path: str) -> None:
   ax.set_title("RReLU (a random in training)", fontsize=10)
   ax = axes[4]
   import jax  # pylint: disable=g-import-not-at-top
-  for y, label, style in ((jax.nn.elu(xj), "ELU", "-"),
-                          (jax.nn.gelu(xj, approximate=False), "GELU", "--"),
-                          (jax.nn.silu(xj), "SiLU", ":")):
-    ax.plot(x, np.asarray(y), style, label=label)
+  for smooth, label, style in ((jax.nn.elu(xj), "ELU", "-"),
+                               (jax.nn.gelu(xj, approximate=False), "GELU", "--"),
+                               (jax.nn.silu(xj), "SiLU", ":")):
+    ax.plot(x, np.asarray(smooth), style, label=label)
   ax.set_title("After the paper (smooth)", fontsize=10)
   for ax in axes:
     ax.axhline(0, color="k", linewidth=0.5)

@@ -136,7 +136,8 @@ def plan(config: ml_collections.ConfigDict, workdir: str, settings: Sequence[str
   for setting in settings:
     rectifiers_linen.rectifier_factory(setting)  # a clear error for a typo, before any run.
   defaults = records.config_record(default_config.get_config())
-  to_run, finished = [], []
+  to_run: list[Run] = []
+  finished: list[Run] = []
   for seed in seeds:
     for setting in settings:
       run = Run(setting, seed, run_dir(workdir, setting, seed))
@@ -413,7 +414,8 @@ def _run_subprocesses(config: ml_collections.ConfigDict, runs: list[Run], parall
   On a stop signal, starts no more, forwards SIGTERM to the running ones once, waits for
   them and raises SweepStopped."""
   placement = _Placement.of_this_machine(parallel, devices_per_run)
-  pending, active, failures = list(runs), {}, []
+  pending, failures = list(runs), []
+  active: dict[int, _Active] = {}
   with signals.StopRequest() as stop:
     forwarded = None  # how many trainings the stop signal was forwarded to.
     try:

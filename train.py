@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from absl import logging
@@ -47,7 +48,7 @@ from training import (builder, checkpoints, disk_space, divergence, evaluation, 
 STEPS_IN_FLIGHT = 2
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Mapping[str, Any]:
   """Trains and evaluates `config` in `workdir`, resuming from its newest usable checkpoint
   (with none yet and config.init_from set: starting from that other run's checkpoint).
 
@@ -93,7 +94,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           "epoch": step / s.steps_per_epoch, "wall_time": clock.elapsed()}, config=record)
 
     line = progress.ProgressLine(s.total_steps, s.steps_per_epoch, step, run.writer)
-    in_flight = collections.deque()
+    in_flight: collections.deque[Any] = collections.deque()
     with signals.StopRequest() as stop:
       while step < s.total_steps:
         state, metrics = s.parts.train_step(
@@ -132,10 +133,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 def _evaluation_row(s: builder.Setup, state: Any, epoch: int, step: int,
                     train_sums: dict[str, Any], clock: progress.RunClock) -> records.Row:
   images_per_sec, start = clock.images_per_sec(), clock.elapsed()
-  row = records.Row(
+  row = records.row(
       epoch=epoch, step=step, train_error=float(train_sums["errors"] / train_sums["count"]),
       train_loss=float(train_sums["loss"] / train_sums["count"]),
-      **s.evaluate(state, histograms=evaluation.wants_histograms(s.config, epoch)),
+      evaluation=s.evaluate(state, histograms=evaluation.wants_histograms(s.config, epoch)),
       learning_rate=float(s.parts.schedule(step - 1)), images_per_sec=images_per_sec,
       wall_time=clock.elapsed())
   clock.new_window()

@@ -24,7 +24,6 @@ import collections
 import importlib.util
 import json
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -75,7 +74,7 @@ def measure(config, steps: int, repeats: int) -> dict[str, Any]:
     jax.block_until_ready((state, metrics))
     step.append(time.perf_counter() - start)
 
-    start, in_flight = time.perf_counter(), collections.deque()
+    start, in_flight = time.perf_counter(), collections.deque[Any]()
     for _ in range(steps):
       state, metrics = s.parts.train_step(state, input_pipeline.to_device(next(data), s.data_sharding),
                                     key, s.mean_image)
@@ -128,4 +127,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  main()

@@ -85,7 +85,7 @@ def run(shape: Sequence[int], dtypes: Sequence[str], repeats: int, warmup: int,
       calls[(name, "fwd+bwd")] = lambda fwd_bwd=fwd_bwd, params=params: fwd_bwd(x, params, g)
     medians = timing.round_robin(calls, repeats, warmup)
     for name in rows:
-      row = {"dtype": dtype_name, "rectifier": name}
+      row: dict[str, Any] = {"dtype": dtype_name, "rectifier": name}
       for pass_ in ("fwd", "fwd+bwd"):
         seconds = medians[(name, pass_)]
         row[f"{pass_}_ms"] = 1e3 * seconds

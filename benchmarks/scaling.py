@@ -221,7 +221,8 @@ def collective_seconds(planes: Sequence[Any]) -> tuple[float, int, str]:
     if not lines:
       lines = [l for p in device_planes for l in p.lines]
       where = "the device planes' kernel lines (NCCL kernels)"
-      is_collective = lambda name: _COLLECTIVE_EVENT.match(name) or _NCCL_KERNEL.search(name)
+      is_collective = lambda name: (  # type: ignore[assignment]
+          _COLLECTIVE_EVENT.match(name) or _NCCL_KERNEL.search(name))  # a match or a search
   else:
     lines = [l for p in planes if p.name.startswith("/host:") for l in p.lines]
     where = "the host threads' XLA:CPU thunk events"
@@ -234,7 +235,7 @@ def collective_seconds(planes: Sequence[Any]) -> tuple[float, int, str]:
   return busy, count, where
 
 
-def collective_share(run_steps: Callable[[int], None], steps: int, local_devices: int,
+def collective_share(run_steps: Callable[[int], Any], steps: int, local_devices: int,
                      hlo_collectives: int, trace: bool = True) -> tuple[float | None, str]:
   """(share, how it was obtained or why it is unknown) for `steps` steps under the profiler.
 
@@ -301,7 +302,8 @@ def measure(config: ml_collections.ConfigDict, devices: Sequence[jax.Device],
   image_shape, classes = data_shape(config, num_classes)
   mesh = builder.mesh_over(devices)  # exactly these devices: the experiment's point
   local_devices = sum(d.process_index == jax.process_index() for d in devices)
-  points, measured = [], {}
+  points: list[dict[str, Any]] = []
+  measured: dict[int, dict[str, Any]] = {}
   for mode, global_batch in specs:
     if global_batch in measured:  # The same program (weak and strong at N0): measured once.
       points.append({**measured[global_batch], "mode": mode})
@@ -427,12 +429,12 @@ def _run_workers(args: argparse.Namespace, devices: int) -> dict[str, Any]:
       texts.append((out.read(), err.read()))
       out.close()
       err.close()
-  for i, (p, (_, err)) in enumerate(zip(procs, texts)):
+  for i, (p, (_, err_text)) in enumerate(zip(procs, texts)):
     if p.returncode != 0:
       why = (f"timed out after --timeout={args.timeout} s" if timed_out
              else f"exited with status {p.returncode}")
       raise RuntimeError(f"The worker for {devices} devices (process {i} of {args.processes}) "
-                         f"{why}; its stderr ends with:\n{err[-3000:]}")
+                         f"{why}; its stderr ends with:\n{err_text[-3000:]}")
   lines = [l for l in texts[0][0].splitlines() if l.startswith("{")]
   if not lines:
     raise RuntimeError(f"The worker for {devices} devices printed no result:\n"

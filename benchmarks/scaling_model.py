@@ -190,6 +190,7 @@ def scaling_rows(mode: str, devices: Sequence[int], batch: int, compute: Compute
   """One row per device count. weak: `batch` per device; strong: `batch` in all (rows whose
   per-device batch would fall below 1 are left out)."""
   rows = []
+  b: float
   for n in devices:
     if mode == "weak":
       b, global_batch = batch, batch * n

@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Hashable
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any, TypeVar
 
 import jax
 
+K = TypeVar("K", bound=Hashable)
 
-def round_robin(calls: dict[Hashable, Callable[[], Any]], repeats: int,
-                warmup: int) -> dict[Hashable, float]:
+
+def round_robin(calls: Mapping[K, Callable[[], Any]], repeats: int,
+                warmup: int) -> dict[K, float]:
   """{name: median seconds per call}; each call's result is waited for (JAX's async
   dispatch), whatever it returns (JAX arrays, PyTorch tensors, pytrees)."""
   for _ in range(warmup):
     for call in calls.values():
       jax.block_until_ready(call())
-  times: dict[Hashable, list[float]] = {name: [] for name in calls}
+  times: dict[K, list[float]] = {name: [] for name in calls}
   for _ in range(repeats):
     for name, call in calls.items():
       start = time.perf_counter()

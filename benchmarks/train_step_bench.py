@@ -34,7 +34,7 @@ import argparse
 import dataclasses
 import importlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -194,7 +194,8 @@ def run(model_name: str, rectifiers: Sequence[str], batch_sizes: Sequence[int], 
         torch_rectifiers: Sequence[str] = (),
         conv_grads: Sequence[str] = ("xla",)) -> dict[str, Any]:
   build = BUILDERS[step_kind]
-  rows, calls = [], {}
+  rows: list[dict[str, Any]] = []
+  calls: dict[tuple[str, int], Callable[[], Any]] = {}
   for batch, conv_grad, rectifier in (
       (b, c, r) for b in batch_sizes for c in conv_grads for r in rectifiers):
     step, state, args = build(model_name, rectifier, batch, width, dtype, num_classes,

@@ -32,8 +32,9 @@ def augment_config(config: Mapping[str, Any]) -> augment.AugmentConfig:
   one (config.json, an export's model.json): lists back to tuples."""
   group = config["augment"]
   group = group.to_dict() if hasattr(group, "to_dict") else dict(group)
-  return augment.AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in group.items()})
+  values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                            for k, v in group.items()}
+  return augment.AugmentConfig(**values)
 
 
 def _has_default_type(value: Any, default: Any) -> bool:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -105,7 +106,7 @@ class AugmentConfig:
       bad("canvas", self.canvas, f"a max side >= crop_size={self.crop_size}")
 
 
-def output_shape(image_shape: tuple[int, int, int],
+def output_shape(image_shape: Sequence[int],
                  config: AugmentConfig) -> tuple[int, int, int]:
   """(H, W, C) of `preprocess`'s output for inputs of `image_shape`."""
   h, w, c = image_shape
@@ -117,11 +118,11 @@ def output_shape(image_shape: tuple[int, int, int],
   return (h, w, c)
 
 
-def _crop(x: jax.Array, top: jax.Array, left: jax.Array, size: tuple[int, int]):
+def _crop(x: jax.Array, top: jax.Array, left: jax.Array, size: Sequence[int]) -> jax.Array:
   return jax.lax.dynamic_slice(x, (top, left, 0), (*size, x.shape[-1]))
 
 
-def _random_crop(x: jax.Array, key: jax.Array, size: tuple[int, int]) -> jax.Array:
+def _random_crop(x: jax.Array, key: jax.Array, size: Sequence[int]) -> jax.Array:
   """A uniformly placed `size` window of x (H, W, C)."""
   k_top, k_left = jax.random.split(key)
   top = jax.random.randint(k_top, (), 0, x.shape[0] - size[0] + 1)

@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping
 
 from absl import flags
 import grain
 import jax
 import numpy as np
+
+from input_pipeline.sources import Source
 
 
 def _check_shard(shard_index: int, shard_count: int) -> None:
@@ -31,7 +33,7 @@ def _read_options() -> grain.ReadOptions:
                            prefetch_buffer_size=256)
 
 
-def _format(example: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def _format(example: Mapping[str, Any]) -> dict[str, Any]:
   return {"image": np.asarray(example["image"], np.uint8),
           "label": np.int32(example["label"])}
 
@@ -49,7 +51,7 @@ def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
   return num_examples // global_batch_size
 
 
-def train_iterator(source: Sequence[Any], *, batch_size: int, seed: int,
+def train_iterator(source: Source, *, batch_size: int, seed: int,
                    shard_index: int = 0, shard_count: int = 1,
                    worker_count: int = 0) -> grain.DatasetIterator:
   """An infinite, checkpointable iterator of training batches for this process.
@@ -113,21 +115,21 @@ def train_iterator(source: Sequence[Any], *, batch_size: int, seed: int,
 class _PaddedShard:
   """Examples at `indices` of `source`; index -1 is a padding example with mask False."""
 
-  source: Sequence[Any]
+  source: Source
   indices: np.ndarray
   image: np.ndarray  # A zero image of the right shape, for padding.
 
   def __len__(self) -> int:
     return len(self.indices)
 
-  def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+  def __getitem__(self, i: int) -> dict[str, Any]:
     index = int(self.indices[i])
     if index < 0:
       return {"image": self.image, "label": np.int32(0), "mask": np.bool_(False)}
     return {**_format(self.source[index]), "mask": np.bool_(True)}
 
 
-def eval_batches(source: Sequence[Any], *, batch_size: int, shard_index: int = 0,
+def eval_batches(source: Source, *, batch_size: int, shard_index: int = 0,
                  shard_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """Evaluation batches that visit every example exactly once across all shards.
 

@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 import re
 import tempfile
-from typing import Callable, IO
+from typing import Any, Callable, IO
 
 from absl import logging
 import numpy as np
@@ -156,10 +156,10 @@ def decode_image(path: Path, image_size: int | None, grayscale: bool,
       raise TooLargeError(f"{image.size[0]}x{image.size[1]} = {pixels:,} pixels")
     if (wide := wide_samples(image)) is not None:
       raise NotEightBitError(wide)
-    image = image.convert("L" if grayscale else "RGB")
-    if image_size is not None and image.size != (image_size, image_size):
-      image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
-    array = np.asarray(image, np.uint8)
+    converted = image.convert("L" if grayscale else "RGB")
+    if image_size is not None and converted.size != (image_size, image_size):
+      converted = converted.resize((image_size, image_size), Image.Resampling.BILINEAR)
+    array = np.asarray(converted, np.uint8)
   return array[..., None] if grayscale else array
 
 
@@ -183,9 +183,9 @@ def _decode_all(paths: list[Path], image_size: int | None, grayscale: bool, max_
   # Pillow releases the GIL while decoding and resizing, so threads scale.
   with concurrent.futures.ThreadPoolExecutor(min(32, (os.cpu_count() or 1) + 4)) as pool:
     results = list(pool.map(decode, paths, chunksize=64))
-  found = [{str(p): r[k] for p, r in zip(paths, results) if r[k] is not None}
-           for k in (1, 2, 3)]
-  return [r[0] for r in results], *found
+  errors, wide, large = ({str(p): r[k] for p, r in zip(paths, results) if r[k] is not None}
+                         for k in (1, 2, 3))
+  return [r[0] for r in results], errors, wide, large
 
 
 def _cache_key(root: Path, class_dirs: list[Path], files: list[Path],
@@ -224,7 +224,7 @@ def _decode_folder(root: Path, splits: dict[str, dict[str, list[Path]]],
     if all_wide or all_large:
       continue  # refused below, with the files of every split.
     ok = [i for i, a in enumerate(images) if a is not None]
-    shapes = {}
+    shapes: dict[tuple[int, ...], Path] = {}
     for i in ok:
       shapes.setdefault(images[i].shape, paths[i])
     if len(shapes) > 1:
@@ -304,10 +304,11 @@ def load_folder(root: Path, *, image_size: int | None, grayscale: bool,
   class_dirs = [root / split / c for split, by_class in splits.items() for c in by_class]
   key = _cache_key(root, class_dirs, files, image_size, grayscale)
   cache_path = Path(cache_dir) / f"folder-{root.resolve().name}-{key}.npz"
-  arrays = _read_cache(cache_path, root) if cache_path.exists() else None
+  arrays: dict[str, Any] | None = _read_cache(cache_path, root) if cache_path.exists() else None
   if arrays is None:
     arrays = _decode_folder(root, splits, class_names, image_size, grayscale, max_pixels)
-    atomic_save(cache_path, lambda f: np.savez(f, **arrays))
+    decoded: dict[str, Any] = arrays
+    atomic_save(cache_path, lambda f: np.savez(f, **decoded))
     logging.info("Cached decoded images of %s at %s.", root, cache_path)
 
   errors = json.loads(str(arrays["errors"]))

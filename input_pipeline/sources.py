@@ -332,10 +332,10 @@ def _load_folder(path: Path, *, image_size: int | None, grayscale: bool, holdout
     logging.warning("%s has no test/ folder and holdout=0: the test split is empty.", path)
     test = ArraySource(np.zeros((0,) + train.images.shape[1:], np.uint8),
                        np.zeros((0,), np.int32))
-  train, recorded = subset.apply(train)
-  return Dataset(train=train, test=test, num_classes=len(decoded.class_names),
+  chosen, recorded = subset.apply(train)
+  return Dataset(train=chosen, test=test, num_classes=len(decoded.class_names),
                  class_names=decoded.class_names,
-                 image_shape=tuple(train.images.shape[1:]), mean_image=mean_image(train),
+                 image_shape=tuple(train.images.shape[1:]), mean_image=mean_image(chosen),
                  skipped_files=decoded.skipped_files, **recorded)
 
 
@@ -377,7 +377,7 @@ def _load_tfds(name: str, *, data_dir: str | None, train_split: str, test_split:
   if grayscale and shape[-1] != 1:
     raise ValueError(f"grayscale=True but TFDS dataset {name!r} has {shape[-1]} "
                      "channels; TFDS images keep their native channels.")
-  train = _TfdsSource(raw_train, image_key, label_key)
+  train: Source = _TfdsSource(raw_train, image_key, label_key)
   test = _TfdsSource(raw_test, image_key, label_key)
   key = json.dumps([name, str(info.version), train_split, len(train),
                     str(info.data_dir)]).encode()

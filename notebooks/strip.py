@@ -58,7 +58,7 @@ def strip(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         {k: cell.metadata[k] for k in KEPT_CELL_METADATA if cell.metadata.get(k)})
     cell.id = _cell_id(cell, seen)
     if cell.cell_type == "code":
-      outputs = []
+      outputs: list[Any] = []
       for output in cell.outputs:
         if output.output_type == "execute_result":
           output.metadata = nbformat.from_dict({})

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -170,11 +171,12 @@ def _spec_error(spec: str, why: str, names: Iterable[str]) -> ValueError:
       f"with keyword arguments such as \"rrelu(lower=3, upper=8, sample=slope)\".")
 
 
-def _parse_keywords(spec: str, text: str, names: Iterable[str]) -> dict[str, object]:
+def _parse_keywords(spec: str, text: str, names: Iterable[str]) -> dict[str, Any]:
   try:
     call = ast.parse(f"f({text})", mode="eval").body
   except SyntaxError as e:
     raise _spec_error(spec, f"cannot parse the arguments ({e.msg})", names) from None
+  assert isinstance(call, ast.Call)  # "f(...)" parses to a call or not at all
   if call.args:
     raise _spec_error(spec, "arguments must be keywords, e.g. a=20", names)
   kwargs = {}
@@ -240,8 +242,8 @@ def rectifier_factory(spec: str | RectifierFactory) -> RectifierFactory:
   return create(name, **kwargs)
 
 
-def check_options(name: str, options: Mapping[str, object],
-                  defaults: Mapping[str, object]) -> None:
+def check_options(name: str, options: Mapping[str, Any],
+                  defaults: Mapping[str, Any]) -> None:
   """Raises for an option of rectifier `name` that is not in `defaults` (TypeError naming the
   valid ones) or a value the rectifier would reject (ValueError): the checks `create` makes
   before any model is traced, shared with `rectifiers.nnx.create`."""

@@ -4,6 +4,7 @@ from the last good checkpoint under a changed config, `config.init_from`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -48,7 +49,7 @@ def check_training_sums(sums: dict[str, Any], steps_per_epoch: int,
                    saved)
 
 
-def check_row(row: records.Row, saved: checkpoints.Checkpoints) -> None:
+def check_row(row: Mapping[str, Any], saved: checkpoints.Checkpoints) -> None:
   """Refuses an evaluation whose numbers are not finite (diverged weights can keep the
   training loss finite): it is neither recorded nor checkpointed."""
   if bad := run_directory.non_finite_keys(row):

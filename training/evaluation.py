@@ -59,7 +59,7 @@ def layer_statistics(sums: Mapping[str, Any], layers: Sequence[str]) -> dict[str
 def rrelu_expected_slope(spec: str) -> float | None:
   """E[slope] of RReLU's training noise for a rectifier spec; None if it is not RReLU."""
   factory = rectifiers_linen.rectifier_factory(spec)
-  if getattr(factory, "func", None) is not rectifiers_linen.RReLU:
+  if not (isinstance(factory, functools.partial) and factory.func is rectifiers_linen.RReLU):
     return None
   options = {**rectifiers_linen.default_options("rrelu"), **factory.keywords}
   return rectifiers.rrelu_test_slope(options["lower"], options["upper"], options["sample"],

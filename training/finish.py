@@ -5,6 +5,7 @@ promises is on disk; and what a run with a summary lacks (`incomplete_artefacts`
 from __future__ import annotations
 
 import os
+from typing import cast
 
 import jax
 
@@ -22,7 +23,7 @@ def finish(run: run_directory.RunDirectory, s: builder.Setup,
   config, record = s.config, run.read()
   rows = record.rows
   summary = records.Summary(
-      **rows[-1], best_test_error=records.best_test_error(rows), num_params=s.num_params,
+      **cast(records.Row, rows[-1]), best_test_error=records.best_test_error(rows), num_params=s.num_params,
       model=config.model, rectifier=config.rectifier, dataset=config.dataset, seed=config.seed,
       devices=s.num_devices, backend=jax.default_backend(), processes=jax.process_count())
   if slopes := statistics.prelu_slopes(jax.device_get(state.params)):

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from absl import logging
+from absl.logging import converter
 import jax
 
 from training import compilation_cache, devices, disk_space, supervisor
@@ -29,7 +30,7 @@ def _project_info_or_warnings(record: Any) -> bool:
   ours = record.pathname.startswith(_REPOSITORY) and "site-packages" not in record.pathname
   if not ours and disk_space.mentions_full_disk(record.getMessage()):
     return False  # the entry point says it once (disk_space.exit_if_full)
-  return record.levelno >= logging.converter.STANDARD_WARNING or ours
+  return record.levelno >= converter.STANDARD_WARNING or ours
 
 
 def quiet_library_info_logs() -> None:

@@ -24,7 +24,7 @@ import functools
 import importlib.metadata
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 # The libraries whose versions can change what a run computes or how it is stored.
@@ -82,7 +82,7 @@ def describe(version: Mapping[str, Any]) -> str:
   return text + "".join(f", {k} {v}" for k, v in sorted(versions.items()))
 
 
-def with_version(history: list[Mapping[str, Any]], step: int,
+def with_version(history: Sequence[Mapping[str, Any]], step: int,
                  version: Mapping[str, Any]) -> list[dict[str, Any]]:
   """The run's (from_step, version) history once it continues from `step` under `version`:
   entries that began after `step` trained nothing the run keeps and are dropped; a new

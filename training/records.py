@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, NotRequired, TypedDict
+from typing import Any, Final, NotRequired, TypedDict, cast
 
 import ml_collections
 
@@ -23,21 +23,30 @@ import models
 
 # --- metrics.jsonl ----------------------------------------------------------------------------
 
-EPOCH, STEP = "epoch", "step"
+EPOCH: Final = "epoch"
+STEP: Final = "step"
 # Training mode (dropout and RReLU's random slopes on): the epoch's running averages.
-TRAIN_ERROR, TRAIN_LOSS = "train_error", "train_loss"
+TRAIN_ERROR: Final = "train_error"
+TRAIN_LOSS: Final = "train_loss"
 # The splits evaluated in test mode: a row has `<split>_error`, `<split>_loss` (Kaggle's
 # log-loss) and `<split>_examples` for each (`split_columns`).
-TEST, TRAIN_EVAL = "test", "train_eval"
-TEST_ERROR, TEST_LOSS, TEST_EXAMPLES = "test_error", "test_loss", "test_examples"
-TRAIN_EVAL_ERROR, TRAIN_EVAL_LOSS, TRAIN_EVAL_EXAMPLES = (
-    "train_eval_error", "train_eval_loss", "train_eval_examples")
+TEST: Final = "test"
+TRAIN_EVAL: Final = "train_eval"
+TEST_ERROR: Final = "test_error"
+TEST_LOSS: Final = "test_loss"
+TEST_EXAMPLES: Final = "test_examples"
+TRAIN_EVAL_ERROR: Final = "train_eval_error"
+TRAIN_EVAL_LOSS: Final = "train_eval_loss"
+TRAIN_EVAL_EXAMPLES: Final = "train_eval_examples"
 # rectifiers/statistics.py's, with config.activation_statistics: `{TEST: {layer: ...},
 # TRAIN_EVAL: ..., PRELU_SLOPES: ..., RRELU_TRAINING_SLOPE: ..., HISTOGRAMS: ...}`.
-ACTIVATIONS = "activations"
-PRELU_SLOPES, RRELU_TRAINING_SLOPE, HISTOGRAMS = (
-    "prelu_slopes", "rrelu_training_slope", "histograms")
-LEARNING_RATE, IMAGES_PER_SEC, WALL_TIME = "learning_rate", "images_per_sec", "wall_time"
+ACTIVATIONS: Final = "activations"
+PRELU_SLOPES: Final = "prelu_slopes"
+RRELU_TRAINING_SLOPE: Final = "rrelu_training_slope"
+HISTOGRAMS: Final = "histograms"
+LEARNING_RATE: Final = "learning_rate"
+IMAGES_PER_SEC: Final = "images_per_sec"
+WALL_TIME: Final = "wall_time"
 
 
 class Row(TypedDict):
@@ -64,10 +73,20 @@ def split_columns(split: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
   return {f"{split}_{key}": metrics[key] for key in ("error", "loss", "examples")}
 
 
+def row(*, epoch: int, step: int, train_error: float, train_loss: float,
+        evaluation: Mapping[str, Any], learning_rate: float, images_per_sec: float,
+        wall_time: float) -> Row:
+  """A metrics row: the epoch's training-mode averages, an evaluation's test_* and
+  train_eval_* columns (and activation record), the learning rate and the clock."""
+  return cast(Row, {EPOCH: epoch, STEP: step, TRAIN_ERROR: train_error,
+                    TRAIN_LOSS: train_loss, **evaluation, LEARNING_RATE: learning_rate,
+                    IMAGES_PER_SEC: images_per_sec, WALL_TIME: wall_time})
+
+
 # --- summary.json -----------------------------------------------------------------------------
 
-BEST_TEST_ERROR = "best_test_error"
-PRELU_SLOPE_VECTORS = "prelu_slope_vectors"
+BEST_TEST_ERROR: Final = "best_test_error"
+PRELU_SLOPE_VECTORS: Final = "prelu_slope_vectors"
 
 
 class Summary(Row):

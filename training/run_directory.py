@@ -377,7 +377,7 @@ class DirectoryLock:
 
   def __init__(self, directory: str, what: str = "run", shared: bool = False):
     self.directory, self.what, self.shared = directory, what, shared
-    self._file = None
+    self._file: Any = None  # the open lock file while held
 
   def __enter__(self) -> DirectoryLock:
     path = os.path.join(self.directory, LOCK)
@@ -521,7 +521,7 @@ class RunDirectory:
 
   def record_code_version(self, step: int, version: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Rule 5: training goes on from `step` under `version`; returns the history."""
-    history = provenance.with_version(self.read().code_versions, step, version)
+    history = provenance.with_version(list(self.read().code_versions), step, version)
     if self.writer:
       write_json(self.file(PROVENANCE), {"code_versions": history})
     return history

@@ -8,6 +8,7 @@ by fold_in (big_vision's habit), so a step's noise depends on the seed and the s
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -76,10 +77,10 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
 
   grads, (loss, logits, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
   param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  new_state = state.replace(step=state.step + 1,
-                            params=optax.apply_updates(state.params, param_updates),
-                            batch_stats=updates["batch_stats"] if has_bn else None,
-                            opt_state=opt_state)
+  new_state = dataclasses.replace(state, step=state.step + 1,
+                                  params=optax.apply_updates(state.params, param_updates),
+                                  batch_stats=updates["batch_stats"] if has_bn else None,
+                                  opt_state=opt_state)
   metrics = {"loss": loss.sum(), "errors": jnp.sum(jnp.argmax(logits, -1) != labels),
              "count": jnp.float32(labels.shape[0]),
              # The first step whose loss is not finite (or a huge sentinel), for the guard.
@@ -115,9 +116,9 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array], mean_image: jax.Ar
   else:
     logits = model.apply(model_variables(state), images, train=False)
   mask = batch["mask"].astype(jnp.float32)
-  out = {"loss": jnp.sum(kaggle_log_loss(logits, batch["label"]) * mask),
-         "errors": jnp.sum((jnp.argmax(logits, -1) != batch["label"]) * mask),
-         "count": jnp.sum(mask)}
+  out: dict[str, Any] = {"loss": jnp.sum(kaggle_log_loss(logits, batch["label"]) * mask),
+                         "errors": jnp.sum((jnp.argmax(logits, -1) != batch["label"]) * mask),
+                         "count": jnp.sum(mask)}
   if activation_statistics:
     out["activations"] = statistics.masked_sums(sown[statistics.COLLECTION], batch["mask"])
   return out
@@ -176,7 +177,7 @@ def add_metrics(total: dict[str, jax.Array], new: dict[str, jax.Array]) -> dict[
   return out
 
 
-def zero_metrics() -> dict[str, np.ndarray]:
+def zero_metrics() -> dict[str, np.generic]:
   """`add_metrics`'s sums before the epoch's first step."""
   return {"loss": np.float32(0), "errors": np.int32(0), "count": np.float32(0),
           "first_nonfinite_step": np.int32(np.iinfo(np.int32).max)}
