@@ -59,8 +59,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Mappi
   """
   validation.validate_config(config)
   record = records.config_record(config)
-  with run_directory.RunDirectory(workdir, writer=jax.process_index() == 0,
-                                  events=tensorboard.EventWriter) as run:
+  # From the start, not only around the loop: a SIGINT while the data load, the restore or
+  # a compile runs would otherwise land wherever Python is (in JAX's garbage-collection
+  # hook it is ignored, and the run trained on).
+  with signals.StopRequest() as stop, run_directory.RunDirectory(
+      workdir, writer=jax.process_index() == 0, events=tensorboard.EventWriter) as run:
     run.check_config(record, records.config_record(default_config.get_config()),
                      checkpoints.recorded_config(workdir))
     if (done := run.read()).finished and done.config["num_epochs"] == config.num_epochs:
@@ -93,39 +96,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Mappi
           "iterator": checkpoints.encode_iterator_state(data.get_state()),
           "epoch": step / s.steps_per_epoch, "wall_time": clock.elapsed()}, config=record)
 
+    if stopping := signals.agreed_stop(stop, step, every=1):  # before the first step
+      saved.close()
+      raise resume.stopped_before_training(stopping, step)
     line = progress.ProgressLine(s.total_steps, s.steps_per_epoch, step, run.writer)
     in_flight: collections.deque[Any] = collections.deque()
-    with signals.StopRequest() as stop:
-      while step < s.total_steps:
-        state, metrics = s.parts.train_step(
-            state, input_pipeline.to_device(next(data), s.data_sharding), rng, s.mean_image)
-        epoch_metrics, step = s.add_metrics(epoch_metrics, metrics), step + 1
-        in_flight.append(metrics)
-        if len(in_flight) > STEPS_IN_FLIGHT:
-          jax.block_until_ready(in_flight.popleft())
-        clock.count(config.batch_size)
-        if step % config.log_every_steps == 0:
-          divergence.check_training_sums(jax.device_get(epoch_metrics), s.steps_per_epoch, saved)
-          line.update(step, float(metrics["loss"] / metrics["count"]), clock.images_per_sec())
-        elif line.tty:
-          line.update(step, None, clock.images_per_sec())
-        if stopping := signals.agreed_stop(stop, step, config.log_every_steps):
-          line.clear()
-          divergence.check_training_sums(jax.device_get(epoch_metrics), s.steps_per_epoch, saved)
-          save(step)
-          raise resume.stopped(stopping, step, saved)
-        if step % s.steps_per_epoch:
-          continue
-        epoch, train_sums = step // s.steps_per_epoch, jax.device_get(epoch_metrics)
-        divergence.check_training_sums(train_sums, s.steps_per_epoch, saved)
-        if epoch % config.eval_every_epochs == 0 or step == s.total_steps:
-          line.clear()
-          row = _evaluation_row(s, state, epoch, step, train_sums, clock)
-          divergence.check_row(row, saved)
-          run.append_row(row)
-        epoch_metrics = s.zero_metrics()
-        if epoch % config.checkpoint_every_epochs == 0 or step == s.total_steps:
-          save(step)
+    while step < s.total_steps:
+      state, metrics = s.parts.train_step(
+          state, input_pipeline.to_device(next(data), s.data_sharding), rng, s.mean_image)
+      epoch_metrics, step = s.add_metrics(epoch_metrics, metrics), step + 1
+      in_flight.append(metrics)
+      if len(in_flight) > STEPS_IN_FLIGHT:
+        jax.block_until_ready(in_flight.popleft())
+      clock.count(config.batch_size)
+      if step % config.log_every_steps == 0:
+        divergence.check_training_sums(jax.device_get(epoch_metrics), s.steps_per_epoch, saved)
+        line.update(step, float(metrics["loss"] / metrics["count"]), clock.images_per_sec())
+      elif line.tty:
+        line.update(step, None, clock.images_per_sec())
+      if stopping := signals.agreed_stop(stop, step, config.log_every_steps):
+        line.clear()
+        divergence.check_training_sums(jax.device_get(epoch_metrics), s.steps_per_epoch, saved)
+        save(step)
+        raise resume.stopped(stopping, step, saved)
+      if step % s.steps_per_epoch:
+        continue
+      epoch, train_sums = step // s.steps_per_epoch, jax.device_get(epoch_metrics)
+      divergence.check_training_sums(train_sums, s.steps_per_epoch, saved)
+      if epoch % config.eval_every_epochs == 0 or step == s.total_steps:
+        line.clear()
+        row = _evaluation_row(s, state, epoch, step, train_sums, clock)
+        divergence.check_row(row, saved)
+        run.append_row(row)
+      epoch_metrics = s.zero_metrics()
+      if epoch % config.checkpoint_every_epochs == 0 or step == s.total_steps:
+        save(step)
     saved.close()
     return finish.finish(run, s, state)
 

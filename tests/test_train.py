@@ -533,3 +533,37 @@ def test_any_model_option_can_be_overridden_on_the_command_line(tmp_path):
   # It gets as far as looking for the data (not prepared here), past flag parsing.
   assert "is not prepared as ArrayRecord" in out.stderr, out.stderr[-2000:]
   assert "AttributeError" not in out.stderr
+
+
+# train.py's command line with Ctrl-C (SIGINT to itself) while the data loads.
+SIGINT_WHILE_LOADING = textwrap.dedent("""
+    import os, signal
+    from absl import app
+    import train
+    from training import builder, command_line
+    load = builder.load_data
+    def load_and_interrupt(config):
+      os.kill(os.getpid(), signal.SIGINT)
+      return load(config)
+    builder.load_data = load_and_interrupt
+    train._define_flags()
+    app.run(train.main, flags_parser=command_line.parse_flags)
+""")
+
+
+def test_ctrl_c_while_the_data_loads_exits_130_before_the_first_step_without_a_checkpoint(
+    tmp_path):
+  config_file = tmp_path / "config.py"  # train.py's --config: a file
+  config_file.write_text("import json, os, ml_collections\n"
+                         "def get_config():\n"
+                         "  return ml_collections.ConfigDict(json.loads(os.environ['CONFIG']))\n")
+  out = subprocess.run(
+      [sys.executable, "-c", SIGINT_WHILE_LOADING, f"--config={config_file}",
+       f"--workdir={tmp_path / 'run'}"], cwd=REPO, capture_output=True, text=True,
+      timeout=300, env={**os.environ, "PYTHONPATH": str(REPO),
+                        "CONFIG": tiny_config().to_json()})
+  assert out.returncode == 130, out.stderr[-3000:]
+  assert ("Stopped by SIGINT before training began: nothing was trained and no checkpoint "
+          "was written") in out.stderr
+  assert "Traceback" not in out.stderr
+  assert checkpoints.steps_on_disk(str(tmp_path / "run")) == []

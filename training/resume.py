@@ -106,3 +106,14 @@ def stopped(stopping: tuple[int, list[int]], step: int,
   return signals.Stopped(f"Stopped by {signal.Signals(signum).name}{who} at step {step}; saved "
                          f"a checkpoint in {saved.directory}. Rerun the same command to resume.",
                          signum)
+
+
+def stopped_before_training(stopping: tuple[int, list[int]], step: int) -> signals.Stopped:
+  """The error that ends a run stopped by a signal before its first step (while it loaded
+  the data, restored or compiled): nothing was trained, so no checkpoint is written."""
+  signum, asked = stopping
+  who = f" (received by process {asked})" if jax.process_count() > 1 else ""
+  return signals.Stopped(f"Stopped by {signal.Signals(signum).name}{who} before training "
+                         f"{'began' if step == 0 else f'went on from step {step}'}: nothing "
+                         "was trained and no checkpoint was written. Rerun the same command "
+                         "to train.", signum)
