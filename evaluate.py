@@ -97,6 +97,10 @@ def load_trained(path: str, step: int | None = None) -> TrainedModel:
     raise EvaluationError(
         f"{path} has not finished ({reached} of {record.config.get('num_epochs')}); pass "
         f"--step=N to evaluate one of its checkpoints ({_steps_text(path)}).")
+  if not export.has_export(path) and record.finished:
+    logging.warning("%s has no exported model (%s is missing): evaluating its checkpoint "
+                    "instead. Rerunning its training command writes the export again.",
+                    path, os.path.join(path, export.DIRECTORY, export.METADATA))
   if export.has_export(path):
     metadata = export.read_metadata(path)
     if step is None or step == metadata["step"]:

@@ -3,6 +3,7 @@ on any data, from its export alone, without touching its record."""
 
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -55,6 +56,16 @@ def test_the_export_alone_suffices(prelu_run, tmp_path):
   summary = json.loads((prelu_run / "summary.json").read_text())
   assert (result["error"], result["loss"]) == (summary["test_error"], summary["test_loss"])
   assert result["model_source"] == "export"
+
+
+def test_a_finished_run_without_its_export_says_it_evaluates_its_checkpoint(
+    prelu_run, tmp_path, caplog):
+  run = copy_run(prelu_run, tmp_path / "run")
+  os.remove(os.path.join(run, "model", "model.json"))
+  with caplog.at_level(logging.WARNING):
+    result = evaluate.evaluate_run(run, name="own")
+  assert result["model_source"] == "checkpoint"
+  assert "has no exported model" in caplog.text and "model.json is missing" in caplog.text
 
 
 def test_a_loaded_export_predicts_what_the_run_measured(prelu_run):
