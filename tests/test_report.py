@@ -7,6 +7,7 @@ import os
 import pytest
 
 import report
+from reporting import loading, paired, tables
 from training import run_directory
 
 
@@ -64,7 +65,7 @@ def cifar_sweep(tmp_path):
 
 
 def test_means_sds_and_paired_interval_match_a_hand_computation(cifar_sweep):
-  markdown = report.results_markdown(report.read_runs(str(cifar_sweep)), str(cifar_sweep))
+  markdown = tables.results_markdown(loading.read_runs(str(cifar_sweep)), str(cifar_sweep))
   # ReLU test: mean 32.00, sd sqrt(((-2)^2 + 0 + 2^2) / 2) = 2.00. Train: mean 7.00,
   # sd sqrt((4 + 1 + 9) / 2) = sqrt(7) = 2.6458. Paper Table 3: 0.32 and 12.45.
   assert table_row(markdown, "ReLU") == ["ReLU", "7.00 ± 2.65", "0.32", "32.00 ± 2.00", "12.45",
@@ -85,18 +86,18 @@ def test_means_sds_and_paired_interval_match_a_hand_computation(cifar_sweep):
 
 
 def test_paired_difference_uses_only_common_seeds_and_student_t():
-  d = report.paired_difference({0: 1.0, 1: 3.0, 2: 2.0, 7: 100.0}, {0: 0.0, 1: 1.0, 2: 1.0})
+  d = paired.paired_difference({0: 1.0, 1: 3.0, 2: 2.0, 7: 100.0}, {0: 0.0, 1: 1.0, 2: 1.0})
   assert d.n == 3 and d.mean == pytest.approx(4 / 3)
   sd = math.sqrt(((1 - 4 / 3) ** 2 + (2 - 4 / 3) ** 2 + (1 - 4 / 3) ** 2) / 2)
   assert d.half_width == pytest.approx(4.302653 * sd / math.sqrt(3), rel=1e-6)
-  one = report.paired_difference({0: 1.0}, {0: 0.5})
+  one = paired.paired_difference({0: 1.0}, {0: 0.5})
   assert one.n == 1 and one.mean == 0.5 and math.isnan(one.half_width)
 
 
 def test_unfinished_runs_are_listed_not_counted(cifar_sweep):
   fake_run(cifar_sweep, "prelu", 0, {"train_error": 0.0, "test_error": 0.0, "train_loss": 0.0,
                                      "test_loss": 0.0}, finished=False)
-  markdown = report.results_markdown(report.read_runs(str(cifar_sweep)), str(cifar_sweep))
+  markdown = tables.results_markdown(loading.read_runs(str(cifar_sweep)), str(cifar_sweep))
   assert "| PReLU |" not in markdown
   assert "prelu/seed0 (epoch 2 of 3; stopped, or still running)" in markdown
   assert "**Not counted: 1 stopped or still running**" in markdown
@@ -108,7 +109,7 @@ def test_failed_and_stopped_runs_are_told_apart(cifar_sweep):
                                           "train_loss": 0.0, "test_loss": 0.0}, finished=False)
   run_directory.record_failure(os.path.join(cifar_sweep, "prelu", "seed0"),
                                "FloatingPointError: Non-finite training loss at step 25")
-  markdown = report.results_markdown(report.read_runs(str(cifar_sweep)), str(cifar_sweep))
+  markdown = tables.results_markdown(loading.read_runs(str(cifar_sweep)), str(cifar_sweep))
   assert ("prelu/seed0 (**failed** at epoch 2 of 3: FloatingPointError: Non-finite training "
           "loss at step 25)") in markdown
   assert "prelu/seed1 (epoch 2 of 3; stopped, or still running)" in markdown
@@ -138,7 +139,7 @@ def test_finished_runs_of_different_lengths_are_refused_without_a_sweep_record(c
   shorter_prelu(cifar_sweep)
   with pytest.raises(ValueError, match=r"ended at different epochs \(epoch 2: prelu/seed0; "
                                        r"epoch 3: relu/seed0, .*--config.num_epochs=3"):
-    report.results_markdown(report.read_runs(str(cifar_sweep)), str(cifar_sweep))
+    tables.results_markdown(loading.read_runs(str(cifar_sweep)), str(cifar_sweep))
 
 
 def test_a_sweeps_runs_of_another_length_are_listed_not_counted(cifar_sweep):
@@ -185,7 +186,7 @@ def test_the_paper_table_follows_the_dataset(tmp_path, dataset, model, classes, 
       fake_run(tmp_path, setting, seed, {"train_error": 0.1, "test_error": 0.2 + 0.01 * seed,
                                          "train_loss": 0.8, "test_loss": 0.7 + 0.01 * seed},
                dataset=dataset, model=model, num_classes=classes)
-  markdown = report.results_markdown(report.read_runs(str(tmp_path)), str(tmp_path))
+  markdown = tables.results_markdown(loading.read_runs(str(tmp_path)), str(tmp_path))
   assert title in markdown
   assert ("†" in markdown) == dagger
   if model == "ndsb":  # log-losses, the paper's Table 5 beside them, the error after them.
@@ -205,7 +206,7 @@ def test_no_finished_runs_is_a_clear_error(tmp_path):
   fake_run(tmp_path, "relu", 0, {"train_error": 0.1, "test_error": 0.2, "train_loss": 0.1,
                                  "test_loss": 0.2}, finished=False)
   with pytest.raises(ValueError, match="No finished runs"):
-    report.results_markdown(report.read_runs(str(tmp_path)), str(tmp_path))
+    tables.results_markdown(loading.read_runs(str(tmp_path)), str(tmp_path))
 
 
 def test_test_mode_training_error_the_gap_and_the_leaky_pairs_are_reported(tmp_path):
@@ -223,7 +224,7 @@ def test_test_mode_training_error_the_gap_and_the_leaky_pairs_are_reported(tmp_p
         r.update(train_eval_error=train_eval, train_eval_loss=0.1, train_eval_examples=500)
       with open(path, "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
-  markdown = report.results_markdown(report.read_runs(str(tmp_path)), str(tmp_path))
+  markdown = tables.results_markdown(loading.read_runs(str(tmp_path)), str(tmp_path))
   cells = table_row(markdown, "RReLU (y = x / 5.5 at test)")
   assert cells[3] == "2.50 ± 0.71"   # train error, test mode
   assert cells[6] == "51.00 ± 1.41"  # gap: (0.50, 0.52)
@@ -241,7 +242,7 @@ def test_the_first_line_names_each_settings_seeds_when_they_differ(tmp_path):
     for seed in seeds:
       fake_run(tmp_path, setting, seed, {"train_error": 0.1, "test_error": 0.2,
                                          "train_loss": 0.3, "test_loss": 0.4})
-  markdown = report.results_markdown(report.read_runs(str(tmp_path)), str(tmp_path))
+  markdown = tables.results_markdown(loading.read_runs(str(tmp_path)), str(tmp_path))
   assert "5 finished runs: 2 settings × seeds ReLU [0, 1, 2]; ELU [0, 1]; " in markdown
 
 
@@ -269,3 +270,100 @@ def test_an_ndsb_report_gives_the_log_loss_gap_the_error_and_the_gap_over_epochs
   # The gap's paired difference: (0.10 - 0.30, 0.14 - 0.34) = (-0.20, -0.20).
   assert diff[4] == "-0.2000 [-0.2000, -0.2000]"
   assert os.path.getsize(paths["gap.png"]) > 0
+
+
+# --- Reports for any sweep: a baseline, every pair, few seeds, the paper's data only ------
+
+
+def _sweep(root, settings_values, **kwargs):
+  for setting, values in settings_values.items():
+    for seed, (train_error, test_error) in enumerate(values):
+      fake_run(root, setting, seed, {"train_error": train_error, "test_error": test_error,
+                                     "train_loss": 0.5, "test_loss": 1.0 + test_error}, **kwargs)
+
+
+def test_baseline_flag_makes_the_differences_relative_to_that_setting(cifar_sweep):
+  markdown = tables.results_markdown(loading.read_runs(str(cifar_sweep)), str(cifar_sweep),
+                                     baseline="rrelu")
+  assert "## Difference to RReLU (y = x / 5.5 at test)" in markdown
+  # ReLU minus RReLU: +2, +1, +3 pp, the negation of the ReLU-baseline differences.
+  relu = table_row(markdown, "ReLU", section=1)
+  assert relu[2] == "+2.00 [-0.48, +4.48]" and relu[3] == "+1.26"  # paper: 12.45 - 11.19
+
+
+def test_a_baseline_the_runs_do_not_have_is_refused_naming_the_settings(cifar_sweep):
+  with pytest.raises(ValueError, match=r"--baseline=prelu is not a setting.*relu, rrelu"):
+    tables.results_markdown(loading.read_runs(str(cifar_sweep)), str(cifar_sweep),
+                            baseline="prelu")
+
+
+def test_without_relu_or_a_baseline_every_pair_is_compared(tmp_path):
+  _sweep(tmp_path, {"elu": [(0.1, 0.30), (0.1, 0.31), (0.1, 0.32)],
+                    "gelu": [(0.1, 0.29), (0.1, 0.29), (0.1, 0.30)],
+                    "silu": [(0.1, 0.33), (0.1, 0.33), (0.1, 0.33)]})
+  markdown = tables.results_markdown(loading.read_runs(str(tmp_path)), str(tmp_path))
+  assert "## Every pair of settings" in markdown and "Difference to" not in markdown
+  # GELU minus ELU: -1, -2, -2 pp; mean -1.67.
+  assert table_row(markdown, "GELU − ELU", section=1)[2].startswith("-1.67 [")
+  for pair in ("SiLU − ELU", "SiLU − GELU"):
+    table_row(markdown, pair, section=1)
+
+
+@pytest.mark.parametrize("seeds,warned", [(2, True), (3, False)])
+def test_fewer_than_three_seeds_are_said_to_resolve_nothing(tmp_path, seeds, warned):
+  _sweep(tmp_path, {"relu": RELU[:seeds], "rrelu": RRELU[:seeds]})
+  markdown = tables.results_markdown(loading.read_runs(str(tmp_path)), str(tmp_path))
+  assert ("cannot resolve anything" in markdown) == warned
+  if warned:
+    assert "With 2 seeds per setting" in markdown
+
+
+def test_digits_get_no_paper_columns(tmp_path):
+  _sweep(tmp_path, {"relu": RELU, "rrelu": RRELU}, dataset="digits", model="nin")
+  markdown = tables.results_markdown(loading.read_runs(str(tmp_path)), str(tmp_path))
+  assert "Table 3" not in markdown and "paper" not in table_row(markdown, "Activation")
+  assert "did not use this data set" in markdown
+  assert table_row(markdown, "ReLU") == ["ReLU", "7.00 ± 2.65", "32.00 ± 2.00", "3"]
+
+
+def test_the_baseline_flag_reaches_the_command_line(cifar_sweep, tmp_path):
+  import subprocess, sys
+  out = tmp_path / "out"
+  proc = subprocess.run([sys.executable, "report.py", f"--workdir={cifar_sweep}",
+                         f"--out={out}", "--baseline=rrelu"], capture_output=True, text=True,
+                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert proc.returncode == 0, proc.stderr
+  assert "## Difference to RReLU" in (out / "results.md").read_text()
+
+
+def _with_activations(root, dead):
+  """Adds a test-split activation record of two layers to every row of every run."""
+  for metrics in root.glob("*/seed*/metrics.jsonl"):
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    for row in rows:
+      row["activations"] = {"test": {
+          layer: {"dead": dead, "negative": 0.4 + 0.01 * row["epoch"], "negative_output": 0.1}
+          for layer in ("conv1", "conv2")}}
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.mark.parametrize("dead", [0.0, 0.25])
+def test_activations_figure_says_no_dead_units_in_words_and_plots_what_varies(
+    cifar_sweep, monkeypatch, tmp_path, dead):
+  from reporting import plots
+  from training import figures
+  _with_activations(cifar_sweep, dead)
+  drawn = []
+  monkeypatch.setattr(figures, "save", lambda fig, path, **kw: drawn.append(fig))
+  runs = [r for r in loading.read_runs(str(cifar_sweep)) if r.finished]
+  assert plots.plot_activations(runs, str(tmp_path / "a.png"))
+  titles = {ax.get_title() for ax in drawn[0].axes}
+  assert ("No dead units" in drawn[0].get_suptitle()) == (dead == 0.0)
+  assert ("dead units (%), final, per layer" in titles) == (dead > 0.0)
+  # The negative-input panels (per layer at the end; over epochs) draw one line per setting.
+  titles = {ax.get_title(): ax for ax in drawn[0].axes}
+  per_layer = titles["negative inputs (%), final, per layer"]
+  over_time = titles["negative inputs (%), mean over layers"]
+  assert len(per_layer.lines) == len(over_time.lines) == 2
+  # ReLU's final negative share is 0.43 (epoch 3) in both layers: 43 % on the plot.
+  assert list(over_time.lines[0].get_ydata()) == pytest.approx([41.0, 42.0, 43.0])

@@ -35,7 +35,7 @@ from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
-from training import run_directory
+from training import provenance, run_directory
 
 DIGEST, CONFIG = "sha256.json", "config.json"
 
@@ -102,7 +102,7 @@ def _started_with_digests(workdir: str) -> bool:
   """Whether the run in `workdir` was started by code that writes digests: its code-version
   history (provenance.json, which came after the digests) begins at step 0."""
   history = run_directory.read_code_versions(workdir)
-  return bool(history) and history[0].get("from_step") == 0
+  return bool(history) and history[0].get(provenance.FROM_STEP) == 0
 
 
 class Checkpoints:

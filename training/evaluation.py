@@ -52,7 +52,7 @@ def in_order(by_layer: Mapping[str, Any], layers: Sequence[str]) -> dict[str, An
 
 def layer_statistics(sums: Mapping[str, Any], layers: Sequence[str]) -> dict[str, dict[str, float]]:
   """{layer: {dead, negative, negative_output}} as rows record them, in network order."""
-  return in_order({layer: {k: v[k] for k in ("dead", "negative", "negative_output")}
+  return in_order({layer: {k: v[k] for k in records.LAYER_STATISTICS}
                    for layer, v in statistics.summarize(sums).items()}, layers)
 
 
@@ -188,8 +188,9 @@ class Evaluator:
     histogram on the first batch of `test` (rectifiers/statistics.py)."""
     out = {}
     if slopes := statistics.prelu_slopes(jax.device_get(state.params)):
-      out[records.PRELU_SLOPES] = in_order({layer: {"mean": float(v.mean()), "min": float(v.min()),
-                                                    "max": float(v.max())}
+      out[records.PRELU_SLOPES] = in_order({layer: {records.SLOPE_MEAN: float(v.mean()),
+                                                    records.SLOPE_MIN: float(v.min()),
+                                                    records.SLOPE_MAX: float(v.max())}
                                             for layer, v in slopes.items()}, self.layers)
     if self.rrelu_expected_slope is not None and len(probe):
       rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(self.seed),
@@ -197,7 +198,7 @@ class Evaluator:
       sums = jax.device_get(self.jitted.slope_step(state, self._first_batch(probe),
                                                   self.mean_image, rng))
       out[records.RRELU_TRAINING_SLOPE] = in_order({
-          layer: {"realised": v["mean_slope"], "expected": self.rrelu_expected_slope}
+          layer: {records.REALISED: v["mean_slope"], records.EXPECTED: self.rrelu_expected_slope}
           for layer, v in statistics.summarize(widen(sums)).items()}, self.layers)
     if histograms and len(test):
       hist = jax.device_get(self.jitted.histogram_step(state, self._first_batch(test),

@@ -27,6 +27,10 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+# The keys of a version record (`code_version`) and of a history entry (`with_version`);
+# provenance.json's schema lives here, below training/records.py in the import order.
+COMMIT, DIRTY, VERSIONS, FROM_STEP = "commit", "dirty", "versions", "from_step"
+
 # The libraries whose versions can change what a run computes or how it is stored.
 LIBRARIES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,20 +69,20 @@ def _cached(repo: str) -> tuple[str, bool | None]:
 def code_version(repo: str = _REPO) -> dict[str, Any]:
   """The code version of the checkout at `repo` (default: this one) in this process."""
   commit, dirty = _cached(os.path.abspath(repo))
-  return {"commit": commit, "dirty": dirty, "versions": library_versions()}
+  return {COMMIT: commit, DIRTY: dirty, VERSIONS: library_versions()}
 
 
 def same_version(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-  return all(a.get(k) == b.get(k) for k in ("commit", "dirty", "versions"))
+  return all(a.get(k) == b.get(k) for k in (COMMIT, DIRTY, VERSIONS))
 
 
 def describe(version: Mapping[str, Any]) -> str:
   """One short line: 'commit 4f1c2ab (uncommitted changes), jax 0.10.2, flax 0.12.8, ...'."""
-  commit = version.get("commit", "unknown")
+  commit = version.get(COMMIT, "unknown")
   text = "commit unknown" if commit == "unknown" else f"commit {commit[:10]}"
-  if version.get("dirty"):
+  if version.get(DIRTY):
     text += " (uncommitted changes)"
-  versions = version.get("versions", {})
+  versions = version.get(VERSIONS, {})
   return text + "".join(f", {k} {v}" for k, v in sorted(versions.items()))
 
 
@@ -87,7 +91,7 @@ def with_version(history: Sequence[Mapping[str, Any]], step: int,
   """The run's (from_step, version) history once it continues from `step` under `version`:
   entries that began after `step` trained nothing the run keeps and are dropped; a new
   entry is added when the version differs from the last one kept."""
-  kept = [dict(h) for h in history if h["from_step"] <= step] if step else []
+  kept = [dict(h) for h in history if h[FROM_STEP] <= step] if step else []
   if not kept or not same_version(kept[-1], version):
-    kept.append({"from_step": step, **version})
+    kept.append({FROM_STEP: step, **version})
   return kept

@@ -5,6 +5,7 @@
     dataset.json    the `DatasetRecord`: the data the run trained and evaluated on
     config.json     the config record (`config_record`): every key of the config as JSON
     parent.json     the `ParentRecord` of a run started from another's checkpoint
+    evaluations/NAME.json  an `EvaluationRecord` (evaluate.py)
 
 train.py writes these through this module; report.py, training/figures.py and
 training/tensorboard.py read them through it (the notebooks and tests may spell the keys
@@ -44,6 +45,19 @@ ACTIVATIONS: Final = "activations"
 PRELU_SLOPES: Final = "prelu_slopes"
 RRELU_TRAINING_SLOPE: Final = "rrelu_training_slope"
 HISTOGRAMS: Final = "histograms"
+# Per rectified layer in ACTIVATIONS[split] (rectifiers/statistics.summarize): the share of
+# dead units, of negative inputs, and mean |negative output| / mean positive output.
+DEAD: Final = "dead"
+NEGATIVE: Final = "negative"
+NEGATIVE_OUTPUT: Final = "negative_output"
+LAYER_STATISTICS: Final = (DEAD, NEGATIVE, NEGATIVE_OUTPUT)
+# Per PReLU layer in ACTIVATIONS[PRELU_SLOPES]: its slopes' mean, min and max; per RReLU
+# layer in ACTIVATIONS[RRELU_TRAINING_SLOPE]: the realised and the expected training slope.
+SLOPE_MEAN: Final = "mean"
+SLOPE_MIN: Final = "min"
+SLOPE_MAX: Final = "max"
+REALISED: Final = "realised"
+EXPECTED: Final = "expected"
 LEARNING_RATE: Final = "learning_rate"
 IMAGES_PER_SEC: Final = "images_per_sec"
 WALL_TIME: Final = "wall_time"
@@ -67,10 +81,23 @@ class Row(TypedDict):
   wall_time: float
 
 
+# An evaluation's numbers on one split (training/evaluation.metrics_of), before a row
+# prefixes them with the split's name.
+ERROR: Final = "error"
+LOSS: Final = "loss"
+EXAMPLES: Final = "examples"
+
+
+class SplitMetrics(TypedDict):
+  error: float
+  loss: float     # Kaggle's clipped multi-class log-loss
+  examples: int
+
+
 def split_columns(split: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
   """A split's columns of a row, `{"test_error": ...}`, from its {"error", "loss",
   "examples"}."""
-  return {f"{split}_{key}": metrics[key] for key in ("error", "loss", "examples")}
+  return {f"{split}_{key}": metrics[key] for key in (ERROR, LOSS, EXAMPLES)}
 
 
 def row(*, epoch: int, step: int, train_error: float, train_loss: float,
@@ -87,6 +114,14 @@ def row(*, epoch: int, step: int, train_error: float, train_loss: float,
 
 BEST_TEST_ERROR: Final = "best_test_error"
 PRELU_SLOPE_VECTORS: Final = "prelu_slope_vectors"
+NUM_PARAMS: Final = "num_params"
+MODEL: Final = "model"
+RECTIFIER: Final = "rectifier"
+DATASET: Final = "dataset"    # the dataset spec (also config.json's and an evaluation's key)
+SEED: Final = "seed"
+DEVICES: Final = "devices"
+BACKEND: Final = "backend"
+PROCESSES: Final = "processes"
 
 
 class Summary(Row):
@@ -122,15 +157,35 @@ def log_loss_gap(row: Mapping[str, Any]) -> float:
 # --- parent.json ------------------------------------------------------------------------------
 
 
+# --- failure.json -----------------------------------------------------------------------------
+
+FAILURE_ERROR: Final = "error"  # the error's message, as the training reported it
+FAILURE_TIME: Final = "time"
+
+
+WORKDIR: Final = "workdir"
+CHANGED: Final = "changed"
+
+
 class ParentRecord(TypedDict):
   """Where a run started with config.init_from began: another run's checkpoint."""
-  workdir: str  # the parent run, as an absolute path
+  workdir: str  # the parent run, relative to this run (older records: absolute)
   step: int     # its checkpoint's step: this run's first step
   epoch: float
   changed: dict[str, list[Any]]  # each config key that differs: [the parent's, this run's]
 
 
-# --- dataset.json and config.json -------------------------------------------------------------
+# --- dataset.json -----------------------------------------------------------------------------
+
+
+SPEC: Final = "spec"
+CLASS_NAMES: Final = "class_names"
+NUM_CLASSES: Final = "num_classes"
+IMAGE_SHAPE: Final = "image_shape"
+TRAIN_EXAMPLES: Final = "train_examples"
+FULL_TRAIN_EXAMPLES: Final = "full_train_examples"
+SUBSET_SEED: Final = "subset_seed"
+SKIPPED_FILES: Final = "skipped_files"
 
 
 class DatasetRecord(TypedDict):
@@ -145,6 +200,35 @@ class DatasetRecord(TypedDict):
   subset_seed: int | None
   train_eval_examples: int
   skipped_files: list[str]  # unreadable images left out (config.skip_corrupt), in the folder
+
+
+# --- evaluations/NAME.json (evaluate.py) -----------------------------------------------------
+
+NAME: Final = "name"
+SPLIT: Final = "split"
+MODEL_SOURCE: Final = "model_source"  # "export" or "checkpoint"
+HOLDOUT: Final = "holdout"
+EVALUATED_BY: Final = "evaluated_by"
+EVALUATED: Final = "evaluated"        # when, ISO 8601 UTC
+
+
+class EvaluationRecord(SplitMetrics):
+  """A trained network scored on one dataset split with the run's own preprocessing."""
+  name: str
+  dataset: str            # the dataset spec
+  split: str
+  step: int
+  epoch: float
+  model_source: str
+  class_names: list[str]
+  image_shape: list[int]
+  holdout: int
+  activations: NotRequired[dict[str, Any]]
+  evaluated_by: dict[str, Any]  # training/provenance.code_version()
+  evaluated: str
+
+
+# --- config.json ------------------------------------------------------------------------------
 
 
 def config_record(config: ml_collections.ConfigDict) -> dict[str, Any]:
