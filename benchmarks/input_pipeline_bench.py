@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import importlib.util
 import json
 import statistics
 import time
@@ -32,16 +31,14 @@ import jax
 
 import input_pipeline
 import train
+from configs import config_file
 from training import builder, devices
 
 def _load_config(path: str):
-  name, _, arg = path.partition(":")
-  spec = importlib.util.spec_from_file_location("bench_config", name)
-  if spec is None or spec.loader is None:
-    raise SystemExit(f"--config={path}: no such config file.")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
+  try:
+    return config_file.load(path)
+  except config_file.ConfigFileError as e:
+    raise SystemExit(str(e)) from None
 
 
 def _rate(images: int, seconds: Sequence[float]) -> float:

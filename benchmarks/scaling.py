@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import glob
-import importlib.util
 import json
 import os
 import re
@@ -71,7 +70,7 @@ from jax.sharding import Mesh, NamedSharding
 import input_pipeline
 import models
 from benchmarks import timing
-from configs import validation
+from configs import config_file, validation
 from models import conv as conv_lib
 from training import builder, figures, steps
 from training.devices import FORCED_COUNT_FLAG, single_thread_xla_flags
@@ -108,16 +107,7 @@ def _environment() -> dict[str, Any]:
 
 def load_config(path: str, rectifier: str | None = None) -> ml_collections.ConfigDict:
   """`get_config(rectifier)` of a configs/*.py file (a path, or relative to the repository)."""
-  file = Path(path)
-  if not file.is_file() and (REPO / path).is_file():
-    file = REPO / path
-  if not file.is_file():
-    raise ValueError(f"--config {path!r} is not a file; give a configs/*.py file, e.g. "
-                     f"{MODEL_CONFIGS['nin']}.")
-  spec = importlib.util.spec_from_file_location(f"_scaling_config_{file.stem}", file)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(rectifier) if rectifier else module.get_config()
+  return config_file.load(f"{path}:{rectifier}" if rectifier else path)
 
 
 def data_shape(config: ml_collections.ConfigDict,

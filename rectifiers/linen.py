@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import difflib
 import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -165,8 +166,12 @@ _CALL_FORM = re.compile(r"(\w+)\((.*)\)", re.DOTALL)
 
 
 def _spec_error(spec: str, why: str, names: Iterable[str]) -> ValueError:
+  names = list(names)
+  close = difflib.get_close_matches(spec.strip().split("(")[0], names + list(PAPER_SETTINGS),
+                                    n=1)
+  hint = f" Did you mean {close[0]!r}?" if close else ""
   return ValueError(
-      f"Unknown rectifier {spec!r}: {why}. Valid names: {', '.join(names)}, the paper's "
+      f"Unknown rectifier {spec!r}: {why}.{hint} Valid names: {', '.join(names)}, the paper's "
       f"settings {', '.join(PAPER_SETTINGS)}, 'leaky_relu_<a>' for any divisor a, or a call "
       f"with keyword arguments such as \"rrelu(lower=3, upper=8, sample=slope)\".")
 
@@ -190,7 +195,9 @@ def _parse_keywords(spec: str, text: str, names: Iterable[str]) -> dict[str, Any
 def check_name(name: str, registry: Mapping[str, type] = RECTIFIERS) -> None:
   """Raises ValueError unless `name` is in `registry` (default: this module's `RECTIFIERS`)."""
   if name not in registry:
-    raise ValueError(f"Unknown rectifier {name!r}; valid names: {', '.join(registry)}.")
+    close = difflib.get_close_matches(name, list(registry), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"Unknown rectifier {name!r};{hint} valid names: {', '.join(registry)}.")
 
 
 def default_options(name: str) -> dict[str, object]:

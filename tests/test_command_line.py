@@ -45,3 +45,21 @@ def test_parse_flags_exits_2_with_one_line(capsys, monkeypatch):
   assert e.value.code == 2
   err = capsys.readouterr().err
   assert err.startswith("train.py: flag --workdir: must be set\n")
+
+
+def test_a_misspelled_config_file_is_one_line_naming_the_closest_files(capsys):
+  with pytest.raises(SystemExit) as e:
+    command_line.parse_flags(["train.py", "--config=configs/ndbs.py:relu", "--workdir=/x"])
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert err.splitlines()[0] == ("train.py: --config=configs/ndbs.py: no such file. Did you "
+                                 "mean configs/ndsb.py or configs/ndsb_cpu.py?")
+
+
+def test_a_config_whose_get_config_fails_is_one_line(tmp_path, capsys):
+  bad = tmp_path / "bad.py"
+  bad.write_text("def get_config(arg=None):\n  raise KeyError('no setting ' + arg)\n")
+  with pytest.raises(SystemExit):
+    command_line.parse_flags(["train.py", f"--config={bad}:x"])
+  assert capsys.readouterr().err.splitlines()[0] == (
+      f"train.py: --config={bad}:x: get_config('x') failed: KeyError: 'no setting x'")

@@ -146,6 +146,10 @@ def test_create_and_default_options_read_like_the_models_registry():
   assert L.rectifier_factory("rrelu(lower=5)").keywords == L.create("rrelu", lower=5).keywords
   with pytest.raises(ValueError, match="Unknown rectifier 'swish'; valid names: relu, "):
     L.create("swish")
+  with pytest.raises(ValueError, match="Unknown rectifier 'rleu'; Did you mean 'relu'?"):
+    L.create("rleu")
+  with pytest.raises(ValueError, match="'leaky_rellu_5.5'.* Did you mean 'leaky_relu_5.5'?"):
+    L.parse_spec("leaky_rellu_5.5")
   with pytest.raises(TypeError, match=r"rrelu got unknown option\(s\) \['foo'\]; valid "
                                       r"options: lower, upper"):
     L.create("rrelu", foo=1)

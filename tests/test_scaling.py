@@ -101,7 +101,7 @@ def test_two_processes_run_one_point_over_gloo(tmp_path):
     (["--devices=1,2", "--processes=2"], "device counts [1] (from --devices) are not multiples"),
     (["--repeats=0"], "--repeats must be >= 1, got 0."),
     (["--width=0"], "--width must be > 0, got 0.0."),
-    (["--config=configs/missing.py"], "--config 'configs/missing.py' is not a file"),
+    (["--config=configs/missing.py"], "--config=configs/missing.py: no such file."),
 ])
 def test_bad_arguments_fail_with_what_was_given_and_what_is_allowed(argv, message, capsys):
   with pytest.raises(SystemExit):

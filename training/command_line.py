@@ -4,23 +4,31 @@ ml_collections applies `--config.KEY=VALUE` overrides while absl parses the flag
 unknown key surfaces there as a long AttributeError traceback. `parse_flags` (absl's
 `app.run(main, flags_parser=parse_flags)`) reports it as the key, the flag it came from,
 the closest valid names and every valid name at that level (for `model_options`, the
-model's options), and exits with status 2.
+model's options), and exits with status 2. A `--config=PATH[:ARG]` whose file is missing
+(the closest config files named) or whose get_config fails is one line and status 2 too
+(configs/config_file.py), not the traceback ml_collections raises when the config is
+first read.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import sys
 from collections.abc import Mapping
 from typing import Any
 
 from absl import flags
 
+from configs import config_file
+
 
 def parse_flags(argv: list[str]) -> list[str]:
   try:
+    if spec := _config_spec(argv):
+      config_file.load(spec)
     return flags.FLAGS(argv)
+  except config_file.ConfigFileError as e:
+    message = str(e)
   except flags.Error as e:
     message = str(e)
   except (AttributeError, KeyError, TypeError, ValueError) as e:
@@ -30,18 +38,17 @@ def parse_flags(argv: list[str]) -> list[str]:
   sys.exit(2)
 
 
+def _config_spec(argv: list[str]) -> str | None:
+  return next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+
+
 def _config_file(argv: list[str]) -> Mapping[str, Any] | None:
   """The config that --config names, loaded as ml_collections would (None if it fails)."""
-  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
-  if spec is None:
+  if (spec := _config_spec(argv)) is None:
     return None
-  path, _, arg = spec.partition(":")
   try:
-    module_spec = importlib.util.spec_from_file_location("_config_for_message", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return (module.get_config(arg) if arg else module.get_config()).to_dict()
-  except Exception:  # pylint: disable=broad-except
+    return config_file.load(spec).to_dict()
+  except config_file.ConfigFileError:
     return None  # the original error will be reported instead.
 
 
