@@ -3,11 +3,13 @@ r"""Keeps committed notebooks reviewable: outputs stay, volatile metadata goes.
     python -m notebooks.strip notebooks/*.ipynb             # strip in place
     python -m notebooks.strip --check notebooks/*.ipynb     # exit 1 if any would change
     python -m notebooks.strip --execute notebooks/results.ipynb   # run, then strip
+    python -m notebooks.strip --execute --out=/tmp/nb notebooks/results.ipynb  # a copy
 
 Run from the repository root. `--execute` runs each notebook top to bottom in a fresh
 python3 kernel (nbclient, the `notebooks` extra) from the notebook's own directory, and
-writes it back with its outputs; an error stops with the failing cell's traceback and
-leaves the file as it was.
+writes it back with its outputs (or, with `--out=DIR`, writes DIR/NAME.ipynb and leaves the
+committed file as it is); an error stops with the failing cell's traceback and leaves the
+file as it was.
 
 Stripping keeps every cell's source, outputs, execution count and `tags` ("parameters"
 marks a notebook's parameter cell), and drops what changes from one execution or machine to
@@ -87,17 +89,20 @@ def strip_file(path: str, check: bool = False) -> bool:
   return after != before
 
 
-def execute_file(path: str, timeout: int = 1200) -> None:
+def execute_file(path: str, timeout: int = 1200, out: str | None = None) -> str:
   """Runs the notebook at `path` top to bottom in a fresh python3 kernel, from its
-  directory, and writes it back with its outputs."""
+  directory, and writes it, stripped, with its outputs to `out` (default: back to `path`);
+  returns where it wrote."""
   from nbclient import NotebookClient  # pylint: disable=g-import-not-at-top
   with open(path, encoding="utf-8") as f:
     nb = nbformat.read(f, as_version=4)
   NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                  resources={"metadata": {"path": os.path.dirname(os.path.abspath(path))}}
                  ).execute()
-  with open(path, "w", encoding="utf-8") as f:
+  out = out or path
+  with open(out, "w", encoding="utf-8") as f:
     f.write(_text(strip(nb)))
+  return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,9 +112,18 @@ def main(argv: list[str] | None = None) -> int:
                       help="write nothing; exit 1 if any notebook is not stripped")
   parser.add_argument("--execute", action="store_true",
                       help="run each notebook in a fresh kernel first")
+  parser.add_argument("--out", default=None,
+                      help="with --execute: write the executed notebooks into this folder "
+                           "and leave the given files unchanged")
   args = parser.parse_args(argv)
+  if args.out and not args.execute:
+    parser.error("--out applies to --execute (stripping alone rewrites in place).")
   changed = []
   for path in args.paths:
+    if args.out:
+      os.makedirs(args.out, exist_ok=True)
+      print(execute_file(path, out=os.path.join(args.out, os.path.basename(path))))
+      continue
     if args.execute:
       execute_file(path)
     if strip_file(path, check=args.check):

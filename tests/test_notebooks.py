@@ -155,3 +155,17 @@ def test_strip_check_exits_1_on_an_unstripped_notebook(tmp_path, capsys):
   assert "Not stripped" in capsys.readouterr().err
   assert strip.main([str(path)]) == 0
   assert strip.main(["--check", str(path)]) == 0
+
+
+def test_execute_with_out_writes_a_copy_and_leaves_the_notebook_unchanged(tmp_path, capsys):
+  nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
+  nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                               "language": "python"}
+  path = tmp_path / "n.ipynb"
+  nbformat.write(nb, str(path))
+  before = path.read_bytes()
+  assert strip.main(["--execute", f"--out={tmp_path / 'executed'}", str(path)]) == 0
+  assert path.read_bytes() == before
+  executed = nbformat.read(str(tmp_path / "executed" / "n.ipynb"), as_version=4)
+  assert executed.cells[0].outputs[0].text == "42\n"
+  assert capsys.readouterr().out.strip() == str(tmp_path / "executed" / "n.ipynb")

@@ -170,9 +170,16 @@ def _accumulator_scalars(accumulator, tags):
   return {tag: [(s.step, s.value) for s in accumulator.Scalars(tag)] for tag in tags}
 
 
+def test_the_tensorboard_command_the_readme_names_is_installed():
+  import sys  # pylint: disable=g-import-not-at-top
+  # A dependency (pyproject.toml), so the install that runs these tests has it.
+  assert shutil.which("tensorboard", path=os.path.dirname(sys.executable)) or shutil.which(
+      "tensorboard"), "pip install . should install tensorboard (pyproject.toml)"
+
+
 def test_tensorboards_python_loader_sees_the_resumed_run_fresh_and_left_running(tmp_path):
-  event_accumulator = pytest.importorskip(
-      "tensorboard.backend.event_processing.event_accumulator")
+  # pylint: disable-next=g-import-not-at-top
+  from tensorboard.backend.event_processing import event_accumulator
   with tb.EventWriter(str(tmp_path)) as events:
     for e in range(1, 6):
       events.write_row(_row(e))

@@ -40,8 +40,8 @@ def widen(tree: Any) -> Any:
 
 def metrics_of(sums: Mapping[str, Any]) -> dict[str, float | int]:
   """{"error", "loss", "examples"} from an evaluation's sums."""
-  return {"error": float(sums["errors"] / sums["count"]),
-          "loss": float(sums["loss"] / sums["count"]), "examples": int(sums["count"])}
+  return {records.ERROR: float(sums["errors"] / sums["count"]),
+          records.LOSS: float(sums["loss"] / sums["count"]), records.EXAMPLES: int(sums["count"])}
 
 
 def in_order(by_layer: Mapping[str, Any], layers: Sequence[str]) -> dict[str, Any]:
@@ -154,8 +154,8 @@ class Evaluator:
     the statistics are on."""
     sums = self.sums(state, source)
     out: dict[str, Any] = metrics_of(sums)
-    if "activations" in sums:
-      out["activations"] = layer_statistics(sums["activations"], self.layers)
+    if "activations" in sums:  # the eval step's sums (training/steps.py)
+      out[records.ACTIVATIONS] = layer_statistics(sums["activations"], self.layers)
     return out
 
   def evaluate(self, state: steps.TrainState, test: input_pipeline.Source,

@@ -93,7 +93,7 @@ def activation_scalars(activations: Mapping[str, Any]) -> dict[str, float]:
     for key, value in stats.items():
       out[f"prelu_slope/{key}/{layer}"] = float(value)
   for layer, stats in activations.get(records.RRELU_TRAINING_SLOPE, {}).items():
-    out[f"rrelu_training_slope/{layer}"] = float(stats["realised"])
+    out[f"rrelu_training_slope/{layer}"] = float(stats[records.REALISED])
   return out
 
 
@@ -159,7 +159,8 @@ class EventWriter:
     for tag, value in activation_scalars(row.get(records.ACTIVATIONS, {})).items():
       self._writer.add_scalar(tag, value, step, walltime=wall_time)
     for layer, h in row.get(records.ACTIVATIONS, {}).get(records.HISTOGRAMS, {}).items():
-      edges, counts = np.asarray(h["edges"]), np.asarray(h["counts"], np.float64)
+      edges = np.asarray(h[records.HISTOGRAM_EDGES])
+      counts = np.asarray(h[records.HISTOGRAM_COUNTS], np.float64)
       centres = (edges[:-1] + edges[1:]) / 2  # the sums are the bins' (the values are gone)
       self._writer.add_histogram_raw(
           f"preactivations/{layer}", min=float(edges[0]), max=float(edges[-1]),
@@ -175,7 +176,7 @@ class EventWriter:
       self._writer.flush()
 
   def write_row(self, row: Mapping[str, Any]) -> None:
-    """One metrics row's scalars at `row["step"]`. tensorboardX's writer thread puts them on
+    """One metrics row's scalars at its step. tensorboardX's writer thread puts them on
     disk within `flush_secs` (its `flush` does not wait for the thread), and `close` writes
     all: a killed session's last rows may be lost here, and the next session replays them."""
     if self._writer is not None:
