@@ -1,5 +1,9 @@
 """training/progress.py: the run's clock (metrics.jsonl's wall_time and images_per_sec)."""
 
+import math
+
+import pytest
+
 from training import progress
 
 
@@ -51,3 +55,16 @@ def test_the_progress_line_logs_the_loss_steps_only_when_not_a_terminal(caplog):
     line.update(6, 0.25, 100.0)
   assert "step 5/" not in caplog.text
   assert "epoch   1.20 step 6/10 loss 0.2500" in caplog.text
+
+
+def test_the_eta_leaves_out_the_compilation_before_the_first_progress_line():
+  # The first step compiles for 60 s, then each step takes 1 s; lines every 10 steps.
+  now = [0.0]
+  line = progress.ProgressLine(total_steps=110, steps_per_epoch=10, first_step=0,
+                               enabled=True, clock=lambda: now[0])
+  now[0] = 60.0 + 10
+  assert math.isnan(line.eta(10))       # no interval measured yet: "?"
+  now[0] += 10
+  assert line.eta(20) == pytest.approx(90.0)  # 90 steps left at 1 step/s, not 4.3x that
+  now[0] += 10
+  assert line.eta(30) == pytest.approx(80.0)

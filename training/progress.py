@@ -4,9 +4,10 @@
 row: `RunClock` starts when the loop starts (after loading data), continues from the value
 saved in the checkpoint when a run resumes, and does not count work a crash threw away.
 `images_per_sec` is training throughput since the previous row, evaluation excluded. The
-progress line's ETA is the steps left at the pace of this process's steps so far (not the
-run's clock: a resumed run's earlier processes do not count), and a terminal and a log
-file get the same line.
+progress line's ETA is the steps left at the pace of this process's steps since its first
+progress line (not the run's clock: a resumed run's earlier processes do not count; and not
+from the start, which would count the compilation of the first step as training and put
+the first ETAs several times too far out), and a terminal and a log file get the same line.
 """
 
 from __future__ import annotations
@@ -46,14 +47,22 @@ class ProgressLine:
   """A one-line progress bar on a terminal (process 0), log lines otherwise; both report
   the same step, loss, images/s and ETA."""
 
-  def __init__(self, total_steps: int, steps_per_epoch: int, first_step: int, enabled: bool):
+  def __init__(self, total_steps: int, steps_per_epoch: int, first_step: int, enabled: bool,
+               clock=time.monotonic):
     self.total, self.per_epoch, self.first_step = total_steps, steps_per_epoch, first_step
     self.enabled = enabled
     self.tty = enabled and sys.stderr.isatty()
-    self._start = time.monotonic()
+    self._clock = clock
+    self._mark: tuple[int, float] | None = None  # (step, time) of the first progress line
 
   def eta(self, step: int) -> float:
-    rate = (step - self.first_step) / max(time.monotonic() - self._start, 1e-9)
+    """Seconds left at the pace since the first progress line; nan until there is one
+    interval to measure (the first line comes after the compiled first step)."""
+    now = self._clock()
+    if self._mark is None:
+      self._mark = (step, now)
+    mark_step, mark_time = self._mark
+    rate = (step - mark_step) / max(now - mark_time, 1e-9)
     return (self.total - step) / rate if rate > 0 else math.nan
 
   def update(self, step: int, loss: float | None, images_per_sec: float) -> None:
