@@ -84,6 +84,9 @@ def from_config(config: Mapping[str, Any], num_classes: int,
   named by its `dtype`; the one place configs become networks."""
   options = config["model_options"]
   options = options.to_dict() if hasattr(options, "to_dict") else dict(options)
+  # A record read from JSON has lists where the config had tuples (spp_levels); a Flax
+  # module's attributes must be hashable for jit.
+  options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
   return create(config["model"], num_classes=num_classes,
                 rectifier=rectifier or config["rectifier"], **options,
                 dtype=DTYPES[config["dtype"]])

@@ -605,3 +605,13 @@ def test_forward_conv_grad_gives_the_same_logits_and_gradients(small, name):
     # Summation order differs; relative to each tensor's scale for near-zero entries.
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(want))),
                                err_msg=jax.tree_util.keystr(path))
+
+
+def test_a_config_record_read_from_json_builds_a_hashable_ndsb_net():
+  import json  # pylint: disable=g-import-not-at-top
+  from configs import ndsb_cpu  # pylint: disable=g-import-not-at-top
+  record = json.loads(json.dumps(ndsb_cpu.get_config("relu").to_dict()))  # lists, not tuples
+  assert isinstance(record["model_options"]["spp_levels"], list)
+  model = models.from_config(record, 121)
+  assert model.spp_levels == (1, 2, 4)
+  hash(model)  # jit takes the module as a static argument
