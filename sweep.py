@@ -18,7 +18,8 @@ The rules:
   holds its own run's lock.
 - **Failures**: a run that raises or exits non-zero is recorded; the others still run,
   the report covers the finished ones, and the sweep exits 1 naming each failed run.
-- **Signals**: SIGINT or SIGTERM stops the sweep. The running trainings (in this process,
+- **Signals**: SIGINT or SIGTERM stops the sweep, from its start (while it plans its runs
+  or reports: at once, with one line and exit 128 + the signal). The running trainings (in this process,
   or `--parallel` subprocesses, which get the signal forwarded) save a checkpoint and
   stop; the sweep waits for them and exits 128 + the signal number with one line. Rerun
   the same command to resume. Subprocesses also stop if the sweep itself is killed.
@@ -54,7 +55,7 @@ import ml_collections
 from rectifiers import linen as rectifiers_linen
 from configs import default as default_config
 from configs import validation
-from training import devices, disk_space, process, records, run_directory, signals
+from training import devices, disk_space, exit_codes, process, records, run_directory, signals
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SWEEP_RECORD = run_directory.SWEEP
@@ -69,12 +70,9 @@ class Run:
   workdir: str
 
 
-class SweepStopped(Exception):
-  """A signal stopped the sweep; the runs it interrupted saved checkpoints."""
-
-  def __init__(self, signum: int, message: str):
-    super().__init__(message)
-    self.signum = signum
+class SweepStopped(exit_codes.SignalStop):
+  """A signal stopped the sweep; the runs it interrupted saved checkpoints (or stopped
+  before their first step). `python sweep.py` exits 128 + the signal."""
 
 
 run_dir = run_directory.sweep_run_path
@@ -222,32 +220,26 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str,
   return summaries
 
 
-def _stop_message(signum: int, stopped: int, left: int) -> str:
-  return (f"Sweep stopped by {signal.Signals(signum).name}: {stopped} running training(s) "
-          f"saved a checkpoint and stopped, {left} not started. Rerun the same command to "
-          "resume.")
-
-
-class _RaiseOnSignal(signals.StopRequest):
-  """Outside a training (loading data, compiling, reporting) a stop signal has nothing to
-  save: it interrupts at once. train.py's own handler replaces this one while it trains."""
-
-  def _handle(self, signum, frame):
-    super()._handle(signum, frame)
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+def _stop_message(signum: int, stopped: int, left: int, saved: bool = True) -> str:
+  what = (f"{stopped} running training(s) saved a checkpoint and stopped" if saved else
+          f"{stopped} training(s) stopped before their first step (nothing trained, no "
+          "checkpoint written)")
+  return (f"Sweep stopped by {signal.Signals(signum).name}: {what}, {left} not started. "
+          "Rerun the same command to resume.")
 
 
 def _run_in_process(config: ml_collections.ConfigDict, runs: list[Run]) -> list[str]:
   import train  # pylint: disable=g-import-not-at-top
   failures = []
-  with _RaiseOnSignal() as stop:
+  with signals.RaiseOnSignal() as stop:
     for i, run in enumerate(runs):
       logging.info("Training %s / seed %d in %s.", run.setting, run.seed, run.workdir)
       try:
         train.train_and_evaluate(run_config(config, run.setting, run.seed), run.workdir)
       except KeyboardInterrupt as e:
         signum = getattr(e, "signum", None) or stop.received or signal.SIGINT
-        raise SweepStopped(signum, _stop_message(signum, 1, len(runs) - i - 1)) from e
+        raise SweepStopped(signum, _stop_message(signum, 1, len(runs) - i - 1,
+                                                 getattr(e, "saved", True))) from e
       except Exception as e:  # pylint: disable=broad-except
         if disk_space.full_disk_error(e) is not None:
           raise  # the next runs would fail alike: the sweep stops, with main's one line
@@ -462,19 +454,38 @@ def _run_one(workdir: str) -> None:
   devices its config asks for (within the cores or GPUs the sweep gave it)."""
   import train  # pylint: disable=g-import-not-at-top
   config = ml_collections.ConfigDict(json.load(sys.stdin))
-  try:
+
+  def set_up_and_train() -> None:
     process.configure(validation.check_cpu_devices(config))
     train.train_and_evaluate(config, workdir)
-  except train.EXPECTED_ERRORS as e:
-    disk_space.exit_if_full(e, workdir)
-    logging.error("%s", e)
-    sys.exit(1)
-  except KeyboardInterrupt as e:
-    logging.warning("%s", e)
-    sys.exit(130)
-  except Exception as e:  # pylint: disable=broad-except
-    disk_space.exit_if_full(e, workdir)
-    raise
+
+  exit_codes.run(set_up_and_train, workdir, train.EXPECTED_ERRORS)
+
+
+# The errors a sweep reports in one line, exit status 1 (training/exit_codes.py).
+EXPECTED_ERRORS = (ValueError, RuntimeError, run_directory.RunDirectoryError)
+
+
+def _set_up_and_sweep(FLAGS: Any) -> None:
+  # From the start: a signal while the sweep plans, imports or reports (outside its
+  # trainings, which install their own handler) stops it at once, with one line.
+  with signals.RaiseOnSignal() as stop:
+    try:
+      # In process (--parallel=1) the runs use this process's devices; subprocesses set
+      # up their own (_run_one), and this one starts no JAX backend.
+      process.configure(validation.check_cpu_devices(FLAGS.config) if FLAGS.parallel == 1
+                        else None)
+      run_sweep(FLAGS.config, FLAGS.workdir, parse_settings(FLAGS.settings),
+                parse_seeds(FLAGS.seeds), parallel=FLAGS.parallel,
+                devices_per_run=FLAGS.devices_per_run)
+      stop.check()  # one that a library swallowed
+    except KeyboardInterrupt:
+      if (signum := stop.received) is None:  # not this handler's: it says what it stopped
+        raise
+      raise SweepStopped(signum, f"Sweep stopped by {signal.Signals(signum).name} outside its "
+                         "trainings (while it prepared or reported): no training was "
+                         "interrupted, and every record is whole. Rerun the same command to "
+                         "go on.") from None
 
 
 def main(argv: list[str]) -> None:
@@ -487,23 +498,7 @@ def main(argv: list[str]) -> None:
     return
   if FLAGS.config is None:
     raise app.UsageError("--config is required (e.g. --config=configs/cifar10_mini.py).")
-  try:
-    # In process (--parallel=1) the runs use this process's devices; subprocesses set
-    # up their own (_run_one), and this one starts no JAX backend.
-    process.configure(validation.check_cpu_devices(FLAGS.config) if FLAGS.parallel == 1
-                      else None)
-    run_sweep(FLAGS.config, FLAGS.workdir, parse_settings(FLAGS.settings),
-              parse_seeds(FLAGS.seeds), parallel=FLAGS.parallel,
-              devices_per_run=FLAGS.devices_per_run)
-  except SweepStopped as e:
-    logging.warning("%s", e)
-    sys.exit(128 + e.signum)
-  except Exception as e:  # pylint: disable=broad-except
-    disk_space.exit_if_full(e, FLAGS.workdir)
-    if not isinstance(e, (ValueError, RuntimeError, run_directory.RunDirectoryError)):
-      raise
-    logging.error("%s", e)
-    sys.exit(1)
+  exit_codes.run(lambda: _set_up_and_sweep(FLAGS), FLAGS.workdir, EXPECTED_ERRORS)
   print(f"Sweep done; report in {os.path.join(FLAGS.workdir, 'results.md')}")
 
 

@@ -35,7 +35,7 @@ import ml_collections
 import input_pipeline
 from configs import default as default_config
 from configs import validation
-from training import (builder, checkpoints, disk_space, divergence, evaluation, finish, process,
+from training import (builder, checkpoints, divergence, evaluation, exit_codes, finish, process,
                       progress, provenance, records, resume, run_directory, signals, supervisor,
                       tensorboard)
 
@@ -155,7 +155,8 @@ def _evaluation_row(s: builder.Setup, state: Any, epoch: int, step: int,
 # --- Command line --------------------------------------------------------------------------
 
 
-# The errors a run reports in one line (anything else is a bug and keeps its traceback).
+# The errors a run reports in one line, exit status 1 (anything else is a bug and keeps its
+# traceback; how each ending exits: training/exit_codes.py).
 EXPECTED_ERRORS = (validation.ConfigError, FileNotFoundError, FloatingPointError,
                    input_pipeline.CorruptImagesError, input_pipeline.DatasetNotPreparedError,
                    run_directory.RunDirectoryError, checkpoints.NoUsableCheckpointError)
@@ -172,35 +173,23 @@ def main(argv: list[str]) -> None:
     sys.exit(supervisor.supervise(sys.argv, FLAGS.process_id, FLAGS.num_processes))
   if supervisor.is_child():
     supervisor.die_with_supervisor()
-  try:
-    # Before jax.distributed or anything else creates a backend.
-    process.configure(validation.check_cpu_devices(FLAGS.config))
-  except validation.ConfigError as e:
-    logging.error("%s", e)
-    sys.exit(1)
+  summary = exit_codes.run(lambda: _set_up_and_train(FLAGS, multiprocess), FLAGS.workdir,
+                           EXPECTED_ERRORS)
+  if jax.process_index() == 0:
+    print(f"final: test error {summary[records.TEST_ERROR]:.4f}, test log-loss "
+          f"{summary[records.TEST_LOSS]:.4f}, train error {summary[records.TRAIN_ERROR]:.4f} "
+          f"(epoch {summary[records.EPOCH]}); outputs in {FLAGS.workdir}")
+
+
+def _set_up_and_train(FLAGS: Any, multiprocess: bool) -> Mapping[str, Any]:
+  # Before jax.distributed or anything else creates a backend.
+  process.configure(validation.check_cpu_devices(FLAGS.config))
   if multiprocess:
     process.initialize_distributed(FLAGS.coordinator_address or None, FLAGS.num_processes,
                                    FLAGS.process_id, FLAGS.heartbeat_timeout_s)
   if jax.process_index() != 0:
     logging.set_verbosity(logging.WARNING)
-  try:
-    summary = train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except EXPECTED_ERRORS as e:
-    disk_space.exit_if_full(e, FLAGS.workdir)  # e.g. a lock file that cannot be written
-    logging.error("%s", e)
-    sys.exit(1)
-  except KeyboardInterrupt as e:
-    logging.warning("%s", e)
-    sys.exit(130)
-  except Exception as e:  # pylint: disable=broad-except
-    disk_space.exit_if_full(e, FLAGS.workdir)
-    if not process.failed_collective(e):
-      raise
-    process.exit_naming_lost_processes(e)
-  if jax.process_index() == 0:
-    print(f"final: test error {summary[records.TEST_ERROR]:.4f}, test log-loss "
-          f"{summary[records.TEST_LOSS]:.4f}, train error {summary[records.TRAIN_ERROR]:.4f} "
-          f"(epoch {summary[records.EPOCH]}); outputs in {FLAGS.workdir}")
+  return train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
 def _define_flags() -> None:

@@ -2,8 +2,10 @@
 
 Layout: ROOT/train/<class>/<file> and optionally ROOT/test/<class>/<file>, the layout of
 the Kaggle NDSB data (docs/sources.md §2) and of ../shared/data/cifar10-mini. Class indices
-are the sorted folder names of train/. Decoded arrays are cached in one .npz keyed by the
-folder's content (relative paths, sizes, mtimes) and the decoding options.
+are the sorted folder names of train/. The images lie under ROOT: a split or class folder
+that links outside it is refused by name (links inside it are followed, and ROOT itself
+may be a link). Decoded arrays are cached in one .npz keyed by the folder's content
+(relative paths, sizes, mtimes) and the decoding options.
 
 Images larger than `max_pixels` (width x height, read from the file's header) are refused
 by name before they are decoded: a 140 KB PNG can hold 12000x12000 pixels, 1.8 GB once
@@ -25,13 +27,14 @@ import json
 import os
 from pathlib import Path
 import re
-import tempfile
 from typing import Any, Callable, IO
 
 from absl import logging
 import numpy as np
 from PIL import Image
 from PIL import ImageMode
+
+from input_pipeline import atomic_file
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff",
                               ".webp", ".ppm", ".pgm"})
@@ -100,26 +103,36 @@ class DecodedFolder:
   skipped_files: tuple[str, ...]
 
 
-def atomic_save(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-  """Writes a file through `write` so that readers never see a partial file."""
+def save_cache(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+  """Writes a cache file through `write`, whole or not at all (input_pipeline/atomic_file),
+  creating its directory."""
   path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      write(f)
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
+  atomic_file.write(path, write)
 
 
-def _scan(split_dir: Path) -> dict[str, list[Path]]:
-  """Image files of each class folder, both sorted by name."""
+def _scan(split_dir: Path, root: Path) -> dict[str, list[Path]]:
+  """Image files of each class folder, both sorted by name. A split or class folder that
+  is a link to a folder outside `root` is refused (`_check_inside`)."""
   classes = sorted(d.name for d in split_dir.iterdir()
                    if d.is_dir() and not d.name.startswith("."))
+  for folder in [split_dir] + [split_dir / c for c in classes]:
+    _check_inside(folder, root)
   return {c: sorted(f for f in (split_dir / c).iterdir()
                     if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
           for c in classes}
+
+
+def _check_inside(folder: Path, root: Path) -> None:
+  """Refuses `folder` when it is a link to a folder outside the dataset folder `root`: a
+  dataset is what lies under its folder (its cache key, its record and what evaluate.py
+  compares are taken from there), and a link out of it would make a copy of the dataset
+  folder, or its move, silently change or lose data. Links inside it, and a dataset
+  folder that is itself a link, are followed."""
+  if folder.is_symlink() and not folder.resolve().is_relative_to(root.resolve()):
+    raise ValueError(
+        f"The folder {folder} is a link to {folder.resolve()}, outside the dataset folder "
+        f"{root}: a dataset's images must lie under its folder. Copy that folder into "
+        f"{root} (a link to the whole dataset folder is followed).")
 
 
 def wide_samples(image: Image.Image) -> str | None:
@@ -284,9 +297,9 @@ def load_folder(root: Path, *, image_size: int | None, grayscale: bool,
   if not train_dir.is_dir():
     raise ValueError(f"No {train_dir} folder: a 'folder:' spec needs the layout "
                      "PATH/train/<class>/*.jpg (and optionally PATH/test/<class>/...).")
-  splits = {"train": _scan(train_dir)}
+  splits = {"train": _scan(train_dir, root)}
   if (root / "test").is_dir():
-    splits["test"] = _scan(root / "test")
+    splits["test"] = _scan(root / "test", root)
   class_names = tuple(splits["train"])
   if not class_names:
     raise ValueError(f"{train_dir} has no class folders; expected "
@@ -308,7 +321,7 @@ def load_folder(root: Path, *, image_size: int | None, grayscale: bool,
   if arrays is None:
     arrays = _decode_folder(root, splits, class_names, image_size, grayscale, max_pixels)
     decoded: dict[str, Any] = arrays
-    atomic_save(cache_path, lambda f: np.savez(f, **decoded))
+    save_cache(cache_path, lambda f: np.savez(f, **decoded))
     logging.info("Cached decoded images of %s at %s.", root, cache_path)
 
   errors = json.loads(str(arrays["errors"]))

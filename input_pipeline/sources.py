@@ -418,5 +418,5 @@ def _cached_array(path: Path, compute: Callable[[], np.ndarray], what: str,
                       path, what, type(e).__name__, e)
   logging.info("Computing %s, cached at %s.", what, path)
   array = compute()
-  folder_lib.atomic_save(path, lambda f: np.save(f, array))
+  folder_lib.save_cache(path, lambda f: np.save(f, array))
   return array

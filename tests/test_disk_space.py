@@ -40,3 +40,19 @@ def test_the_message_names_the_directory_the_file_the_free_space_and_a_checkpoin
   quota = OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
   assert disk_space.message(quota, str(tmp_path / "new" / "run")).startswith(
       f"Over the disk quota of {tmp_path}/new/run: ")
+
+
+def test_a_command_that_only_reads_the_run_says_what_it_did_not_write_and_nothing_of_resuming(
+    tmp_path):
+  step = tmp_path / run_directory.CHECKPOINTS / "6"
+  step.mkdir(parents=True)
+  (step / "state").write_bytes(b"x" * 3000)
+  evaluation = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC),
+                       str(tmp_path / run_directory.EVALUATIONS / "x.json"))
+  message = disk_space.message(evaluation, str(tmp_path), unwritten="The evaluation")
+  assert message.startswith(f"No space left on the disk of {tmp_path} (writing "
+                            f"{tmp_path}/evaluations/x.json): ")
+  assert message.endswith("free there now. The evaluation was not written, and the run's "
+                          "record is untouched. Free space there (or raise the quota) and "
+                          "rerun the same command.")
+  assert "checkpoint" not in message and "resume" not in message

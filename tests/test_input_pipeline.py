@@ -380,6 +380,32 @@ def test_empty_class_folders_are_refused_by_name(tmp_path):
     input_pipeline.load(f"folder:{tmp_path}", cache_dir=str(tmp_path / "cache"))
 
 
+def _one_image_folders(root, classes):
+  for c in classes:
+    (root / c).mkdir(parents=True)
+    Image.new("RGB", (4, 4), (len(c), 0, 0)).save(root / c / "0.png")
+
+
+def test_a_class_folder_linked_from_outside_the_dataset_folder_is_refused_by_name(tmp_path):
+  data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+  _one_image_folders(data / "train", ["a"])
+  _one_image_folders(elsewhere, ["b"])
+  (data / "train" / "b").symlink_to(elsewhere / "b")
+  with pytest.raises(ValueError, match=r"The folder .*data/train/b is a link to .*elsewhere/b, "
+                                       r"outside the dataset folder .*data: .* Copy that folder"):
+    input_pipeline.load(f"folder:{data}", cache_dir=str(tmp_path / "cache"))
+
+
+def test_links_inside_the_dataset_folder_and_a_linked_dataset_folder_are_followed(tmp_path):
+  data = tmp_path / "data"
+  _one_image_folders(data / "train", ["a", "b"])
+  _one_image_folders(data / "extra", ["c"])
+  (data / "train" / "c").symlink_to(data / "extra" / "c")  # inside: followed
+  (tmp_path / "link").symlink_to(data)  # the whole dataset folder as a link: followed
+  ds = input_pipeline.load(f"folder:{tmp_path / 'link'}", cache_dir=str(tmp_path / "cache"))
+  assert ds.class_names == ("a", "b", "c") and len(ds.train) == 3
+
+
 def test_a_damaged_cache_is_decoded_again_with_a_warning(tmp_path, caplog):
   for c in ("a", "b"):
     (tmp_path / "data" / "train" / c).mkdir(parents=True)

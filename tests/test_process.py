@@ -1,5 +1,6 @@
 """training/process.py: what the scripts set up in their process, in milliseconds."""
 
+import asyncio
 import sys
 
 from absl import logging
@@ -50,3 +51,29 @@ def test_quiet_library_info_logs_adds_its_filter_once():
     assert len(handler.filters) == 1
   finally:
     handler.filters[:] = before
+
+
+
+def test_the_checkpoint_librarys_callbacks_on_a_closed_loop_print_nothing(monkeypatch):
+  # What TensorStore's threads do when a checkpoint write completes after orbax closed the
+  # save's event loop (a full disk): an unraisable "Event loop is closed", which Python
+  # prints with its traceback; here from a __del__, which Python reports the same way.
+  printed = []
+  monkeypatch.setattr(sys, "unraisablehook", lambda u: printed.append(u.exc_value))
+  process.quiet_closed_loop_callbacks()
+  process.quiet_closed_loop_callbacks()  # once only
+  loop = asyncio.new_event_loop()
+  loop.close()
+
+  class Callback:
+    def __init__(self, error=None):
+      self.error = error
+
+    def __del__(self):
+      if self.error:
+        raise self.error
+      loop.call_soon_threadsafe(print)
+
+  Callback()
+  Callback(ValueError("another error"))
+  assert [str(e) for e in printed] == ["another error"]  # others still printed

@@ -160,18 +160,25 @@ def test_a_nan_or_an_infinity_is_never_written_and_the_error_names_the_key(tmp_p
 HOLD_LOCK = textwrap.dedent("""
     import sys, time
     from training import run_directory
-    with run_directory.DirectoryLock(sys.argv[1]):
+    shared = sys.argv[2:] == ["shared"]
+    with run_directory.DirectoryLock(sys.argv[1], shared=shared, reader="an evaluation"):
       print("locked", flush=True)
       time.sleep(60)
 """)
 
 
-def _hold_lock(path):
-  proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)], cwd=REPO,
+def _hold_lock(path, shared=False):
+  proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)]
+                          + (["shared"] if shared else []), cwd=REPO,
                           stdout=subprocess.PIPE, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
   assert proc.stdout.readline().strip() == "locked"
   return proc
+
+
+def _end(proc):
+  proc.kill()
+  proc.wait()
 
 
 def test_a_second_writer_is_refused_with_the_holders_pid_and_host(tmp_path):
@@ -192,6 +199,71 @@ def test_a_lock_left_by_a_killed_process_never_blocks(tmp_path):
   assert (tmp_path / rd.LOCK).exists()
   with rd.RunDirectory(str(tmp_path)):
     assert f"pid {os.getpid()} " in (tmp_path / rd.LOCK).read_text()
+
+
+def test_a_training_refused_while_an_evaluation_reads_names_the_evaluation_not_the_last_writer(
+    tmp_path):
+  with rd.RunDirectory(str(tmp_path)):  # a training that ended before
+    pass
+  reader = _hold_lock(tmp_path, shared=True)
+  try:
+    with pytest.raises(rd.RunInUseError) as refused:
+      with rd.RunDirectory(str(tmp_path)):
+        pass
+  finally:
+    _end(reader)
+  message = str(refused.value)
+  assert f"is being read by an evaluation, pid {reader.pid} on host " in message, message
+  assert f"pid {os.getpid()} " not in message  # the training that ended is not named
+  assert "cannot be written while it is read" in message
+
+
+def test_an_evaluation_refused_while_a_training_writes_names_the_training(tmp_path):
+  writer = _hold_lock(tmp_path)
+  try:
+    with pytest.raises(rd.RunInUseError, match=rf"is in use by pid {writer.pid} on host .*"
+                                               r"which is writing it"):
+      with rd.DirectoryLock(str(tmp_path), shared=True, reader="an evaluation"):
+        pass
+  finally:
+    _end(writer)
+
+
+def test_each_holder_leaves_its_line_only_while_it_holds_the_lock(tmp_path):
+  readers = lambda: [n for n in os.listdir(tmp_path) if n.startswith(rd.READER_PREFIX)]
+  with rd.DirectoryLock(str(tmp_path), shared=True, reader="an evaluation"):
+    with rd.DirectoryLock(str(tmp_path), shared=True, reader="a second evaluation"):
+      assert len(readers()) == 2
+      assert sorted(line.split(",")[0] for line in rd.readers(str(tmp_path))) == [
+          "a second evaluation", "an evaluation"]
+    assert rd.readers(str(tmp_path))[0].startswith(f"an evaluation, pid {os.getpid()} ")
+  assert readers() == [] and rd.readers(str(tmp_path)) == []
+  with rd.RunDirectory(str(tmp_path)):
+    assert f"pid {os.getpid()} " in (tmp_path / rd.LOCK).read_text()
+  assert (tmp_path / rd.LOCK).read_text() == ""  # the writer's line goes with it
+
+
+def test_the_line_of_a_killed_reader_names_nobody_and_goes_with_the_next_writer(tmp_path):
+  reader = _hold_lock(tmp_path, shared=True)
+  _end(reader)  # SIGKILL: its line stays behind
+  [line] = [n for n in os.listdir(tmp_path) if n.startswith(rd.READER_PREFIX)]
+  assert rd.readers(str(tmp_path)) == []
+  with rd.RunDirectory(str(tmp_path)):
+    assert not (tmp_path / line).exists()
+
+
+def test_parent_json_is_read_relative_to_the_run_and_older_absolute_records_still_work(
+    tmp_path):
+  child = tmp_path / "study" / "child"
+  child.mkdir(parents=True)
+  rd.write_json(str(child / rd.PARENT), {"workdir": "../parent", "step": 3})
+  assert rd.read_parent(str(child))["workdir"] == str(tmp_path / "study" / "parent")
+  moved = tmp_path / "moved"
+  os.rename(tmp_path / "study", moved)  # a study moved whole keeps the link
+  assert rd.read_parent(str(moved / "child"))["workdir"] == str(moved / "parent")
+  rd.write_json(str(moved / "child" / rd.PARENT), {"workdir": "/somewhere/parent", "step": 3})
+  assert rd.read_parent(str(moved / "child"))["workdir"] == "/somewhere/parent"
+  assert rd.read_parent(str(tmp_path)) is None
 
 
 def test_an_unwritable_workdir_fails_clearly(tmp_path):

@@ -78,6 +78,29 @@ def test_jax_terminating_the_child_becomes_one_line_naming_the_lost_process(repo
   assert "Fatal Python error" not in err and "Terminating process" not in err
 
 
+def test_a_lost_process_the_child_reported_itself_is_one_line_even_if_jax_ends_it_after():
+  # The race of a lost process 1: process 0's collective fails and it says so (through
+  # training/process.py), while JAX's service, which it hosts, ends it for the same loss.
+  child = textwrap.dedent(f"""
+      import faulthandler, os, sys
+      from absl import logging
+      from training import process
+      faulthandler.enable()
+      process.jax.process_count = lambda: 2  # a run of two processes,
+      process.jax.process_index = lambda: 0  # of which this is process 0
+      os._exit = lambda status: None  # its exit comes after JAX's below
+      process.exit_naming_lost_processes(ValueError("Gloo: connection closed by peer"))
+      sys.stderr.write({LOST_WORKER!r}); sys.stderr.flush()
+      os.abort()
+  """)
+  proc = supervised(child, process_id=0)
+  out, err = proc.communicate(timeout=60)
+  assert proc.returncode == 1, err
+  assert err.count("stopped answering") == 1, err
+  assert "process(es) [1] of 2 stopped answering" in err
+  assert "Fatal Python error" not in err and "Terminating process" not in err
+
+
 def test_the_report_names_the_unhealthy_tasks_but_never_this_process():
   assert supervisor.lost_processes(LOST_WORKER, 0) == [1]
   assert supervisor.lost_processes(LOST_WORKER, 1) == []

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 
 import ml_collections
 import pytest
@@ -222,3 +223,47 @@ def test_a_full_disk_stops_an_in_process_sweep_instead_of_failing_every_run(tmp_
   with pytest.raises(OSError, match="No space left on device"):
     sweep._run_in_process(tiny_sweep_config(), runs)  # pylint: disable=protected-access
   assert calls == [runs[0].workdir]
+
+
+# sweep.py's command line with Ctrl-C (SIGINT to itself) while it plans its runs, or while
+# its first (in-process) training loads the data.
+SIGINT_WHILE_STARTING = textwrap.dedent("""
+    import os, signal
+    from absl import app
+    import sweep
+    from training import builder, command_line
+    def interrupting(f):
+      def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return f(*args, **kwargs)
+      return interrupted
+    if os.environ["WHILE"] == "planning":
+      sweep.plan = interrupting(sweep.plan)
+    else:
+      builder.load_data = interrupting(builder.load_data)
+    sweep._define_flags()
+    app.run(sweep.main, flags_parser=command_line.parse_flags)
+""")
+
+
+@pytest.mark.parametrize("moment,says", [
+    ("planning", "Sweep stopped by SIGINT outside its trainings (while it prepared or "
+                 "reported): no training was interrupted"),
+    ("loading", "Sweep stopped by SIGINT: 1 training(s) stopped before their first step "
+                "(nothing trained, no checkpoint written), 1 not started.")])
+def test_ctrl_c_while_a_sweep_starts_exits_130_in_one_line_writing_nothing(tmp_path, moment,
+                                                                           says):
+  workdir = tmp_path / "sweep"
+  out = subprocess.run(
+      [sys.executable, "-c", SIGINT_WHILE_STARTING, "--config=configs/quickstart.py",
+       f"--workdir={workdir}", "--seeds=1", "--settings=relu,rrelu",
+       "--config.model_options.width=0.0625", "--config.batch_size=8",
+       "--config.steps_per_epoch=2", "--config.num_epochs=1", "--config.eval_batch_size=120"],
+      cwd=REPO, capture_output=True, text=True, timeout=300,
+      env={**os.environ, "PYTHONPATH": str(REPO), "WHILE": moment})
+  assert out.returncode == 130, out.stderr[-3000:]
+  assert says in out.stderr.strip().splitlines()[-1], out.stderr[-3000:]
+  assert "Traceback" not in out.stderr
+  assert glob.glob(f"{workdir}/**/checkpoints/*", recursive=True) == []
+  assert glob.glob(f"{workdir}/**/*.tmp*", recursive=True) == []
+  assert not (workdir / "results.md").exists()

@@ -212,8 +212,9 @@ def test_a_diverged_run_goes_on_from_its_last_good_checkpoint_in_a_new_workdir(
   summary = train.train_and_evaluate(
       tiny_config(**{**DIVERGING, "lr_decay_factor": 0.1, "init_from": init_from}), str(child))
   assert json.loads((child / "parent.json").read_text()) == {
-      "workdir": str(parent), "step": step, "epoch": step / 3,
-      "changed": {"lr_decay_factor": [1e6, 0.1]}}
+      "workdir": os.path.relpath(parent, child), "step": step, "epoch": step / 3,
+      "changed": {"lr_decay_factor": [1e6, 0.1]}}  # relative: a study moved whole keeps it
+  assert run_directory.read_parent(str(child))["workdir"] == str(parent)
   assert [r["step"] for r in read_metrics(child)] == [s for s in (3, 6, 9, 12) if s > step]
   assert np.isfinite(summary["test_loss"])
   assert file_digests(parent) == before  # the parent is only read: its config rule holds

@@ -21,4 +21,6 @@ sweep.py and report.py; docs/architecture.md has the whole map):
                      cache, CPU devices, jax.distributed); the library never calls it.
   supervisor         a multi-process run's parent process: one line naming a lost
                      process where JAX would abort with a dump.
+  exit_codes         how an entry point ends: one exit status per kind of ending, and
+                     its one line.
 """

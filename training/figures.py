@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from input_pipeline import atomic_file
 from training import records
 
 
@@ -24,12 +25,10 @@ def figure(**options: Any) -> Any:
 
 
 def save(fig: Any, path: str, dpi: int = 120) -> None:
-  """Writes `fig` to `path` atomically: a reader never sees a half-written PNG (a crash
-  leaves the old file or none)."""
-  root, ext = os.path.splitext(path)
-  tmp = f"{root}.tmp{os.getpid()}{ext}"
-  fig.savefig(tmp, dpi=dpi)
-  os.replace(tmp, path)
+  """Writes `fig` to `path` (its format from the extension, PNG without one) whole or not
+  at all (input_pipeline/atomic_file): a reader never sees a half-written PNG."""
+  image_format = os.path.splitext(path)[1].lstrip(".").lower() or "png"
+  atomic_file.write(path, lambda f: fig.savefig(f, format=image_format, dpi=dpi))
 
 
 _PNG_SIGNATURE, _PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"

@@ -14,6 +14,7 @@ examples draw the same line: their main.py sets up the platform, train.py comput
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,12 +41,39 @@ def quiet_library_info_logs() -> None:
   logging.get_absl_handler().addFilter(_project_info_or_warnings)
 
 
+def is_closed_loop_callback(error: BaseException | None) -> bool:
+  """Whether `error` is asyncio's "Event loop is closed": what TensorStore's threads raise
+  when a write of a checkpoint completes after orbax has closed the save's event loop,
+  which it does as soon as one write of the save fails (a full disk: one per write still
+  in flight, a dozen tracebacks and more). The save's own error reaches the entry point,
+  which reports it; these say nothing more."""
+  return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+
+
+def quiet_closed_loop_callbacks() -> None:
+  """Drops the `is_closed_loop_callback` errors that TensorStore's threads hand to
+  `sys.unraisablehook` (they print a traceback each, from threads the entry point cannot
+  stop, before its one line); any other unraisable error is printed as before. Idempotent."""
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_closed_loop_callbacks", False):
+    return
+
+  def hook(unraisable: Any) -> None:
+    if not is_closed_loop_callback(unraisable.exc_value):
+      previous(unraisable)
+
+  hook.drops_closed_loop_callbacks = True  # type: ignore[attr-defined]
+  sys.unraisablehook = hook
+
+
 def configure(cpu_devices: int | None = None) -> None:
-  """Sets this process up for a command-line run: library INFO lines filtered, JAX's
-  persistent compilation cache on, and, unless `cpu_devices` is None, the CPU devices
+  """Sets this process up for a command-line run: library INFO lines filtered, the
+  checkpoint library's tracebacks after a failed save dropped, JAX's persistent
+  compilation cache on, and, unless `cpu_devices` is None, the CPU devices
   (config.cpu_devices: 0 is one single-threaded device per core; training/devices.py).
   Call it before anything starts JAX's backend (jax.distributed included)."""
   quiet_library_info_logs()
+  quiet_closed_loop_callbacks()
   compilation_cache.enable()
   if cpu_devices is not None:
     devices.configure_cpu_devices(cpu_devices)
@@ -78,14 +106,16 @@ def live_processes(processes: Sequence[int]) -> list[int] | None:
     return None
 
 
-def failed_collective(error: Exception) -> bool:
+def failed_collective(error: BaseException) -> bool:
   """Whether `error` is a collective with the other processes of a multi-process run that
-  failed: XLA's runtime error, or gloo's (raised as a ValueError naming Gloo)."""
-  return jax.process_count() > 1 and (isinstance(error, jax.errors.JaxRuntimeError)
-                                      or "Gloo" in str(error))
+  failed: XLA's runtime error, or gloo's (raised as a ValueError naming Gloo). Asked
+  without starting a JAX backend: a process that never joined one (`initialize_distributed`)
+  has no other processes."""
+  return (jax.distributed.is_initialized() and jax.process_count() > 1
+          and (isinstance(error, jax.errors.JaxRuntimeError) or "Gloo" in str(error)))
 
 
-def exit_naming_lost_processes(error: Exception) -> None:
+def exit_naming_lost_processes(error: BaseException) -> None:
   """After a failed collective in a multi-process run: says which processes stopped
   answering, in one line, and exits 1 at once (a normal exit would wait for them in
   jax.distributed's shutdown, and JAX's own watchdog would end this process with a crash
@@ -98,7 +128,7 @@ def exit_naming_lost_processes(error: Exception) -> None:
     lost = [1 - me]
   first = str(error).split("\n")[0][-300:]
   who = supervisor.who_stopped(lost, len(everyone))
-  logging.error("A collective with the other processes failed and %s (%s). Stopping this "
-                "process; rerun every process to resume from the last checkpoint.", who, first)
+  logging.error("%s and %s (%s). Stopping this process; rerun every process to resume from "
+                "the last checkpoint.", supervisor.CHILD_REPORT, who, first)
   logging.flush()
   os._exit(1)  # pylint: disable=protected-access

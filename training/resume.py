@@ -37,8 +37,9 @@ def from_parent(s: builder.Setup, workdir: str
   if step is None and os.path.exists(pinned := os.path.join(workdir, run_directory.PARENT)):
     step = run_directory.read_json(pinned)["step"]  # the step this run first started from
   defaults = records.config_record(default_config.get_config())
-  lock = (run_directory.DirectoryLock(path, shared=True) if jax.process_index() == 0
-          else contextlib.nullcontext())
+  lock = (run_directory.DirectoryLock(
+      path, shared=True, reader="a training that starts from its checkpoint (config.init_from)")
+          if jax.process_index() == 0 else contextlib.nullcontext())
   with lock:
     parent = run_directory.read_run(path)
     if not parent.config:
@@ -69,7 +70,9 @@ def from_parent(s: builder.Setup, workdir: str
         f"{s.total_steps} (epoch {config.num_epochs}); raise config.num_epochs.")
   changed = {key: [old, new] for key, old, new in run_directory.config_differences(
       parent.config, records.config_record(config), defaults) if key != "init_from"}
-  return restored, records.ParentRecord(workdir=os.path.abspath(path), step=restored.step,
+  # Relative to this run: a study moved or copied whole keeps the link to its parent.
+  relative = os.path.relpath(os.path.abspath(path), os.path.abspath(workdir))
+  return restored, records.ParentRecord(workdir=relative, step=restored.step,
                                         epoch=restored.step / s.steps_per_epoch, changed=changed)
 
 
@@ -116,4 +119,4 @@ def stopped_before_training(stopping: tuple[int, list[int]], step: int) -> signa
   return signals.Stopped(f"Stopped by {signal.Signals(signum).name}{who} before training "
                          f"{'began' if step == 0 else f'went on from step {step}'}: nothing "
                          "was trained and no checkpoint was written. Rerun the same command "
-                         "to train.", signum)
+                         "to train.", signum, saved=False)

@@ -5,7 +5,8 @@
     WORKDIR/mean_image.npy  the training split's mean image, the run's preprocessing constant
     WORKDIR/provenance.json the code versions that trained it, from which step (provenance.py)
     WORKDIR/parent.json     for a run started from another's checkpoint (config.init_from):
-                            that run, the step and the changed config keys
+                            that run (its path relative to this one: `read_parent`),
+                            the step and the changed config keys
     WORKDIR/metrics.jsonl   one row per evaluation, steps strictly increasing
     WORKDIR/summary.json    the final metrics; present only once the run has finished
     WORKDIR/failure.json    why its last training failed (an error, not a stop signal or a
@@ -18,12 +19,17 @@
     WORKDIR/checkpoints.unusable/  checkpoints that could not be restored, moved aside
     WORKDIR/train.log       the output of a sweep's `--parallel` subprocess (`open_log`)
     WORKDIR/.lock           held, with the operating system's file lock, by the one writer
-                            (evaluate.py takes it shared: never while a writer holds it)
+                            (evaluate.py takes it shared: never while a writer holds it);
+                            it names the writer while it writes
+    WORKDIR/.lock.reader.*  one per process that holds the lock shared, naming it, while
+                            it reads
 
 The rules (train.py, sweep.py and report.py read and write runs only through this module):
 
 1. **One writer.** A process writes a run only while it holds `.lock` (`fcntl.flock`); a
-   second one stops at once, naming the process and host that hold it. The kernel releases
+   second one stops at once, naming the process and host that hold it: the writer, or the
+   readers (an evaluation) that hold it shared. Each holder leaves its line only while it
+   holds the lock, so the one named is never a process that has ended. The kernel releases
    the lock when its holder dies, so a crashed run never blocks the next.
 2. **One config.** `config.json` is the config the run was started with. A rerun may change
    only keys that cannot change what was computed (`NEUTRAL_KEYS`: evaluation, logging and
@@ -42,10 +48,13 @@ The rules (train.py, sweep.py and report.py read and write runs only through thi
 5. **One code version at a time, all of them recorded.** A resume under another commit or
    other library versions goes on, and `provenance.json` lists each (from_step, version)
    the kept training ran under.
-6. **Atomic writes.** JSON files are replaced whole (write, fsync, rename); a torn last
-   metrics line (a crash mid-append) is ignored on reading and dropped on resume. Any
-   other record that is not what this code writes (invalid JSON, a row that is not a
-   row) stops every reader with a DamagedRecordError naming the file and what to do.
+6. **Atomic writes.** Every file but the appended metrics is replaced whole
+   (input_pipeline/atomic_file.py: a temporary file, fsync, rename, the directory fsynced;
+   the temporary file removed on any failure, and those of killed writers by the next
+   training); a torn last metrics line (a crash mid-append) is ignored on reading and
+   dropped on resume. Any other record that is not what this code writes (invalid JSON, a
+   row that is not a row) stops every reader with a DamagedRecordError naming the file and
+   what to do.
 7. **Valid JSON only.** A NaN or an infinity is never written (JSON has none; Python's
    bare `NaN` is not JSON): writing one is refused, naming the file and the key.
 """
@@ -58,14 +67,17 @@ import errno
 import fcntl
 import json
 import os
+import re
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
-from training import provenance
+from input_pipeline import atomic_file
+from training import provenance, records
 
 CONFIG, DATASET, METRICS, SUMMARY = "config.json", "dataset.json", "metrics.jsonl", "summary.json"
 MEAN_IMAGE, PROVENANCE, EVALUATIONS = "mean_image.npy", "provenance.json", "evaluations"
@@ -134,13 +146,7 @@ def write_json(path: str, obj: Any) -> None:
   """Replaces `path` with `obj` as JSON, atomically: readers see the old file or the new one.
   Keys keep their order (a network's layers are listed in the order it runs them). A NaN
   or an infinity is refused (NonFiniteValueError) and leaves the old file."""
-  text = json_text(obj, path, indent=2)
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text + "\n")
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  atomic_file.write_text(path, json_text(obj, path, indent=2) + "\n")
 
 
 def json_values(obj: Any) -> Any:
@@ -336,7 +342,18 @@ def read_run(path: str) -> RunRecord:
 def record_failure(path: str, error: str) -> None:
   """Writes run `path`'s failure.json: its last training failed with `error`."""
   write_json(os.path.join(path, FAILURE), {
-      "error": error, "time": datetime.datetime.now().isoformat(timespec="seconds")})
+      records.FAILURE_ERROR: error, records.FAILURE_TIME: datetime.datetime.now().isoformat(timespec="seconds")})
+
+
+def read_parent(path: str) -> dict[str, Any] | None:
+  """Run `path`'s parent.json (None without one), its workdir made a path to the parent
+  from here: it is recorded relative to the run (older records hold it absolute)."""
+  file = os.path.join(path, PARENT)
+  if not os.path.exists(file):
+    return None
+  parent = read_json(file)
+  parent[records.WORKDIR] = os.path.normpath(os.path.join(path, parent[records.WORKDIR]))
+  return parent
 
 
 def read_code_versions(path: str) -> list[dict[str, Any]]:
@@ -366,18 +383,57 @@ def open_log(path: str) -> Any:
 # --- The lock ------------------------------------------------------------------------------
 
 
+# A reader's line while it holds a run's lock shared: `.lock.reader.<pid>@<host>.<random>`
+# (one file per holder, since readers hold the lock together and none may rewrite `.lock`).
+READER_PREFIX = f"{LOCK}.reader."
+_READER = re.compile(rf"^{re.escape(READER_PREFIX)}(?P<pid>\d+)@(?P<host>.+)\.[a-z0-9_]{{8}}$")
+_HOLDER = re.compile(r"^pid (?P<pid>\d+) on host (?P<host>\S+) ")  # as holder_line writes
+
+
+def holder_line() -> str:
+  """This process as a lock's message names it: pid, host, start of the hold, command."""
+  return (f"pid {os.getpid()} on host {socket.gethostname()} since "
+          f"{datetime.datetime.now().isoformat(timespec='seconds')} "
+          f"({' '.join(sys.argv)[:200]})")
+
+
+def readers(directory: str) -> list[str]:
+  """The lines of the processes that hold `directory`'s lock shared, as they left them;
+  those of this host whose process is gone (SIGKILLed, so no clean-up ran) are left out."""
+  try:
+    names = sorted(os.listdir(directory))
+  except OSError:
+    return []
+  host, lines = socket.gethostname(), []
+  for name in names:
+    if not (match := _READER.match(name)):
+      continue
+    if match["host"] == host and not atomic_file.process_alive(int(match["pid"])):
+      continue
+    try:
+      with open(os.path.join(directory, name)) as f:
+        lines.append(f.read().strip())
+    except OSError:  # it ended meanwhile
+      continue
+  return [line for line in lines if line]
+
+
 class DirectoryLock:
   """An exclusive `fcntl.flock` on `directory/.lock`, with the holder's pid, host and
-  command written inside for the message a second process gets. Creates the directory;
-  fails with a clear message if it cannot be written.
+  command written inside (and cleared on release) for the message a second process gets.
+  Creates the directory; fails with a clear message if it cannot be written.
 
   `shared=True` takes a shared lock instead (readers that write beside the record, like
   evaluate.py): any number of them at once, never while a writer holds it, and no writer
-  while one of them does."""
+  while one of them does. Each reader leaves its own line, `reader` (who it is, e.g. "an
+  evaluation") with its pid, host and command, in a file of its own beside `.lock` while it
+  holds the lock, so that a refused writer names the readers rather than the last writer."""
 
-  def __init__(self, directory: str, what: str = "run", shared: bool = False):
-    self.directory, self.what, self.shared = directory, what, shared
+  def __init__(self, directory: str, what: str = "run", shared: bool = False,
+               reader: str = "a reader"):
+    self.directory, self.what, self.shared, self.reader = directory, what, shared, reader
     self._file: Any = None  # the open lock file while held
+    self._line: str | None = None  # a reader's own line file while held
 
   def __enter__(self) -> DirectoryLock:
     path = os.path.join(self.directory, LOCK)
@@ -391,25 +447,25 @@ class DirectoryLock:
     try:
       fcntl.flock(self._file, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except OSError as e:
-      holder = self._file.read().strip() or "another process"
+      writer = self._file.read().strip()
       self._file.close()
       self._file = None
       if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
         raise
-      if self.shared:
-        raise RunInUseError(f"{self.directory} is in use by {holder}, which is writing it (or "
-                            f"reading it as a writer would); it cannot be read for this "
-                            "until that ends. Wait for it to finish or stop it.") from None
-      raise RunInUseError(f"{self.directory} is in use by {holder}: one {self.what} writes "
-                          "there at a time. Wait for it to finish or stop it, or use another "
-                          "directory.") from None
-    if self.shared:  # the holder line belongs to the writer; readers leave it alone.
+      raise self._refusal(writer) from None
+    if self.shared:  # `.lock` holds the writer's line; a reader leaves its own beside it.
+      try:
+        self._leave_reader_line()
+      except BaseException:
+        self.__exit__()
+        raise
       return self
+    for name in os.listdir(self.directory):  # no reader holds the lock now: lines of the dead
+      if _READER.match(name):
+        _remove(os.path.join(self.directory, name))
     self._file.seek(0)
     self._file.truncate()
-    self._file.write(f"pid {os.getpid()} on host {socket.gethostname()} since "
-                     f"{datetime.datetime.now().isoformat(timespec='seconds')} "
-                     f"({' '.join(sys.argv)[:200]})\n")
+    self._file.write(holder_line() + "\n")
     self._file.flush()
     try:  # Probe: the lock file's directory can be opened but may be read-only elsewhere.
       probe = os.path.join(self.directory, f".write-test{os.getpid()}")
@@ -421,11 +477,65 @@ class DirectoryLock:
                               f"{e.strerror}. Choose a directory you can write to.") from None
     return self
 
+  def _refusal(self, writer: str) -> RunInUseError:
+    """The error for a lock that another process holds: the writer's line (`writer`,
+    from `.lock`), or the readers' lines when readers hold it."""
+    if (match := _HOLDER.match(writer)) and match["host"] == socket.gethostname() \
+        and not atomic_file.process_alive(int(match["pid"])):
+      writer = ""  # left by a writer that was killed: the holder is another process
+    if self.shared:
+      return RunInUseError(f"{self.directory} is in use by {writer or 'another process'}, "
+                           "which is writing it (or reading it as a writer would); it cannot "
+                           "be read for this until that ends. Wait for it to finish or stop "
+                           "it.")
+    if held_by := readers(self.directory):
+      return RunInUseError(f"{self.directory} is being read by {'; and by '.join(held_by)}: "
+                           f"a {self.what} cannot be written while it is read. Wait for "
+                           f"{'that' if len(held_by) == 1 else 'them'} to finish or stop "
+                           f"{'it' if len(held_by) == 1 else 'them'}, or use another "
+                           "directory.")
+    return RunInUseError(f"{self.directory} is in use by {writer or 'another process'}: one "
+                         f"{self.what} writes there at a time. Wait for it to finish or stop "
+                         "it, or use another directory.")
+
+  def _leave_reader_line(self) -> None:
+    # Only for the messages of refused writers: a directory where it cannot be written
+    # (read-only, full) is read all the same.
+    try:
+      fd, self._line = tempfile.mkstemp(
+          dir=self.directory, prefix=f"{READER_PREFIX}{os.getpid()}@{socket.gethostname()}.")
+      with os.fdopen(fd, "w") as f:
+        f.write(f"{self.reader}, {holder_line()}\n")
+    except BaseException as e:  # a KeyboardInterrupt too: no line outlives a failed start
+      if self._line is not None:
+        _remove(self._line)
+      self._line = None
+      if not isinstance(e, OSError):
+        raise
+
   def __exit__(self, *exc) -> None:
-    if self._file is not None:
+    if self._file is None:
+      return
+    try:
+      if self._line is not None:
+        _remove(self._line)
+      elif not self.shared:  # a line left after the writer ends would name it as holder
+        self._file.seek(0)
+        self._file.truncate()
+    except OSError:
+      pass  # the lock is released all the same; a stale line names a process that ended
+    finally:
+      self._line = None
       fcntl.flock(self._file, fcntl.LOCK_UN)
       self._file.close()
       self._file = None
+
+
+def _remove(path: str) -> None:
+  try:
+    os.remove(path)
+  except FileNotFoundError:
+    pass
 
 
 # --- Writing a run -------------------------------------------------------------------------
@@ -505,14 +615,14 @@ class RunDirectory:
           "data changed since the run started. Train on the data it started with, or use a "
           "new workdir.")
     if self.writer:
+      atomic_file.remove_stale(self.path)  # what writers killed mid-write left
       if os.path.exists(self.file(FAILURE)):
         os.remove(self.file(FAILURE))  # this training may succeed; it records its own.
       write_json(self.file(CONFIG), dict(config))
       write_json(self.file(DATASET), dict(dataset))
       if recorded is None:
-        tmp = self.file(MEAN_IMAGE + ".tmp.npy")
-        np.save(tmp, np.asarray(mean_image, np.float32), allow_pickle=False)
-        os.replace(tmp, self.file(MEAN_IMAGE))
+        atomic_file.write(self.file(MEAN_IMAGE), lambda f: np.save(
+            f, np.asarray(mean_image, np.float32), allow_pickle=False))
 
   def record_parent(self, parent: Mapping[str, Any]) -> None:
     """The run starts from another run's checkpoint (records.ParentRecord)."""
@@ -533,12 +643,8 @@ class RunDirectory:
     if not self.writer:
       return
     rows = [r for r in self.read().rows if step and r["step"] <= step]
-    tmp = self.file(METRICS) + ".tmp"
-    with open(tmp, "w") as f:
-      f.writelines(json_text(r, self.file(METRICS)) + "\n" for r in rows)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, self.file(METRICS))
+    atomic_file.write_text(self.file(METRICS),
+                           "".join(json_text(r, self.file(METRICS)) + "\n" for r in rows))
     if os.path.exists(self.file(SUMMARY)):
       os.remove(self.file(SUMMARY))
     if self._events is not None:

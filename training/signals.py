@@ -14,7 +14,7 @@ so that the checkpoint they save is one consistent step.
 from __future__ import annotations
 
 import signal
-from typing import Any
+from typing import Any, Self
 
 import jax
 from jax.experimental import multihost_utils
@@ -24,11 +24,12 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Stopped(KeyboardInterrupt):
-  """A run stopped on request after saving; `signum` is the signal that asked."""
+  """A command stopped on request; `signum` is the signal that asked, and `saved` whether
+  a training saved a checkpoint first (not when it stopped before its first step)."""
 
-  def __init__(self, message: str, signum: int):
+  def __init__(self, message: str, signum: int, saved: bool = True):
     super().__init__(message)
-    self.signum = signum
+    self.signum, self.saved = signum, saved
 
 
 class StopRequest:
@@ -38,7 +39,7 @@ class StopRequest:
     self.received: int | None = None
     self._previous: dict[int, Any] = {}
 
-  def __enter__(self) -> StopRequest:
+  def __enter__(self) -> Self:
     try:
       for sig in STOP_SIGNALS:
         self._previous[sig] = signal.signal(sig, self._handle)
@@ -56,6 +57,23 @@ class StopRequest:
   def __exit__(self, *exc) -> None:
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
+
+
+class RaiseOnSignal(StopRequest):
+  """Where a stop signal has nothing to save (loading, compiling, evaluating, reporting):
+  it interrupts at once, as a KeyboardInterrupt naming the signal (a training's own
+  StopRequest replaces this handler while it trains). A library may swallow that
+  exception (one raised inside a callback from C is only printed), so `check` raises it
+  again at the next point where the command can stop without writing anything partial."""
+
+  def _handle(self, signum: int, frame: Any) -> None:
+    super()._handle(signum, frame)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+  def check(self) -> None:
+    """Raises KeyboardInterrupt if a signal was received (and swallowed on its way)."""
+    if self.received is not None:
+      raise KeyboardInterrupt(signal.Signals(self.received).name)
 
 
 def agreed_stop(stop: StopRequest, step: int, every: int) -> tuple[int, list[int]] | None:

@@ -9,7 +9,7 @@ jaxlib), so `supervise` runs the command in a child process instead, passes its 
 through, and when the child ends that way, replaces JAX's lines and the dump with one line
 of its own naming the lost process. Failures the child sees first (a collective that
 errors: `training.process.exit_naming_lost_processes`) it reports itself, and the supervisor passes
-that on unchanged.
+that on unchanged, and then says nothing more if JAX ends the child after all.
 
 The child gets its own process group, so a Ctrl-C or a cluster's SIGTERM to the command's
 group reaches it once, through the supervisor, which forwards SIGINT, SIGTERM, SIGHUP and
@@ -31,6 +31,9 @@ from collections.abc import Sequence
 CHILD_ENV = "RECTIFIERS_SUPERVISOR_PID"
 # The line JAX's coordination client logs before it aborts the process (xla/pjrt/distributed).
 JAX_TERMINATION = "Terminating process because the JAX distributed service detected fatal errors"
+# How the child's own line about a lost process begins (training/process.py
+# `exit_naming_lost_processes`, after a failed collective).
+CHILD_REPORT = "A collective with the other processes failed"
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1,
                      signal.SIGUSR2)
 _PR_SET_PDEATHSIG = 1
@@ -89,19 +92,24 @@ def termination_line(report: str, process_id: int | None, num_processes: int | N
 def supervise(argv: Sequence[str], process_id: int | None, num_processes: int | None) -> int:
   """Runs `python argv...` as a child (with CHILD_ENV set), passing its stdout and stderr
   through, and returns its exit status (128 + N for signal N); when JAX's coordination
-  service ended it, prints `termination_line` instead of JAX's lines and returns 1."""
+  service ended it, prints `termination_line` instead of JAX's lines and returns 1.
+
+  One lost process is one line: when the child already said so itself (CHILD_REPORT: its
+  collective failed as JAX's service noticed the loss, and which of the two comes first
+  is a race), JAX's termination that follows is dropped without a second line."""
   child = subprocess.Popen([sys.executable, *argv],
                            env={**os.environ, CHILD_ENV: str(os.getpid())},
                            stderr=subprocess.PIPE, process_group=0)
   previous = {sig: signal.signal(sig, lambda signum, _: child.send_signal(signum))
               for sig in FORWARDED_SIGNALS}
-  report = None
+  report, reported = None, False
   try:
     for line in child.stderr:
       text = line.decode("utf-8", "replace")
       if report is None and JAX_TERMINATION in text:
         report = text
       if report is None:
+        reported = reported or CHILD_REPORT in text
         sys.stderr.buffer.write(line)
         sys.stderr.flush()
       else:  # JAX's status and the fault handler's dump: kept for the one line
@@ -111,6 +119,7 @@ def supervise(argv: Sequence[str], process_id: int | None, num_processes: int | 
     for sig, handler in previous.items():
       signal.signal(sig, handler)
   if report is not None:
-    print(termination_line(report, process_id, num_processes), file=sys.stderr, flush=True)
+    if not reported:
+      print(termination_line(report, process_id, num_processes), file=sys.stderr, flush=True)
     return 1
   return status if status >= 0 else 128 - status
