@@ -15,8 +15,13 @@ sweep's tables from them.
 
 The weights come from the run's export (`RUN/model/`, training/export.py), which is enough
 on its own (a committed study has no checkpoints), or from its checkpoints: the final one,
-or `--step=N` (an unfinished run needs it). On its own test split, with the devices it
-trained on, a run's evaluation equals its final `test_error` and `test_loss` exactly.
+or `--step=N` (an unfinished run needs it). The export is checked whole and against the
+run's records; a damaged one (or one that disagrees with the run) is refused in one line
+that gives the command that writes it again, except with `--step=N` where a checkpoint at
+N stands in for it, with a warning. The preprocessing comes with the weights, from one
+function (`export.preprocessing`): the export's, or the run's for a checkpoint. On its own
+test split, with the devices it trained on, a run's evaluation equals its final
+`test_error` and `test_loss` exactly.
 
 Datasets: `--dataset` is a spec as in training (`folder:PATH`, `tfds:NAME`, `digits`;
 default: the run's own, with its hold-out and subset). `--split` is `test` or `train`
@@ -26,7 +31,11 @@ on a stratified hold-out of N of its train/ images. Images are decoded as the ru
 shape differ from the run's is refused, naming both.
 
 Evaluating never changes the run's record (metrics, summary, checkpoints): it holds the
-run's lock shared, so it refuses to start while a training writes there, naming it.
+run's lock shared, so it refuses to start while a training writes there, naming it, and
+a training started meanwhile is refused naming this evaluation. `NAME.json` is written
+whole or not at all; Ctrl-C from the start, or a full disk, ends the command with one line
+(training/exit_codes.py) and nothing partial, and the temporary file of an evaluation
+killed mid-write is removed by the next one of the run.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ import dataclasses
 import datetime
 import os
 import re
-import sys
+import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,10 +56,11 @@ import numpy as np
 
 import input_pipeline
 import models
-from configs import default as default_config
+from configs import rerun as rerun_config
 from configs import validation
-from training import (builder, checkpoints, disk_space, evaluation, export, process, provenance,
-                      run_directory, steps)
+from input_pipeline import atomic_file
+from training import (builder, checkpoints, evaluation, exit_codes, export, process, provenance,
+                      run_directory, signals, steps)
 
 SPLITS = ("test", "train")
 
@@ -67,7 +77,7 @@ class TrainedModel:
   run: run_directory.RunRecord
   model: Any
   state: steps.TrainState     # params and batch_stats (no optimiser state)
-  mean_image: np.ndarray
+  preprocessing: export.Preprocessing  # the export's, or the run's (`export.preprocessing`)
   step: int
   epoch: float
   source: str                 # "export" or "checkpoint"
@@ -79,15 +89,14 @@ class TrainedModel:
 
 def _config(record: Mapping[str, Any]) -> ml_collections.ConfigDict:
   """A run's config record over today's defaults (keys added later take their default)."""
-  defaults = default_config.get_config().to_dict()
-  merged = {**defaults, **{k: v for k, v in record.items() if k in defaults}}
-  merged["augment"] = {**defaults["augment"], **record.get("augment", {})}
-  return ml_collections.ConfigDict(merged)
+  return rerun_config.from_record(record)
 
 
 def load_trained(path: str, step: int | None = None) -> TrainedModel:
   """The network of run `path` at its end (from its export, else its last checkpoint) or
-  at checkpoint `step`."""
+  at checkpoint `step`. The export is checked whole and against the run's records
+  (training/export.py); a damaged one is refused, but for `step` when a checkpoint there
+  can stand in for it (with a warning)."""
   record = run_directory.read_run(path)
   if not record.config:
     raise EvaluationError(f"{path} is not a run directory (it has no "
@@ -99,18 +108,24 @@ def load_trained(path: str, step: int | None = None) -> TrainedModel:
         f"--step=N to evaluate one of its checkpoints ({_steps_text(path)}).")
   if not export.has_export(path) and record.finished:
     logging.warning("%s has no exported model (%s is missing): evaluating its checkpoint "
-                    "instead. Rerunning its training command writes the export again.",
-                    path, os.path.join(path, export.DIRECTORY, export.METADATA))
-  if export.has_export(path):
-    metadata = export.read_metadata(path)
-    if step is None or step == metadata["step"]:
-      exported = export.load(path)
-      state = steps.TrainState(step=jnp.int32(metadata["step"]),
-                               params=exported.variables["params"],
-                               batch_stats=exported.variables.get("batch_stats"),
-                               opt_state=None)
-      return TrainedModel(record, exported.model, state, exported.mean_image, metadata["step"],
-                          metadata["epoch"], "export")
+                    "instead. %s", path, os.path.join(path, export.DIRECTORY, export.METADATA),
+                    _rewrite_text(path))
+  final = record.summary["step"] if record.finished else None
+  if export.has_export(path) and step in (None, final, export.recorded_step(path)):
+    try:
+      exported = export.load(path, record)
+    except export.ExportError as e:
+      if step is None or step not in checkpoints.steps_on_disk(path):
+        raise
+      logging.warning("%s Evaluating the checkpoint at step %d instead.", e, step)
+    else:
+      if step in (None, exported.step):
+        state = steps.TrainState(step=jnp.int32(exported.step),
+                                 params=exported.variables["params"],
+                                 batch_stats=exported.variables.get("batch_stats"),
+                                 opt_state=None)
+        return TrainedModel(record, exported.model, state, exported.preprocessing,
+                            exported.step, exported.metadata["epoch"], "export")
   if step is None:
     step = record.rows[-1]["step"]
   if step not in checkpoints.steps_on_disk(path):
@@ -122,8 +137,15 @@ def load_trained(path: str, step: int | None = None) -> TrainedModel:
                            batch_stats=restored.get("batch_stats"), opt_state=None)
   model = models.from_config(_config(record.config), record.dataset["num_classes"])
   epoch = next((r["epoch"] for r in record.rows if r["step"] == step), None)
-  return TrainedModel(record, model, state, _mean_image(path, record), step,
-                      epoch if epoch is not None else step, "checkpoint")
+  return TrainedModel(record, model, state,
+                      export.preprocessing(_config(record.config), _mean_image(path, record),
+                                           record.dataset["image_shape"]),
+                      step, epoch if epoch is not None else step, "checkpoint")
+
+
+def _rewrite_text(path: str) -> str:
+  return (f"Rerunning its training writes the export again from its final checkpoint: "
+          f"python train.py --config=configs/rerun.py:{path} --workdir={path}")
 
 
 def _steps_text(path: str) -> str:
@@ -223,22 +245,32 @@ def evaluate(trained: TrainedModel, source: input_pipeline.Source) -> dict[str, 
   """{"error", "loss", "examples", "activations"} of the network on `source`, batched and
   laid out over the devices as its training evaluated (training/evaluation.Evaluator on
   `builder.data_mesh`)."""
-  config = _config(trained.config)
+  p = trained.preprocessing
+  # The preprocessing is the trained model's only (export.preprocessing), not config.json's.
+  config = _config({**trained.config, "augment": dataclasses.asdict(p.augment),
+                    "input_scale": p.input_scale})
   evaluator = evaluation.Evaluator.create(config, trained.model, builder.data_mesh(config),
-                                          trained.mean_image,
-                                          trained.run.dataset["image_shape"])
+                                          p.mean_image, p.image_shape)
   return evaluator.metrics(jax.device_put(trained.state, evaluator.replicated), source)
 
 
 def evaluate_run(path: str, *, spec: str | None = None, split: str = "test",
                  name: str | None = None, step: int | None = None, holdout: int = 0,
-                 data_dir: str = "", cache_dir: str = "") -> dict[str, Any]:
-  """Evaluates run `path` and writes `path/evaluations/NAME.json`; returns its content."""
+                 data_dir: str = "", cache_dir: str = "",
+                 stop: signals.RaiseOnSignal | None = None) -> dict[str, Any]:
+  """Evaluates run `path` and writes `path/evaluations/NAME.json` (whole or not at all);
+  returns its content. With `stop` (the command line's), a stop signal that a library
+  swallowed still stops it, before it writes."""
   if not os.path.isdir(path):
     raise EvaluationError(f"No run directory {path}.")
-  with run_directory.DirectoryLock(path, what="run", shared=True):
+  check = stop.check if stop is not None else lambda: None
+  with run_directory.DirectoryLock(path, what="run", shared=True, reader="an evaluation"):
+    # What evaluations killed mid-write (SIGKILL: no clean-up ran) left behind.
+    atomic_file.remove_stale(os.path.join(path, run_directory.EVALUATIONS))
     trained = load_trained(path, step)
+    check()
     spec, dataset, source = load_split(trained, spec, split, holdout, data_dir, cache_dir)
+    check()
     name = name or default_name(spec, split)
     if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
       raise EvaluationError(f"--name must use letters, digits, '.', '_' and '-' only, got "
@@ -251,6 +283,7 @@ def evaluate_run(path: str, *, spec: str | None = None, split: str = "test",
               "evaluated_by": provenance.code_version(),
               "evaluated": datetime.datetime.now(datetime.timezone.utc).isoformat(
                   timespec="seconds")}
+    check()
     directory = os.path.join(path, run_directory.EVALUATIONS)
     os.makedirs(directory, exist_ok=True)
     run_directory.write_json(os.path.join(directory, f"{name}.json"), result)
@@ -298,6 +331,38 @@ def _devices_it_trained_on(workdir: str) -> int:
   return 1
 
 
+# The errors an evaluation reports in one line, exit status 1 (training/exit_codes.py).
+EXPECTED_ERRORS = (EvaluationError, FileNotFoundError, export.ExportError, validation.ConfigError,
+                   input_pipeline.CorruptImagesError, input_pipeline.DatasetNotPreparedError,
+                   run_directory.RunDirectoryError, checkpoints.NoUsableCheckpointError)
+
+
+def _set_up_and_evaluate(workdir: str, cpu_devices: int,
+                         options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+  """main's work: {run path: result}. A stop signal from the start (while JAX starts, the
+  model and the data load or the network is evaluated) ends it at once with one line,
+  before anything of that run is written."""
+  with signals.RaiseOnSignal() as stop:
+    try:
+      if not os.path.isdir(workdir):
+        raise EvaluationError(f"No directory {workdir}.")
+      process.configure(cpu_devices if cpu_devices >= 0 else _devices_it_trained_on(workdir))
+      stop.check()
+      if is_run(workdir):
+        return {workdir: evaluate_run(workdir, stop=stop, **options)}
+      if options["step"] is not None:
+        raise EvaluationError("--step applies to one run, not to a sweep directory.")
+      return evaluate_sweep(workdir, stop=stop, **options)
+    except KeyboardInterrupt:
+      if (signum := stop.received) is None:
+        raise
+      kept = "" if is_run(workdir) else " (the runs evaluated before it keep theirs)"
+      raise signals.Stopped(
+          f"Stopped by {signal.Signals(signum).name} before the evaluation was written: "
+          f"nothing partial is on disk{kept}. Rerun the same command to evaluate.",
+          signum, saved=False) from None
+
+
 def main(argv: list[str]) -> None:
   from absl import flags  # pylint: disable=g-import-not-at-top
   del argv
@@ -305,26 +370,9 @@ def main(argv: list[str]) -> None:
   options = dict(spec=FLAGS.dataset or None, split=FLAGS.split, name=FLAGS.name,
                  step=FLAGS.step, holdout=FLAGS.holdout, data_dir=FLAGS.data_dir,
                  cache_dir=FLAGS.cache_dir)
-  try:
-    if not os.path.isdir(FLAGS.workdir):
-      raise EvaluationError(f"No directory {FLAGS.workdir}.")
-    process.configure(FLAGS.cpu_devices if FLAGS.cpu_devices >= 0
-                      else _devices_it_trained_on(FLAGS.workdir))
-    if is_run(FLAGS.workdir):
-      results = {FLAGS.workdir: evaluate_run(FLAGS.workdir, **options)}
-    else:
-      if FLAGS.step is not None:
-        raise EvaluationError("--step applies to one run, not to a sweep directory.")
-      results = evaluate_sweep(FLAGS.workdir, **options)
-  except (EvaluationError, FileNotFoundError, export.ExportError, validation.ConfigError,
-          input_pipeline.CorruptImagesError, input_pipeline.DatasetNotPreparedError,
-          run_directory.RunDirectoryError, checkpoints.NoUsableCheckpointError) as e:
-    disk_space.exit_if_full(e, FLAGS.workdir)
-    logging.error("%s", e)
-    sys.exit(1)
-  except Exception as e:  # pylint: disable=broad-except
-    disk_space.exit_if_full(e, FLAGS.workdir)
-    raise
+  results = exit_codes.run(
+      lambda: _set_up_and_evaluate(FLAGS.workdir, FLAGS.cpu_devices, options), FLAGS.workdir,
+      EXPECTED_ERRORS, unwritten="The evaluation")
   for path, r in results.items():
     print(f"{path}: {r['dataset']} {r['split']}: error {r['error']:.4f}, log-loss "
           f"{r['loss']:.4f} on {r['examples']} examples (step {r['step']}, from its "

@@ -15,8 +15,9 @@ import pytest
 
 from tests.helpers import REPO
 
-PACKAGES = ("rectifiers", "models", "input_pipeline", "configs", "training", "benchmarks")
-SCRIPTS = ("train", "evaluate", "sweep", "report")
+PACKAGES = ("rectifiers", "models", "input_pipeline", "configs", "training", "reporting",
+            "benchmarks")
+SCRIPTS = ("train", "evaluate", "predict", "sweep", "report")
 
 
 def project_modules() -> dict[str, Path]:

@@ -1,5 +1,5 @@
-"""evaluate.py, the exported model and the code-version record: a finished run re-tested
-on any data, from its export alone, without touching its record."""
+"""evaluate.py and the code-version record: a finished run re-tested on any data, from its
+export alone, without touching its record (the export itself: tests/test_export.py)."""
 
 import hashlib
 import json
@@ -8,13 +8,12 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from PIL import Image
 
 import evaluate
-import input_pipeline
 import report
+from reporting import loading
 from tests.helpers import REPO, copy_run, sweep_of_copies
 from training import export, provenance, run_directory
 
@@ -66,28 +65,6 @@ def test_a_finished_run_without_its_export_says_it_evaluates_its_checkpoint(
     result = evaluate.evaluate_run(run, name="own")
   assert result["model_source"] == "checkpoint"
   assert "has no exported model" in caplog.text and "model.json is missing" in caplog.text
-
-
-def test_a_loaded_export_predicts_what_the_run_measured(prelu_run):
-  m = export.load(str(prelu_run))
-  assert m.class_names == [str(i) for i in range(10)] and m.image_shape == (8, 8, 1)
-  assert m.metadata["rectifier"] == "prelu" and m.metadata["step"] == 6
-  test = input_pipeline.load("digits").test
-  errors = np.mean(np.argmax(np.asarray(m.logits(test.images)), -1) != test.labels)
-  summary = json.loads((prelu_run / "summary.json").read_text())
-  assert errors == pytest.approx(summary["test_error"], abs=1e-6)
-  size = sum(os.path.getsize(prelu_run / "model" / f) for f in os.listdir(prelu_run / "model"))
-  assert size < 100_000
-
-
-def test_a_damaged_export_is_refused_naming_the_file(prelu_run, tmp_path):
-  damaged = copy_run(prelu_run, tmp_path / "damaged", drop=("checkpoints",))
-  path = os.path.join(damaged, "model", "variables.msgpack")
-  data = bytearray(open(path, "rb").read())
-  data[len(data) // 2] ^= 0xFF
-  open(path, "wb").write(bytes(data))
-  with pytest.raises(export.ExportError, match="variables.msgpack does not match"):
-    evaluate.evaluate_run(damaged)
 
 
 def test_an_unfinished_run_needs_a_step_and_then_gives_that_evaluation(prelu_run, tmp_path):
@@ -194,13 +171,13 @@ def test_a_resume_under_another_version_records_every_step_version_pair(tmp_path
 
 def test_report_names_the_code_versions_when_a_study_has_several(prelu_run, tmp_path):
   root = sweep_of_copies(prelu_run, tmp_path / "sweep")
-  runs = report.read_runs(root)
-  assert report.code_versions_line(runs) is None
+  runs = loading.read_runs(root)
+  assert loading.code_versions_line(runs) is None
   path = os.path.join(root, "prelu", "seed1", run_directory.PROVENANCE)
   history = json.loads(open(path).read())["code_versions"]
   run_directory.write_json(path, {"code_versions": history + [
       {**history[0], "from_step": 3, "commit": "f" * 40}]})
-  line = report.code_versions_line(report.read_runs(root))
+  line = loading.code_versions_line(loading.read_runs(root))
   assert line.startswith("These runs were trained by 2 code versions")
   assert "commit ffffffffff" in line and "prelu/seed1 from step 3" in line
   assert line in open(report.write_report(root)["results.md"]).read()

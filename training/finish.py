@@ -42,14 +42,15 @@ def finish(run: run_directory.RunDirectory, s: builder.Setup,
 
 def incomplete_artefacts(record: run_directory.RunRecord) -> list[str]:
   """What a run with a summary promises beside it and lacks: whole learning curves, an
-  undamaged export, event files that show every row. Empty for a complete run; a run
-  stopped between its summary and these (only code older than `finish`'s order) is
-  completed by a rerun."""
+  undamaged export of this format that agrees with the run's records, event files that
+  show every row. Empty for a complete run; a run stopped between its summary and these
+  (only code older than `finish`'s order), or whose export is damaged or older, is
+  completed by a rerun (`python train.py --config=configs/rerun.py:RUN --workdir=RUN`)."""
   missing = []
   if not figures.is_whole_png(os.path.join(record.path, run_directory.CURVES)):
     missing.append(run_directory.CURVES)
   try:
-    export.check(record.path)
+    export.check(record.path, record)
   except export.ExportError:
     missing.append(export.DIRECTORY)
   if not tensorboard.shows_rows(record.path, record.rows):
