@@ -19,10 +19,11 @@ The rules:
 - **Failures**: a run that raises or exits non-zero is recorded; the others still run,
   the report covers the finished ones, and the sweep exits 1 naming each failed run.
 - **Signals**: SIGINT or SIGTERM stops the sweep, from its start (while it plans its runs
-  or reports: at once, with one line and exit 128 + the signal). The running trainings (in this process,
-  or `--parallel` subprocesses, which get the signal forwarded) save a checkpoint and
-  stop; the sweep waits for them and exits 128 + the signal number with one line. Rerun
-  the same command to resume. Subprocesses also stop if the sweep itself is killed.
+  or reports: at once, with one line and exit 128 + the signal). The running trainings
+  (in this process, or `--parallel` subprocesses, which get the signal forwarded) save a
+  checkpoint and stop; the sweep waits for them and exits 128 + the signal number with
+  one line. Rerun the same command to resume. Subprocesses also stop if the sweep itself
+  is killed.
 
 Placement. `--parallel=1` (the default) trains one run at a time in this process, on every
 device (every GPU, or one CPU device per core). `--parallel=K` runs K trainings at once as
