@@ -61,8 +61,9 @@ def _check_keys(config: Mapping[str, Any], reference: Mapping[str, Any], prefix:
         raise ConfigError(f"config.{prefix + key} must be a group of keys, got {value!r}.")
       _check_keys(value, default, f"{prefix}{key}.")
     elif default is not None and not _has_default_type(value, default):
-      raise ConfigError(f"config.{prefix + key} must be a {type(default).__name__}, got "
-                        f"{value!r} ({type(value).__name__}).")
+      name = type(default).__name__
+      raise ConfigError(f"config.{prefix + key} must be {'an' if name[0] in 'aeiou' else 'a'} "
+                        f"{name}, got {value!r} ({type(value).__name__}).")
 
 
 def _is_number(value: Any) -> bool:

@@ -40,3 +40,13 @@ def prelu_run(tmp_path_factory) -> Path:
   workdir = tmp_path_factory.mktemp("prelu-run")
   train.train_and_evaluate(tiny_config("prelu"), str(workdir))
   return workdir
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory) -> tuple[Path, dict]:
+  """(workdir, summary) of tiny_config() trained in process: one device, the reference the
+  multi-device and multi-process runs must match, and a parent for config.init_from."""
+  import train  # pylint: disable=g-import-not-at-top  (after the XLA flags above)
+  workdir = tmp_path_factory.mktemp("digits")
+  summary = train.train_and_evaluate(tiny_config(), str(workdir))
+  return workdir, summary

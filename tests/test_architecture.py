@@ -137,3 +137,12 @@ def test_the_project_imports_no_cycle():
   for module in graph:
     if module not in state:
       visit(module, [])
+
+
+def test_every_training_module_and_the_config_checks_have_their_own_test_file():
+  # Each module's behaviour is tested where a reader looks for it (big_vision's habit);
+  # entry-point tests (test_train.py) test the modules together.
+  wanted = [m for m in MODULES if m.startswith("training.") and not _is_docstring_only(m)]
+  wanted.append("configs.validation")
+  missing = [m for m in wanted if not (REPO / "tests" / f"test_{m.split('.')[-1]}.py").exists()]
+  assert not missing, f"modules without a tests/test_<module>.py: {missing}"
