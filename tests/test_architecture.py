@@ -146,3 +146,11 @@ def test_every_training_module_and_the_config_checks_have_their_own_test_file():
   wanted.append("configs.validation")
   missing = [m for m in wanted if not (REPO / "tests" / f"test_{m.split('.')[-1]}.py").exists()]
   assert not missing, f"modules without a tests/test_<module>.py: {missing}"
+
+
+def test_the_training_package_doc_names_every_module_it_holds():
+  import training
+  named = set(re.findall(r"^  (\w+) ", training.__doc__, flags=re.MULTILINE))
+  held = {m.split(".")[1] for m in MODULES if m.startswith("training.")}
+  assert named == held, (f"training/__init__.py lacks {sorted(held - named)}, names "
+                         f"{sorted(named - held)} it does not hold")
