@@ -60,7 +60,7 @@ from configs import rerun as rerun_config
 from configs import validation
 from input_pipeline import atomic_file
 from training import (builder, checkpoints, evaluation, exit_codes, export, process, provenance,
-                      run_directory, signals, steps)
+                      records, run_directory, signals, steps)
 
 SPLITS = ("test", "train")
 
@@ -325,9 +325,10 @@ def _devices_it_trained_on(workdir: str) -> int:
   paths = [workdir] if is_run(workdir) else [r.path for r in run_directory.read_sweep(workdir)
                                              if r.finished][:1]
   for path in paths:
-    summary = run_directory.read_run(path).summary or {}
-    if summary.get("backend", "cpu") == "cpu" and summary.get("devices"):
-      return int(summary["devices"])
+    summary = run_directory.read_run(path).summary
+    if summary is not None and summary.get(records.BACKEND, "cpu") == "cpu" and summary.get(
+        records.DEVICES):
+      return int(summary[records.DEVICES])
   return 1
 
 

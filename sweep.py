@@ -171,7 +171,7 @@ def _record_sweep(config: ml_collections.ConfigDict, workdir: str, settings: Seq
 def run_sweep(config: ml_collections.ConfigDict, workdir: str,
               settings: Sequence[str] = rectifiers_linen.PAPER_SETTINGS,
               seeds: Sequence[int] = (0, 1, 2), parallel: int = 1, devices_per_run: int = 1,
-              report: bool = True) -> dict[tuple[str, int], dict[str, Any]]:
+              report: bool = True) -> dict[tuple[str, int], records.Summary]:
   """Trains every (setting, seed) not yet finished, then writes the report.
 
   Args:

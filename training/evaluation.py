@@ -203,7 +203,8 @@ class Evaluator:
     if histograms and len(test):
       hist = jax.device_get(self.jitted.histogram_step(state, self._first_batch(test),
                                                       self.mean_image))
-      out[records.HISTOGRAMS] = in_order({layer: {"edges": [float(e) for e in edges],
-                                                  "counts": [int(round(float(c))) for c in counts]}
-                                          for layer, (counts, edges) in hist.items()}, self.layers)
+      out[records.HISTOGRAMS] = in_order(
+          {layer: {records.HISTOGRAM_EDGES: [float(e) for e in edges],
+                   records.HISTOGRAM_COUNTS: [int(round(float(c))) for c in counts]}
+           for layer, (counts, edges) in hist.items()}, self.layers)
     return out

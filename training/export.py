@@ -76,25 +76,27 @@ import numpy as np
 import models
 from configs import validation
 from input_pipeline import augment
-from training import run_directory
+from training import records, run_directory
 
 DIRECTORY = "model"
 METADATA, VARIABLES, FORWARD = "model.json", "variables.msgpack", "forward.jax"
 FORMAT = 2
-FIELDS_DIGEST = "fields_sha256"
-FILE_DIGESTS = {VARIABLES: "variables_sha256", FORWARD: "forward_sha256"}
-REQUIRED = ("format", "model", "num_classes", "rectifier", "model_options", "dtype",
-            "class_names", "image_shape", "input_scale", "augment", "dataset", "step", "epoch",
-            "code_versions", *FILE_DIGESTS.values(), FIELDS_DIGEST)
+FIELDS_DIGEST = records.FIELDS_SHA256
+FILE_DIGESTS = {VARIABLES: records.VARIABLES_SHA256, FORWARD: records.FORWARD_SHA256}
+REQUIRED = (records.EXPORT_FORMAT, records.MODEL, records.NUM_CLASSES, records.RECTIFIER,
+            records.MODEL_OPTIONS, records.DTYPE, records.CLASS_NAMES, records.IMAGE_SHAPE,
+            records.INPUT_SCALE, records.AUGMENT, records.DATASET, records.STEP, records.EPOCH,
+            records.CODE_VERSIONS, *FILE_DIGESTS.values(), FIELDS_DIGEST)
 # The platforms forward.jax is lowered for: one file runs wherever jax does.
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 UPGRADE = "python -m training.export --upgrade"
 # (model.json field, the run's record, its field): what ties an export to its run. `seed`
 # is compared where both have it (an export upgraded outside its run has none).
 RUN_FIELDS = tuple((f, run_directory.CONFIG, f) for f in (
-    "model", "rectifier", "model_options", "dtype", "input_scale", "augment", "dataset",
-    "seed")) + tuple((f, run_directory.DATASET, f) for f in (
-        "class_names", "image_shape", "num_classes"))
+    records.MODEL, records.RECTIFIER, records.MODEL_OPTIONS, records.DTYPE, records.INPUT_SCALE,
+    records.AUGMENT, records.DATASET, records.SEED)) + tuple(
+        (f, run_directory.DATASET, f) for f in (records.CLASS_NAMES, records.IMAGE_SHAPE,
+                                                records.NUM_CLASSES))
 
 
 class ExportError(RuntimeError):
@@ -131,7 +133,7 @@ def preprocessing(record: Mapping[str, Any], mean_image: np.ndarray,
   take it from."""
   return Preprocessing(mean_image=np.asarray(mean_image, np.float32),
                        augment=validation.augment_config(record),
-                       input_scale=float(record["input_scale"]),
+                       input_scale=float(record[records.INPUT_SCALE]),
                        image_shape=tuple(int(n) for n in image_shape))
 
 
@@ -153,15 +155,15 @@ class ExportedModel:
 
   @property
   def class_names(self) -> list[str]:
-    return list(self.metadata["class_names"])
+    return list(self.metadata[records.CLASS_NAMES])
 
   @property
   def image_shape(self) -> tuple[int, ...]:
-    return tuple(self.metadata["image_shape"])
+    return tuple(self.metadata[records.IMAGE_SHAPE])
 
   @property
   def step(self) -> int:
-    return int(self.metadata["step"])
+    return int(self.metadata[records.STEP])
 
   @property
   def preprocessing(self) -> Preprocessing:
@@ -237,7 +239,7 @@ def repair(directory: str, run: run_directory.RunRecord | None = None) -> str:
       run = run_directory.read_run(path)
     except run_directory.RunDirectoryError:
       pass  # a damaged record: its final step is unknown.
-  step = ((run.summary if run is not None else None) or {}).get("step")
+  step = run.summary.get(records.STEP) if run is not None and run.summary else None
   command = f"python train.py --config=configs/rerun.py:{path} --workdir={path}"
   if step is not None and os.path.isdir(os.path.join(path, run_directory.CHECKPOINTS, str(step))):
     return (f"Write it again from the run's final checkpoint: {command} (or evaluate that "
@@ -276,7 +278,7 @@ def _read(directory: str, run: run_directory.RunRecord | None) -> dict[str, Any]
   except (OSError, ValueError) as e:
     raise ExportError(f"{file} is not readable JSON ({str(e).splitlines()[0]}). "
                       f"{repair(directory, run)}") from None
-  found = metadata.get("format")
+  found = metadata.get(records.EXPORT_FORMAT)
   if found == 1:
     raise ExportError(f"{file} is an export of format 1, which this code reads no more (its "
                       f"model.json has no digest of its own): upgrade it, from its own "
@@ -297,7 +299,7 @@ def read_metadata(path: str) -> dict[str, Any]:
 def recorded_step(path: str) -> int | None:
   """The step model.json names, or None when it cannot be read."""
   try:
-    step = read_metadata(path).get("step")
+    step = read_metadata(path).get(records.STEP)
   except (ExportError, OSError):
     return None
   return step if isinstance(step, int) else None
@@ -308,20 +310,21 @@ def disagreements(metadata: Mapping[str, Any], run: run_directory.RunRecord
   """Where model.json and the run's records differ: "its rectifier 'relu', config.json's
   'rrelu'", ...; fields either side lacks are not compared (but for the step)."""
   out = []
-  records = {run_directory.CONFIG: run.config, run_directory.DATASET: run.dataset}
+  by_file = {run_directory.CONFIG: run.config, run_directory.DATASET: run.dataset}
   for field, name, key in RUN_FIELDS:
-    record = records[name]
+    record = by_file[name]
     if field in metadata and key in record and metadata[field] != record[key]:
       out.append(f"its {field} {_short(metadata[field])}, {name}'s {_short(record[key])}")
-  step = metadata.get("step")
-  if run.summary is not None and "step" in run.summary:
-    for key in ("step", "epoch"):
-      if key in run.summary and metadata.get(key) != run.summary[key]:
+  step = metadata.get(records.STEP)
+  summary: Mapping[str, Any] | None = run.summary
+  if summary is not None and records.STEP in summary:
+    for key in (records.STEP, records.EPOCH):
+      if key in summary and metadata.get(key) != summary[key]:
         out.append(f"its {key} {_short(metadata.get(key))}, {run_directory.SUMMARY}'s "
-                   f"{run.summary[key]}")
-  elif run.rows and step not in [r["step"] for r in run.rows]:
+                   f"{summary[key]}")
+  elif run.rows and step not in [r[records.STEP] for r in run.rows]:
     out.append(f"its step {_short(step)}, which no row of {run_directory.METRICS} has (its "
-               f"last: {run.rows[-1]['step']})")
+               f"last: {run.rows[-1][records.STEP]})")
   return out
 
 
@@ -372,9 +375,9 @@ def _build(metadata: Mapping[str, Any], restored: Any, file: str) -> ExportedMod
   key), never flax's shape error."""
   meta_file = os.path.join(os.path.dirname(file), METADATA)
   try:
-    model = models.from_config(metadata, metadata["num_classes"])
-    prep = preprocessing(metadata, np.zeros(metadata["image_shape"], np.float32),
-                         metadata["image_shape"])
+    model = models.from_config(metadata, metadata[records.NUM_CLASSES])
+    prep = preprocessing(metadata, np.zeros(metadata[records.IMAGE_SHAPE], np.float32),
+                         metadata[records.IMAGE_SHAPE])
     expected = jax.eval_shape(lambda: model.init(
         jax.random.key(0), jnp.zeros((1, *prep.input_shape), jnp.float32), train=False))
   except Exception as e:  # pylint: disable=broad-except
@@ -391,9 +394,9 @@ def _build(metadata: Mapping[str, Any], restored: Any, file: str) -> ExportedMod
                  for k in want if k in have and have[k] != want[k]])
   if problems:
     raise ExportError(
-        f"{file} does not fit the network {meta_file} describes ({metadata['model']}, "
-        f"{_short(metadata['model_options'], 120)}, {metadata['num_classes']} classes, "
-        f"images {metadata['image_shape']}): {'; '.join(problems[:4])}"
+        f"{file} does not fit the network {meta_file} describes ({metadata[records.MODEL]}, "
+        f"{_short(metadata[records.MODEL_OPTIONS], 120)}, {metadata[records.NUM_CLASSES]} "
+        f"classes, images {metadata[records.IMAGE_SHAPE]}): {'; '.join(problems[:4])}"
         f"{' ...' if len(problems) > 4 else ''}.")
   variables = {k: restored[k] for k in ("params", "batch_stats") if k in restored}
   return ExportedModel(model=model, variables=jax.tree.map(jnp.asarray, variables),
@@ -478,7 +481,7 @@ def _write(final: str, metadata: Mapping[str, Any], variables_bytes: bytes,
   _write_file(os.path.join(tmp, FORWARD), serialized_forward(exported))
   digests = {*FILE_DIGESTS.values(), FIELDS_DIGEST}
   full = run_directory.json_values({
-      **{k: v for k, v in metadata.items() if k not in digests}, "format": FORMAT,
+      **{k: v for k, v in metadata.items() if k not in digests}, records.EXPORT_FORMAT: FORMAT,
       **{key: _sha256(os.path.join(tmp, name)) for name, key in FILE_DIGESTS.items()}})
   full[FIELDS_DIGEST] = field_digests(full)
   run_directory.write_json(os.path.join(tmp, METADATA), full)
@@ -496,13 +499,15 @@ def save(workdir: str, *, config: Mapping[str, Any], dataset: Mapping[str, Any],
     variables["batch_stats"] = jax.device_get(batch_stats)
   variables = jax.tree.map(np.asarray, variables)
   metadata = run_directory.json_values({
-      "format": FORMAT, "model": config["model"], "num_classes": dataset["num_classes"],
-      "rectifier": config["rectifier"], "model_options": dict(config["model_options"]),
-      "dtype": config["dtype"], "class_names": list(dataset["class_names"]),
-      "image_shape": list(dataset["image_shape"]), "input_scale": config["input_scale"],
-      "augment": dict(config["augment"]), "dataset": config["dataset"],
-      "seed": config["seed"], "step": int(step), "epoch": epoch,
-      "code_versions": list(code_versions)})
+      records.EXPORT_FORMAT: FORMAT, records.MODEL: config[records.MODEL],
+      records.NUM_CLASSES: dataset[records.NUM_CLASSES],
+      records.RECTIFIER: config[records.RECTIFIER],
+      records.MODEL_OPTIONS: dict(config[records.MODEL_OPTIONS]),
+      records.DTYPE: config[records.DTYPE], records.CLASS_NAMES: list(dataset[records.CLASS_NAMES]),
+      records.IMAGE_SHAPE: list(dataset[records.IMAGE_SHAPE]),
+      records.INPUT_SCALE: config[records.INPUT_SCALE], records.AUGMENT: dict(config[records.AUGMENT]),
+      records.DATASET: config[records.DATASET], records.SEED: config[records.SEED],
+      records.STEP: int(step), records.EPOCH: epoch, records.CODE_VERSIONS: list(code_versions)})
   data = serialization.msgpack_serialize(variables, in_place=False)
   final = os.path.join(workdir, DIRECTORY)
   return _write(final, metadata, data, _build(metadata, variables, os.path.join(final, VARIABLES)))
@@ -530,20 +535,20 @@ def _upgrade(directory: str, run: run_directory.RunRecord | None) -> str:
     metadata = run_directory.read_json(file)
   except (OSError, ValueError) as e:
     raise ExportError(f"{file} is not readable JSON ({str(e).splitlines()[0]}).") from None
-  if metadata.get("format") == FORMAT:
+  if metadata.get(records.EXPORT_FORMAT) == FORMAT:
     check(directory, run)
     return f"already format {FORMAT} (checked whole), unchanged"
-  if metadata.get("format") != 1:
+  if metadata.get(records.EXPORT_FORMAT) != 1:
     raise ExportError(f"{file} is not an export of format 1 or {FORMAT} (its format: "
-                      f"{_short(metadata.get('format'))}); nothing to upgrade.")
+                      f"{_short(metadata.get(records.EXPORT_FORMAT))}); nothing to upgrade.")
   variables = os.path.join(directory, VARIABLES)
   if not os.path.exists(variables):
     raise ExportError(f"{variables} is missing: there is nothing to upgrade.")
-  if _sha256(variables) != metadata.get("variables_sha256"):
+  if _sha256(variables) != metadata.get(records.VARIABLES_SHA256):
     raise ExportError(f"{variables} does not match the SHA-256 digest in its {METADATA}: "
                       "the file is damaged, and an upgrade would certify it.")
   if missing := [k for k in REQUIRED if k not in metadata and k not in (
-      "forward_sha256", FIELDS_DIGEST)]:
+      records.FORWARD_SHA256, FIELDS_DIGEST)]:
     raise ExportError(f"{file} lacks the field(s) {', '.join(missing)}: not an export this "
                       "code wrote.")
   if run is not None:
@@ -551,8 +556,8 @@ def _upgrade(directory: str, run: run_directory.RunRecord | None) -> str:
     if differ := disagreements(metadata, run):
       raise ExportError(f"{file} disagrees with the run's records: {'; '.join(differ)}; not "
                         "upgraded.")
-    if "seed" in run.config:
-      metadata["seed"] = run.config["seed"]
+    if records.SEED in run.config:
+      metadata[records.SEED] = run.config[records.SEED]
   with open(variables, "rb") as f:
     data = f.read()
   _write(directory, metadata, data, _build(metadata, _restore(variables), variables))

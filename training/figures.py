@@ -11,6 +11,7 @@ application server" example does the same).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from input_pipeline import atomic_file
@@ -46,7 +47,7 @@ def is_whole_png(path: str) -> bool:
     return False
 
 
-def plot_run_curves(rows: list[dict[str, Any]], path: str, title: str) -> None:
+def plot_run_curves(rows: Sequence[Mapping[str, Any]], path: str, title: str) -> None:
   """One run's error per evaluation: training mode, test mode on training images, test."""
   fig = figure(figsize=(6, 4))
   ax = fig.subplots()

@@ -6,6 +6,7 @@
     config.json     the config record (`config_record`): every key of the config as JSON
     parent.json     the `ParentRecord` of a run started from another's checkpoint
     evaluations/NAME.json  an `EvaluationRecord` (evaluate.py)
+    model/model.json       the `ModelRecord` of a run's export (training/export.py)
 
 train.py writes these through this module; report.py, training/figures.py and
 training/tensorboard.py read them through it (the notebooks and tests may spell the keys
@@ -229,6 +230,43 @@ class EvaluationRecord(SplitMetrics):
   activations: NotRequired[dict[str, Any]]
   evaluated_by: dict[str, Any]  # training/provenance.code_version()
   evaluated: str
+
+
+# --- model/model.json (training/export.py) ---------------------------------------------------
+
+# The export's own fields; it also holds MODEL, NUM_CLASSES, RECTIFIER, CLASS_NAMES,
+# IMAGE_SHAPE, DATASET, SEED, STEP and EPOCH (the same keys as the records above).
+EXPORT_FORMAT: Final = "format"
+MODEL_OPTIONS: Final = "model_options"   # also config.json's (configs/default.py)
+DTYPE: Final = "dtype"
+INPUT_SCALE: Final = "input_scale"
+AUGMENT: Final = "augment"
+CODE_VERSIONS: Final = "code_versions"   # training/provenance.py's (from_step, version) history
+VARIABLES_SHA256: Final = "variables_sha256"
+FORWARD_SHA256: Final = "forward_sha256"
+FIELDS_SHA256: Final = "fields_sha256"
+
+
+class ModelRecord(TypedDict):
+  """model/model.json: what rebuilds and feeds the network, and the export's digests."""
+  format: int
+  model: str
+  num_classes: int
+  rectifier: str
+  model_options: dict[str, Any]
+  dtype: str
+  class_names: list[str]
+  image_shape: list[int]
+  input_scale: float
+  augment: dict[str, Any]
+  dataset: str
+  seed: NotRequired[int]  # format 1 recorded none; an upgrade outside its run has none
+  step: int
+  epoch: float
+  code_versions: list[dict[str, Any]]
+  variables_sha256: str
+  forward_sha256: str
+  fields_sha256: dict[str, str]  # {field: SHA-256 of its canonical JSON}, every other field
 
 
 # --- config.json ------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def from_parent(s: builder.Setup, workdir: str
   if not os.path.isdir(path):
     raise validation.ConfigError(f"{where}: there is no directory {path}.")
   if step is None and os.path.exists(pinned := os.path.join(workdir, run_directory.PARENT)):
-    step = run_directory.read_json(pinned)["step"]  # the step this run first started from
+    step = run_directory.read_json(pinned)[records.STEP]  # the step this run first started from
   defaults = records.config_record(default_config.get_config())
   lock = (run_directory.DirectoryLock(
       path, shared=True, reader="a training that starts from its checkpoint (config.init_from)")
@@ -89,7 +89,7 @@ def initial_or_restored(s: builder.Setup, saved: checkpoints.Checkpoints,
   if restored := own or parent:
     state, epoch_metrics = restored.state["state"], restored.state["epoch_metrics"]
     data.set_state(checkpoints.decode_iterator_state(restored.extra["iterator"]))
-    elapsed = restored.extra.get("wall_time", 0.0)
+    elapsed = restored.extra.get(records.WALL_TIME, 0.0)
     if own:
       logging.info("Resumed from the checkpoint at step %d of %s.", restored.step, saved.workdir)
     else:

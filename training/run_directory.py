@@ -71,8 +71,8 @@ import re
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 
@@ -189,7 +189,7 @@ def read_json(path: str) -> dict[str, Any]:
   return obj
 
 
-def read_rows(path: str) -> list[dict[str, Any]]:
+def read_rows(path: str) -> list[records.Row]:
   """The rows of a metrics.jsonl; a torn last line (a crash mid-write) is left out."""
   if not os.path.exists(path):
     return []
@@ -206,11 +206,11 @@ def read_rows(path: str) -> list[dict[str, Any]]:
       if i < len(lines) - 2:  # not the last line: the file is damaged, not torn.
         raise damaged(path, f"line {i + 1} is not JSON: {shown}") from None
       continue
-    if not (isinstance(row, dict) and isinstance(row.get("step"), int)
-            and isinstance(row.get("epoch"), (int, float))):
+    if not (isinstance(row, dict) and isinstance(row.get(records.STEP), int)
+            and isinstance(row.get(records.EPOCH), (int, float))):
       raise damaged(path, f"line {i + 1} is not a metrics row (an object with an integer "
                     f"step and a numeric epoch): {shown}")
-    rows.append(row)
+    rows.append(cast(records.Row, row))
   return rows
 
 
@@ -299,8 +299,8 @@ class RunRecord:
   path: str
   config: dict[str, Any]
   dataset: dict[str, Any]
-  rows: list[dict[str, Any]]
-  summary: dict[str, Any] | None
+  rows: list[records.Row]
+  summary: records.Summary | None
   # (from_step, code version) pairs, oldest first (training/provenance.py); [] for runs
   # written before the code recorded it.
   code_versions: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -317,16 +317,17 @@ class RunRecord:
     return self.failure is not None and not self.finished
 
   @property
-  def final(self) -> dict[str, Any]:
+  def final(self) -> records.Row:
     return self.rows[-1]
 
 
-def is_finished_record(config: Mapping[str, Any], rows: list[dict[str, Any]],
+def is_finished_record(config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
                        summary: Mapping[str, Any] | None) -> bool:
   """Module rule 4: a summary, and a last row at the recorded num_epochs or beyond."""
   num_epochs = config.get("num_epochs")
   return (summary is not None and bool(rows) and num_epochs is not None
-          and rows[-1]["epoch"] >= num_epochs and summary.get("step") == rows[-1]["step"])
+          and rows[-1][records.EPOCH] >= num_epochs
+          and summary.get(records.STEP) == rows[-1][records.STEP])
 
 
 def read_run(path: str) -> RunRecord:
@@ -335,7 +336,8 @@ def read_run(path: str) -> RunRecord:
     file = os.path.join(path, name)
     return read_json(file) if os.path.exists(file) else None
   return RunRecord(path=path, config=optional(CONFIG) or {}, dataset=optional(DATASET) or {},
-                   rows=read_rows(os.path.join(path, METRICS)), summary=optional(SUMMARY),
+                   rows=read_rows(os.path.join(path, METRICS)),
+                   summary=cast(records.Summary | None, optional(SUMMARY)),
                    code_versions=read_code_versions(path), failure=optional(FAILURE))
 
 
