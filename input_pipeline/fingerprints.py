@@ -41,7 +41,7 @@ def of_images(images: np.ndarray) -> np.ndarray:
 
   def digest(row: np.ndarray) -> bytes:
     h = start.copy()
-    h.update(row)
+    h.update(row.data)
     return h.digest()
 
   return np.frombuffer(b"".join(map(digest, rows)), "<u8").astype(np.uint64)
