@@ -204,7 +204,8 @@ def load_split(trained: TrainedModel, spec: str | None, split: str, holdout: int
     if kind == "folder" and trained.run.dataset.get("image_shape", [0])[-1] == 1:
       config.grayscale = True
   try:
-    dataset = builder.load_dataset(config)
+    # Another folder needs only the split evaluated: it may have no train/ (folder.py).
+    dataset = builder.load_dataset(config, evaluation_split=None if own else split)
   except validation.ConfigError as e:
     raise EvaluationError(f"--dataset {config.dataset!r}: "
                           f"{str(e).removeprefix('config.dataset: ')}") from None
