@@ -4,6 +4,7 @@ r"""Evaluates a trained run, or every finished run of a sweep, on any test set.
     python evaluate.py --workdir=RUN --dataset=folder:PATH [--split=test] [--name=NAME]
     python evaluate.py --workdir=runs/cifar10-full --dataset=tfds:cifar10  # a whole sweep
     python evaluate.py --workdir=RUN --step=1755                      # an unfinished run
+    python evaluate.py --workdir=RUN --list_test_files                # its test split's files
 
 The network is evaluated in test mode with **the run's own preprocessing**: the mean image
 of the split it trained on (as the run recorded it, never recomputed from the new data),
@@ -26,9 +27,20 @@ test split, with the devices it trained on, a run's evaluation equals its final
 Datasets: `--dataset` is a spec as in training (`folder:PATH`, `tfds:NAME`, `digits`;
 default: the run's own, with its hold-out and subset). `--split` is `test` or `train`
 (for TFDS any split, e.g. `train[45000:]`); `--holdout=N` evaluates a folder without test/
-on a stratified hold-out of N of its train/ images. Images are decoded as the run's were
-(its image_size, and grayscale for one-channel runs). A dataset whose class names or image
-shape differ from the run's is refused, naming both.
+on a stratified hold-out of N of its train/ images. A folder needs only the split it is
+evaluated on: PATH/<split>/<class>/*.jpg, or, with neither train/ nor test/, PATH/<class>/
+*.jpg is that split (input_pipeline/folder.split_folders). Images are decoded as the run's
+were (its image_size, and grayscale for one-channel runs). A dataset whose class names or
+image shape differ from the run's is refused, naming both.
+
+Images it trained on: a run records a fingerprint of each training example
+(`train_fingerprints.npy`, input_pipeline/fingerprints.py). An evaluation split holding
+any of them is refused in one line naming the count (exit status 2): an error there is
+not a test error. `--allow_overlap` evaluates it anyway and records the count
+(`train_overlap`, also in a clean evaluation: 0); a run from before fingerprints were
+recorded is evaluated with a warning that this cannot be checked (`train_overlap`: null).
+`--list_test_files` prints the files of the run's own test split, relative to its data
+folder (a folder's test/, or its stratified `holdout`), and evaluates nothing.
 
 Evaluating never changes the run's record (metrics, summary, checkpoints): it holds the
 run's lock shared, so it refuses to start while a training writes there, naming it, and
@@ -45,7 +57,9 @@ import datetime
 import os
 import re
 import signal
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from absl import logging
@@ -58,7 +72,7 @@ import input_pipeline
 import models
 from configs import rerun as rerun_config
 from configs import validation
-from input_pipeline import atomic_file
+from input_pipeline import atomic_file, fingerprints
 from training import (builder, checkpoints, evaluation, exit_codes, export, process, provenance,
                       records, run_directory, signals, steps)
 
@@ -68,6 +82,11 @@ SPLITS = ("test", "train")
 class EvaluationError(ValueError):
   """The run, the dataset or the arguments cannot be evaluated as asked; the message
   says why and what to do."""
+
+
+class OverlapError(EvaluationError):
+  """The evaluation split holds images the run trained on; `--allow_overlap` (the argument
+  that lets it be evaluated, hence exit status 2) evaluates it anyway."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,7 +223,8 @@ def load_split(trained: TrainedModel, spec: str | None, split: str, holdout: int
     if kind == "folder" and trained.run.dataset.get("image_shape", [0])[-1] == 1:
       config.grayscale = True
   try:
-    dataset = builder.load_dataset(config)
+    # Another folder needs only the split evaluated: it may have no train/ (folder.py).
+    dataset = builder.load_dataset(config, evaluation_split=None if own else split)
   except validation.ConfigError as e:
     raise EvaluationError(f"--dataset {config.dataset!r}: "
                           f"{str(e).removeprefix('config.dataset: ')}") from None
@@ -233,6 +253,65 @@ def check_compatible(trained: TrainedModel, spec: str, dataset: input_pipeline.D
                           + "; ".join(problems) + ".")
 
 
+def train_overlap(path: str, source: input_pipeline.Source) -> int | None:
+  """How many of `source`'s images run `path` trained on (their fingerprints among those it
+  recorded); None for a run from before it recorded them."""
+  known = run_directory.read_train_fingerprints(path)
+  if known is None:
+    return None
+  return fingerprints.count_in(fingerprints.of_source(source), known)
+
+
+def check_overlap(path: str, spec: str, split: str, source: input_pipeline.Source,
+                  allow_overlap: bool) -> int | None:
+  """`train_overlap`; OverlapError when it is not 0, unless `allow_overlap`. A run that
+  cannot be checked is evaluated, with a warning."""
+  overlap = train_overlap(path, source)
+  if overlap is None:
+    logging.warning("%s predates recorded training fingerprints (%s): whether the %s images "
+                    "of %r are images it trained on cannot be checked.", path,
+                    run_directory.TRAIN_FINGERPRINTS, split, spec)
+  elif overlap and not allow_overlap:
+    raise OverlapError(
+        f"{overlap} of the {len(source)} {split} images of {spec!r} are images {path} trained "
+        "on: an error on them is not a test error. Pass --allow_overlap to evaluate them "
+        "anyway (the count is recorded), or evaluate on images it did not train on (its own "
+        f"test split's files: python evaluate.py --workdir={path} --list_test_files).")
+  return overlap
+
+
+def test_files(path: str) -> tuple[list[str], str]:
+  """(the files of run `path`'s own test split, relative to its data folder, in the order
+  it evaluates them; a line saying what they are). TFDS and digits splits have no files:
+  the line says which split it is."""
+  record = run_directory.read_run(path)
+  if not record.config:
+    raise EvaluationError(f"{path} is not a run directory (it has no {run_directory.CONFIG}).")
+  config = _config(record.config)
+  kind, _, arg = config.dataset.partition(":")
+  if kind == "tfds":
+    return [], (f"{path} is tested on TFDS split {config.test_split!r} of {config.dataset!r}: "
+                "TFDS records, not files; there are none to list.")
+  if kind != "folder":
+    return [], (f"{path} is tested on {config.dataset!r}'s own held-out split "
+                f"({record.dataset.get('test_examples')} examples, input_pipeline/sources.py), "
+                "which has no files.")
+  root = os.path.expanduser(arg)
+  try:
+    files = input_pipeline.folder_test_files(
+        Path(root), config.holdout, record.dataset.get(records.SKIPPED_FILES, []))
+  except ValueError as e:
+    raise EvaluationError(f"Cannot list {path}'s test files in {root}: {e}") from None
+  recorded = record.dataset.get(records.TEST_EXAMPLES)
+  if recorded is not None and len(files) != recorded:
+    raise EvaluationError(f"{root} now gives {len(files)} test files, and {path} was tested on "
+                          f"{recorded}: the folder changed since the run trained.")
+  where = (f"a stratified hold-out of {config.holdout} of train/'s images" if config.holdout
+           else "its test/ folder")
+  return [os.path.relpath(f, root) for f in files], (
+      f"{path} is tested on {len(files)} files of {config.dataset!r}, {where}; relative to {root}:")
+
+
 def _short(names: Any) -> str:
   names = list(names)
   return str(names) if len(names) <= 12 else f"{names[:10]} ... ({len(names)} classes)"
@@ -256,10 +335,11 @@ def evaluate(trained: TrainedModel, source: input_pipeline.Source) -> dict[str, 
 
 def evaluate_run(path: str, *, spec: str | None = None, split: str = "test",
                  name: str | None = None, step: int | None = None, holdout: int = 0,
-                 data_dir: str = "", cache_dir: str = "",
+                 data_dir: str = "", cache_dir: str = "", allow_overlap: bool = False,
                  stop: signals.RaiseOnSignal | None = None) -> dict[str, Any]:
   """Evaluates run `path` and writes `path/evaluations/NAME.json` (whole or not at all);
-  returns its content. With `stop` (the command line's), a stop signal that a library
+  returns its content. Images the run trained on are refused (`check_overlap`) unless
+  `allow_overlap`. With `stop` (the command line's), a stop signal that a library
   swallowed still stops it, before it writes."""
   if not os.path.isdir(path):
     raise EvaluationError(f"No run directory {path}.")
@@ -270,18 +350,20 @@ def evaluate_run(path: str, *, spec: str | None = None, split: str = "test",
     trained = load_trained(path, step)
     check()
     spec, dataset, source = load_split(trained, spec, split, holdout, data_dir, cache_dir)
+    overlap = check_overlap(path, spec, split, source, allow_overlap)
     check()
     name = name or default_name(spec, split)
     if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
       raise EvaluationError(f"--name must use letters, digits, '.', '_' and '-' only, got "
                             f"{name!r}.")
-    result = {"name": name, "dataset": spec, "split": split, "step": int(trained.step),
-              "epoch": trained.epoch, "model_source": trained.source,
-              "class_names": list(dataset.class_names),
-              "image_shape": list(dataset.image_shape), "holdout": holdout,
-              **evaluate(trained, source),
-              "evaluated_by": provenance.code_version(),
-              "evaluated": datetime.datetime.now(datetime.timezone.utc).isoformat(
+    result = {records.NAME: name, records.DATASET: spec, records.SPLIT: split,
+              records.STEP: int(trained.step), records.EPOCH: trained.epoch,
+              records.MODEL_SOURCE: trained.source,
+              records.CLASS_NAMES: list(dataset.class_names),
+              records.IMAGE_SHAPE: list(dataset.image_shape), records.HOLDOUT: holdout,
+              records.TRAIN_OVERLAP: overlap, **evaluate(trained, source),
+              records.EVALUATED_BY: provenance.code_version(),
+              records.EVALUATED: datetime.datetime.now(datetime.timezone.utc).isoformat(
                   timespec="seconds")}
     check()
     directory = os.path.join(path, run_directory.EVALUATIONS)
@@ -364,21 +446,38 @@ def _set_up_and_evaluate(workdir: str, cpu_devices: int,
           signum, saved=False) from None
 
 
+def _list_test_files(workdir: str) -> None:
+  """--list_test_files: the files on stdout, one a line; the line that says what they
+  are on stderr (so that stdout is the list alone)."""
+  if not is_run(workdir):
+    raise EvaluationError(f"{workdir} is not a run directory (it has no "
+                          f"{run_directory.CONFIG}); --list_test_files takes one run.")
+  files, line = test_files(workdir)
+  print(line, file=sys.stderr)
+  for file in files:
+    print(file)
+
+
 def main(argv: list[str]) -> None:
   from absl import flags  # pylint: disable=g-import-not-at-top
   del argv
   FLAGS = flags.FLAGS
+  if FLAGS.list_test_files:
+    exit_codes.run(lambda: _list_test_files(FLAGS.workdir), FLAGS.workdir, EXPECTED_ERRORS)
+    return
   options = dict(spec=FLAGS.dataset or None, split=FLAGS.split, name=FLAGS.name,
                  step=FLAGS.step, holdout=FLAGS.holdout, data_dir=FLAGS.data_dir,
-                 cache_dir=FLAGS.cache_dir)
+                 cache_dir=FLAGS.cache_dir, allow_overlap=FLAGS.allow_overlap)
   results = exit_codes.run(
       lambda: _set_up_and_evaluate(FLAGS.workdir, FLAGS.cpu_devices, options), FLAGS.workdir,
-      EXPECTED_ERRORS, unwritten="The evaluation")
+      EXPECTED_ERRORS, unwritten="The evaluation", bad_arguments=(OverlapError,))
   for path, r in results.items():
+    overlap = r[records.TRAIN_OVERLAP]
+    trained_on = f", {overlap} of them images it trained on" if overlap else ""
     print(f"{path}: {r['dataset']} {r['split']}: error {r['error']:.4f}, log-loss "
-          f"{r['loss']:.4f} on {r['examples']} examples (step {r['step']}, from its "
-          f"{r['model_source']}) -> {os.path.join(path, run_directory.EVALUATIONS, r['name'])}"
-          ".json")
+          f"{r['loss']:.4f} on {r['examples']} examples{trained_on} (step {r['step']}, from "
+          f"its {r['model_source']}) -> "
+          f"{os.path.join(path, run_directory.EVALUATIONS, r['name'])}.json")
 
 
 def _define_flags() -> None:
@@ -393,6 +492,10 @@ def _define_flags() -> None:
                        "finished run's final model).")
   flags.DEFINE_integer("holdout", 0, "For a folder without test/: evaluate on a stratified "
                        "hold-out of this many train/ images.")
+  flags.DEFINE_bool("allow_overlap", False, "Evaluate even images the run trained on (refused "
+                    "otherwise); their count is recorded.")
+  flags.DEFINE_bool("list_test_files", False, "Print the files of the run's own test split "
+                    "(relative to its data folder) and exit, evaluating nothing.")
   flags.DEFINE_string("data_dir", "", "TFDS data directory.")
   flags.DEFINE_string("cache_dir", "", "Decoded-image cache (default ~/.cache/rectifiers).")
   flags.DEFINE_integer("cpu_devices", -1, "CPU devices (-1: as many as the run trained on, "

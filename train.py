@@ -35,6 +35,7 @@ import ml_collections
 import input_pipeline
 from configs import default as default_config
 from configs import validation
+from input_pipeline import fingerprints
 from training import (builder, checkpoints, divergence, evaluation, exit_codes, finish, process,
                       progress, provenance, records, resume, run_directory, signals, supervisor,
                       tensorboard)
@@ -80,7 +81,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Mappi
                       workdir, what)
     s = builder.setup(config, builder.load_data(config))
     parent = resume.from_parent(s, workdir)
-    run.start(record, s.dataset_record(), s.dataset.mean_image)
+    # The fingerprints of the examples it trains on, as the pipeline holds them (decoded,
+    # resized): computed only when the run has none yet (0.35 s a core for 50,000 images
+    # in memory; a TFDS split is read once more).
+    run.start(record, s.dataset_record(), s.dataset.mean_image,
+              lambda: fingerprints.of_source(s.dataset.train))
     if parent is not None:
       run.record_parent(parent[1])
     saved = checkpoints.Checkpoints(workdir, config.keep_checkpoints)

@@ -18,6 +18,7 @@ from input_pipeline.sources import ArraySource
 from input_pipeline.sources import Dataset
 from input_pipeline.sources import DatasetNotPreparedError
 from input_pipeline.sources import default_cache_dir
+from input_pipeline.sources import folder_test_files
 from input_pipeline.sources import labels_of
 from input_pipeline.sources import load
 from input_pipeline.sources import Source
@@ -27,7 +28,7 @@ from input_pipeline.sources import VALID_SPECS
 
 __all__ = [
     "ArraySource", "CorruptImagesError", "Dataset", "DatasetNotPreparedError", "Source",
-    "VALID_SPECS", "augment", "default_cache_dir", "eval_batches", "load",
+    "VALID_SPECS", "augment", "default_cache_dir", "eval_batches", "folder_test_files", "load",
     "labels_of", "steps_per_epoch", "stratified_subset", "take", "to_device",
     "train_iterator",
 ]

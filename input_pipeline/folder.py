@@ -2,7 +2,10 @@
 
 Layout: ROOT/train/<class>/<file> and optionally ROOT/test/<class>/<file>, the layout of
 the Kaggle NDSB data (docs/sources.md §2) and of ../shared/data/cifar10-mini. Class indices
-are the sorted folder names of train/. The images lie under ROOT: a split or class folder
+are the sorted folder names of train/. An evaluation, which reads one split, also takes a
+folder without train/ (`split_folders`): ROOT/<split>/<class>/<file>, or, when ROOT has
+neither train/ nor test/, ROOT/<class>/<file> as that split; class indices are then the
+sorted folder names of that split's folder. The images lie under ROOT: a split or class folder
 that links outside it is refused by name (links inside it are followed, and ROOT itself
 may be a link). Decoded arrays are cached in one .npz keyed by the folder's content
 (relative paths, sizes, mtimes) and the decoding options.
@@ -101,6 +104,9 @@ class DecodedFolder:
   test_images: np.ndarray | None
   test_labels: np.ndarray | None
   skipped_files: tuple[str, ...]
+  # The split a folder without train/ holds, read for an evaluation of it (its train_* are
+  # then empty unless it is "train"); None for the training layout.
+  evaluation_only: str | None = None
 
 
 def save_cache(path: Path, write: Callable[[IO[bytes]], object]) -> None:
@@ -110,9 +116,10 @@ def save_cache(path: Path, write: Callable[[IO[bytes]], object]) -> None:
   atomic_file.write(path, write)
 
 
-def _scan(split_dir: Path, root: Path) -> dict[str, list[Path]]:
-  """Image files of each class folder, both sorted by name. A split or class folder that
-  is a link to a folder outside `root` is refused (`_check_inside`)."""
+def scan_split(split_dir: Path, root: Path) -> dict[str, list[Path]]:
+  """Image files of each class folder of a split folder, both sorted by name: the order
+  `load_folder` decodes them in. A split or class folder that is a link to a folder
+  outside `root` is refused (`_check_inside`)."""
   classes = sorted(d.name for d in split_dir.iterdir()
                    if d.is_dir() and not d.name.startswith("."))
   for folder in [split_dir] + [split_dir / c for c in classes]:
@@ -202,9 +209,10 @@ def _decode_all(paths: list[Path], image_size: int | None, grayscale: bool, max_
 
 
 def _cache_key(root: Path, class_dirs: list[Path], files: list[Path],
-               image_size: int | None, grayscale: bool) -> str:
+               image_size: int | None, grayscale: bool, layout: tuple[str, ...] = ()) -> str:
+  # `layout` is empty for the training layout, so that its caches keep their keys.
   digest = hashlib.sha256(json.dumps(
-      [_CACHE_FORMAT, image_size, grayscale]).encode())
+      [_CACHE_FORMAT, image_size, grayscale, *layout]).encode())
   # Class folders count even when empty: they define the label indices.
   for d in class_dirs:
     digest.update(f"{d.relative_to(root)}/\n".encode())
@@ -215,8 +223,9 @@ def _cache_key(root: Path, class_dirs: list[Path], files: list[Path],
 
 
 def _decode_folder(root: Path, splits: dict[str, dict[str, list[Path]]],
-                   class_names: tuple[str, ...], image_size: int | None,
-                   grayscale: bool, max_pixels: int) -> dict[str, np.ndarray]:
+                   dirs: dict[str, Path], class_names: tuple[str, ...],
+                   image_size: int | None, grayscale: bool,
+                   max_pixels: int) -> dict[str, np.ndarray]:
   """Decodes every split; returns the arrays stored in the cache file.
 
   Raises:
@@ -229,7 +238,7 @@ def _decode_folder(root: Path, splits: dict[str, dict[str, list[Path]]],
     paths = [p for c in class_names for p in by_class.get(c, [])]
     labels = np.array([i for i, c in enumerate(class_names)
                        for _ in by_class.get(c, [])], np.int32)
-    logging.info("Decoding %d images in %s.", len(paths), root / split)
+    logging.info("Decoding %d images in %s.", len(paths), dirs[split])
     images, errors, wide, large = _decode_all(paths, image_size, grayscale, max_pixels)
     all_errors.update(errors)
     all_wide.update(wide)
@@ -243,7 +252,7 @@ def _decode_folder(root: Path, splits: dict[str, dict[str, list[Path]]],
     if len(shapes) > 1:
       examples = ", ".join(f"{s} ({p})" for s, p in list(shapes.items())[:5])
       raise ValueError(
-          f"Images in {root / split} have {len(shapes)} different shapes, e.g. "
+          f"Images in {dirs[split]} have {len(shapes)} different shapes, e.g. "
           f"{examples}. Set image_size to resize them all (NDSB: image_size=80).")
     shape = next(iter(shapes)) if shapes else (image_size or 0, image_size or 0,
                                                 1 if grayscale else 3)
@@ -259,12 +268,12 @@ def _decode_folder(root: Path, splits: dict[str, dict[str, list[Path]]],
   return arrays
 
 
-def _read_cache(path: Path, root: Path) -> dict[str, np.ndarray] | None:
+def _read_cache(path: Path, root: Path, split: str = "train") -> dict[str, np.ndarray] | None:
   """The cached arrays, or None (with a warning) if the file is truncated or damaged."""
   try:
     with np.load(path) as cached:
       arrays = {k: cached[k] for k in cached.files}
-    missing = {"train_images", "train_labels", "errors", "class_names"} - set(arrays)
+    missing = {f"{split}_images", f"{split}_labels", "errors", "class_names"} - set(arrays)
     if missing:
       raise ValueError(f"it lacks {sorted(missing)}")
   except Exception as e:  # pylint: disable=broad-except
@@ -276,10 +285,67 @@ def _read_cache(path: Path, root: Path) -> dict[str, np.ndarray] | None:
   return arrays
 
 
+def _has_images(folder: Path) -> bool:
+  return any(f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS for f in folder.iterdir())
+
+
+def _contents(root: Path) -> str:
+  """What `root` holds, in a few words, for an error about its layout."""
+  if not root.exists():
+    return "it does not exist"
+  if not root.is_dir():
+    return "it is not a folder"
+  entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+  folders = [p for p in entries if p.is_dir()]
+  images = sum(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in entries)
+  if not folders and not images:
+    return "it is empty" if not entries else f"it holds {len(entries)} file(s), no images"
+  listed = ", ".join(p.name + "/" for p in folders[:5]) + (
+      f" and {len(folders) - 5} more" if len(folders) > 5 else "")
+  holding = sum(map(_has_images, folders))
+  return (f"it holds {len(folders)} folder(s){f' ({listed})' if folders else ''}, {holding} "
+          f"of them holding images, and {images} image file(s) of its own")
+
+
+def _holds_class_folders(root: Path) -> bool:
+  """Whether some non-hidden subfolder of `root` holds an image file."""
+  return any(_has_images(d) for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def split_folders(root: Path, split: str | None = None) -> dict[str, Path]:
+  """The split folders of dataset folder ROOT: {"train": ROOT/train} and "test": ROOT/test
+  if present (the training layout, whatever `split`). Without ROOT/train, only for an
+  evaluation of `split` (None: a training): {split: ROOT/<split>}, or, when ROOT has
+  neither train/ nor test/ but subfolders holding images, {split: ROOT}, its subfolders
+  being the classes. Anything else is refused, naming what ROOT holds and what is allowed."""
+  if (root / "train").is_dir():
+    return {"train": root / "train", **({"test": root / "test"}
+                                          if (root / "test").is_dir() else {})}
+  if split not in (None, "train", "test"):
+    raise ValueError(f"A folder's splits are 'train' and 'test', not {split!r}.")
+  if split is None:
+    raise ValueError(
+        f"No {root / 'train'} folder ({_contents(root)}): training on a 'folder:' spec needs "
+        "the layout PATH/train/<class>/*.jpg (and optionally PATH/test/<class>/...); a "
+        "folder without train/ can only be evaluated on.")
+  if (root / split).is_dir():
+    return {split: root / split}
+  if root.is_dir() and not any((root / s).is_dir() for s in ("train", "test")) \
+      and _holds_class_folders(root):
+    return {split: root}
+  wanted = "train/" if split == "train" else f"train/ or {split}/"
+  raise ValueError(
+      f"{root} has no {wanted} folder, nor class folders holding images "
+      f"({_contents(root)}): evaluating its {split} split needs PATH/{split}/<class>/*.jpg, "
+      f"PATH/train/<class>/*.jpg, or, without train/ and test/, PATH/<class>/*.jpg.")
+
+
 def load_folder(root: Path, *, image_size: int | None, grayscale: bool,
-                skip_corrupt: bool, cache_dir: Path,
-                max_pixels: int = MAX_PIXELS) -> DecodedFolder:
+                skip_corrupt: bool, cache_dir: Path, max_pixels: int = MAX_PIXELS,
+                evaluation_split: str | None = None) -> DecodedFolder:
   """Decodes ROOT/train (and ROOT/test if present), using the cache when it is current.
+  For an evaluation of `evaluation_split`, a folder without train/ is read as that split
+  alone (`split_folders`).
 
   The pixel limit guards decoding: a current cache holds images already decoded (and
   resized), and is used whatever the limit.
@@ -293,33 +359,36 @@ def load_folder(root: Path, *, image_size: int | None, grayscale: bool,
     raise ValueError(f"image_size must be positive or None, got {image_size}.")
   if max_pixels <= 0:
     raise ValueError(f"max_image_pixels must be positive, got {max_pixels}.")
-  train_dir = root / "train"
-  if not train_dir.is_dir():
-    raise ValueError(f"No {train_dir} folder: a 'folder:' spec needs the layout "
-                     "PATH/train/<class>/*.jpg (and optionally PATH/test/<class>/...).")
-  splits = {"train": _scan(train_dir, root)}
-  if (root / "test").is_dir():
-    splits["test"] = _scan(root / "test", root)
-  class_names = tuple(splits["train"])
+  dirs = split_folders(root, evaluation_split)
+  only = None if (root / "train").is_dir() else next(iter(dirs))
+  splits = {split: scan_split(folder, root) for split, folder in dirs.items()}
+  # The folder that defines the classes: train/, or the one split an evaluation reads.
+  class_dir, class_names = dirs[only or "train"], tuple(splits[only or "train"])
   if not class_names:
-    raise ValueError(f"{train_dir} has no class folders; expected "
-                     f"{train_dir}/<class>/*.jpg.")
+    raise ValueError(f"{class_dir} has no class folders; expected "
+                     f"{class_dir}/<class>/*.jpg.")
   unknown = sorted(set(splits.get("test", {})) - set(class_names))
   if unknown:
     raise ValueError(f"{root / 'test'} has class folders that train/ lacks: {unknown}.")
-  if empty := [str(train_dir / c) for c, files in splits["train"].items() if not files]:
+  empty = [str(class_dir / c) for c, files in splits["train"].items()
+           if not files] if only is None else []  # an evaluation's class may have none
+  if empty:
     raise ValueError(f"{len(empty)} class folder(s) have no images: {', '.join(empty[:5])}"
                      f"{' ...' if len(empty) > 5 else ''}. Every folder of train/ is a class: "
                      "add its images or remove it (extensions: "
                      f"{', '.join(sorted(IMAGE_EXTENSIONS))}).")
 
   files = [p for by_class in splits.values() for c in by_class for p in by_class[c]]
-  class_dirs = [root / split / c for split, by_class in splits.items() for c in by_class]
-  key = _cache_key(root, class_dirs, files, image_size, grayscale)
+  class_dirs = [dirs[split] / c for split, by_class in splits.items() for c in by_class]
+  # A folder read as one split caches under that split's name: the layout is in the key.
+  layout = () if only is None else (only, str(class_dir.relative_to(root)))
+  key = _cache_key(root, class_dirs, files, image_size, grayscale, layout)
   cache_path = Path(cache_dir) / f"folder-{root.resolve().name}-{key}.npz"
-  arrays: dict[str, Any] | None = _read_cache(cache_path, root) if cache_path.exists() else None
+  arrays: dict[str, Any] | None = (_read_cache(cache_path, root, only or "train")
+                                   if cache_path.exists() else None)
   if arrays is None:
-    arrays = _decode_folder(root, splits, class_names, image_size, grayscale, max_pixels)
+    arrays = _decode_folder(root, splits, dirs, class_names, image_size, grayscale,
+                            max_pixels)
     decoded: dict[str, Any] = arrays
     save_cache(cache_path, lambda f: np.savez(f, **decoded))
     logging.info("Cached decoded images of %s at %s.", root, cache_path)
@@ -330,10 +399,13 @@ def load_folder(root: Path, *, image_size: int | None, grayscale: bool,
   if errors:
     logging.warning("Skipped %d unreadable image file(s) in %s (skip_corrupt=True): %s",
                     len(errors), root, ", ".join(list(errors)[:_MAX_LISTED]))
+  if only == "test":  # read for its test split alone: no training images
+    arrays["train_images"] = np.zeros((0,) + arrays["test_images"].shape[1:], np.uint8)
+    arrays["train_labels"] = np.zeros((0,), np.int32)
   has_test = "test" in splits
   return DecodedFolder(
       class_names=class_names,
       train_images=arrays["train_images"], train_labels=arrays["train_labels"],
       test_images=arrays["test_images"] if has_test else None,
       test_labels=arrays["test_labels"] if has_test else None,
-      skipped_files=tuple(errors))
+      skipped_files=tuple(errors), evaluation_only=only)

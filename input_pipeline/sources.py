@@ -24,7 +24,8 @@ from input_pipeline import folder as folder_lib
 VALID_SPECS = (
     "'tfds:NAME' (a TFDS image classification dataset prepared as ArrayRecord, "
     "e.g. 'tfds:cifar10', 'tfds:cifar100'), "
-    "'folder:PATH' (class folders PATH/train/<class>/*.jpg, optional PATH/test/<class>/), "
+    "'folder:PATH' (class folders PATH/train/<class>/*.jpg, optional PATH/test/<class>/; "
+    "to evaluate on, also PATH/test/<class>/ alone or PATH/<class>/*.jpg), "
     "'digits' (scikit-learn's bundled 8x8 handwritten digits)"
 )
 DIGITS_TEST_SIZE = 360  # 1,797 = 1,437 train + 360 test.
@@ -156,7 +157,8 @@ def load(spec: str, *, data_dir: str | None = None, train_split: str = "train",
          test_split: str = "test", image_size: int | None = None, grayscale: bool = False,
          holdout: int = 0, skip_corrupt: bool = False,
          cache_dir: str | None = None, train_examples: int = 0,
-         subset_seed: int = 0, max_image_pixels: int = folder_lib.MAX_PIXELS) -> Dataset:
+         subset_seed: int = 0, max_image_pixels: int = folder_lib.MAX_PIXELS,
+         evaluation_split: str | None = None) -> Dataset:
   """Loads the dataset named by `spec`; see VALID_SPECS for the forms.
 
   Args:
@@ -180,6 +182,9 @@ def load(spec: str, *, data_dir: str | None = None, train_split: str = "train",
       500-example subset lies inside the 2,000-example one.
     max_image_pixels: folder only: images of more pixels (width x height, from the
       file's header) are refused by name before they are decoded.
+    evaluation_split: folder only: the one split ('train' or 'test') an evaluation reads.
+      A folder without train/ is then that split alone (folder.split_folders), and the
+      other split is empty (so is the mean image, which an evaluation does not use).
 
   Returns:
     The Dataset.
@@ -205,7 +210,8 @@ def load(spec: str, *, data_dir: str | None = None, train_split: str = "train",
     _only_tfds_splits(spec, train_split, test_split)
     return _load_folder(Path(arg).expanduser(), image_size=image_size,
                         grayscale=grayscale, holdout=holdout, skip_corrupt=skip_corrupt,
-                        cache_dir=cache, subset=subset, max_pixels=max_image_pixels)
+                        cache_dir=cache, subset=subset, max_pixels=max_image_pixels,
+                        evaluation_split=evaluation_split)
   if spec == "digits":
     _only_folder_options(spec, image_size=image_size, holdout=holdout)
     _only_tfds_splits(spec, train_split, test_split)
@@ -314,11 +320,15 @@ def _load_digits(subset: _Subset) -> Dataset:
 
 def _load_folder(path: Path, *, image_size: int | None, grayscale: bool, holdout: int,
                  skip_corrupt: bool, cache_dir: Path, subset: _Subset,
-                 max_pixels: int) -> Dataset:
+                 max_pixels: int, evaluation_split: str | None) -> Dataset:
   decoded = folder_lib.load_folder(path, image_size=image_size, grayscale=grayscale,
                                    skip_corrupt=skip_corrupt, cache_dir=cache_dir,
-                                   max_pixels=max_pixels)
+                                   max_pixels=max_pixels, evaluation_split=evaluation_split)
   train = ArraySource(decoded.train_images, decoded.train_labels)
+  if decoded.evaluation_only is not None and holdout:
+    raise ValueError(f"holdout={holdout} takes a hold-out from PATH/train/, and {path} has "
+                     f"no train/ folder: evaluate its {decoded.evaluation_only} images whole "
+                     "(holdout=0).")
   if decoded.test_images is not None:
     if holdout:
       raise ValueError(
@@ -329,14 +339,44 @@ def _load_folder(path: Path, *, image_size: int | None, grayscale: bool, holdout
     keep, held_out = stratified_holdout(train.labels, holdout)
     train, test = train.take(keep), train.take(held_out)
   else:
-    logging.warning("%s has no test/ folder and holdout=0: the test split is empty.", path)
+    if decoded.evaluation_only is None:
+      logging.warning("%s has no test/ folder and holdout=0: the test split is empty.", path)
     test = ArraySource(np.zeros((0,) + train.images.shape[1:], np.uint8),
                        np.zeros((0,), np.int32))
   chosen, recorded = subset.apply(train)
+  # A folder read for its test split alone has no training images, hence no mean image:
+  # zeros, never used (an evaluation uses the run's).
+  mean = (mean_image(chosen) if len(chosen)
+          else np.zeros(train.images.shape[1:], np.float32))
   return Dataset(train=chosen, test=test, num_classes=len(decoded.class_names),
                  class_names=decoded.class_names,
-                 image_shape=tuple(train.images.shape[1:]), mean_image=mean_image(chosen),
+                 image_shape=tuple(train.images.shape[1:]), mean_image=mean,
                  skipped_files=decoded.skipped_files, **recorded)
+
+
+def folder_test_files(path: Path, holdout: int, skipped: Sequence[str] = ()) -> list[Path]:
+  """The image files of folder dataset `path`'s test split, in the order `load` holds
+  them, found without decoding: PATH/test's, or the stratified hold-out of PATH/train's
+  that `load(holdout=...)` takes (`stratified_holdout`). `skipped` are the files, relative
+  to `path`, that a run left out as unreadable (config.skip_corrupt): not its examples."""
+  dirs, left_out = folder_lib.split_folders(path), set(skipped)
+
+  def examples(split: str) -> tuple[list[Path], list[int]]:
+    # A split's classes are a subset of train/'s, both sorted: this is load_folder's order.
+    files, labels = [], []
+    for label, class_files in enumerate(folder_lib.scan_split(dirs[split], path).values()):
+      kept = [f for f in class_files if os.path.relpath(f, path) not in left_out]
+      files += kept
+      labels += [label] * len(kept)
+    return files, labels
+
+  if "test" in dirs:
+    return examples("test")[0]
+  if not holdout:
+    return []
+  files, labels = examples("train")
+  _, held_out = stratified_holdout(np.asarray(labels, np.int32), holdout)
+  return [files[i] for i in held_out]
 
 
 def _not_prepared_message(name: str, builder: Any, data_dir: str | None) -> str:

@@ -8,14 +8,17 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
 import evaluate
+import input_pipeline
 import report
+from input_pipeline import fingerprints
 from reporting import loading
-from tests.helpers import REPO, copy_run, sweep_of_copies
-from training import export, provenance, run_directory
+from tests.helpers import REPO, copy_run, sweep_of_copies, tiny_config
+from training import export, provenance, records, run_directory
 
 
 def record_digests(path) -> dict[str, str]:
@@ -44,7 +47,7 @@ def test_evaluating_a_run_on_its_own_test_split_equals_its_summary_exactly(prelu
 
 def test_evaluating_changes_nothing_in_the_runs_record(prelu_run):
   before = record_digests(prelu_run)
-  evaluate.evaluate_run(str(prelu_run), split="train", name="train-split")
+  evaluate.evaluate_run(str(prelu_run), split="train", name="train-split", allow_overlap=True)
   evaluate.evaluate_run(str(prelu_run), step=3, name="step3")
   assert record_digests(prelu_run) == before
 
@@ -129,7 +132,7 @@ def test_a_same_shaped_folder_with_the_runs_classes_is_evaluated(prelu_run, tmp_
 def test_a_sweep_directory_evaluates_every_finished_run(prelu_run, tmp_path):
   root = sweep_of_copies(prelu_run, tmp_path / "sweep")
   os.remove(os.path.join(root, "prelu", "seed1", "summary.json"))  # unfinished: skipped
-  results = evaluate.evaluate_sweep(root, split="train", name="train")
+  results = evaluate.evaluate_sweep(root, split="train", name="train", allow_overlap=True)
   assert sorted(os.path.relpath(p, root) for p in results) == [
       "prelu/seed0", "relu/seed0", "relu/seed1"]
   assert not os.path.exists(os.path.join(root, "prelu", "seed1", "evaluations"))
@@ -139,7 +142,7 @@ def test_report_builds_its_tables_from_an_evaluation(prelu_run, tmp_path):
   root = sweep_of_copies(prelu_run, tmp_path / "sweep")
   with pytest.raises(ValueError, match="No evaluation 'train' for relu/seed0"):
     report.write_report(root, evaluation="train")
-  evaluate.evaluate_sweep(root, split="train", name="train")
+  evaluate.evaluate_sweep(root, split="train", name="train", allow_overlap=True)
   paths = report.write_report(root, evaluation="train")
   text = open(paths["results"]).read()
   train_error = json.loads(open(os.path.join(root, "relu", "seed0", "evaluations",
@@ -212,3 +215,105 @@ def test_a_dataset_that_cannot_be_loaded_is_one_line_on_the_command_line(
   assert out.returncode == 1, out.stderr[-2000:]
   assert "Traceback" not in out.stderr, out.stderr[-3000:]
   assert says in out.stderr.lower(), out.stderr[-2000:]
+
+
+# --- Images the run trained on (#31.2) and folders of one split (#31.4) ---------------------
+
+
+def _digits_folder(root, sources_and_counts) -> str:
+  """A folder of PNGs root/<digit>/*.png (8x8, mode L): of each source (an ArraySource of
+  digits), the first `count` images of every class."""
+  for k, (source, count) in enumerate(sources_and_counts):
+    for digit in range(10):
+      (root / str(digit)).mkdir(parents=True, exist_ok=True)
+      for i in np.flatnonzero(source.labels == digit)[:count]:
+        Image.fromarray(source.images[i, ..., 0], "L").save(root / str(digit) / f"{k}-{i}.png")
+  return f"folder:{root}"
+
+
+def test_a_run_records_the_fingerprints_of_the_examples_it_trained_on(prelu_run):
+  digits = input_pipeline.load("digits")
+  np.testing.assert_array_equal(run_directory.read_train_fingerprints(str(prelu_run)),
+                                np.sort(fingerprints.of_images(digits.train.images)))
+
+
+def test_a_folder_holding_images_the_run_trained_on_is_refused_unless_allowed(
+    prelu_run, tmp_path):
+  digits = input_pipeline.load("digits")
+  # test/ alone (no train/): 1 training and 2 test images of each digit.
+  spec = _digits_folder(tmp_path / "leak" / "test", [(digits.train, 1), (digits.test, 2)])
+  spec = spec.removesuffix("/test")
+  out = subprocess.run([sys.executable, "evaluate.py", f"--workdir={prelu_run}",
+                        f"--dataset={spec}", f"--cache_dir={tmp_path / 'cache'}"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 2, out.stderr[-2000:]
+  assert "Traceback" not in out.stderr
+  last = out.stderr.strip().splitlines()[-1]
+  assert f"10 of the 30 test images of '{spec}' are images {prelu_run} trained on" in last
+  assert "--allow_overlap" in last and "--list_test_files" in last
+  assert not (prelu_run / "evaluations" / "leak-test.json").exists()
+  result = evaluate.evaluate_run(str(prelu_run), spec=spec, allow_overlap=True,
+                                 cache_dir=str(tmp_path / "cache"))
+  assert result["train_overlap"] == 10 and result["examples"] == 30
+  assert json.loads((prelu_run / "evaluations" / "leak-test.json").read_text())[
+      "train_overlap"] == 10
+
+
+def test_a_plain_class_folder_of_images_it_did_not_train_on_is_evaluated(prelu_run, tmp_path):
+  digits = input_pipeline.load("digits")
+  spec = _digits_folder(tmp_path / "clean", [(digits.test, 3)])  # clean/<digit>/*.png
+  result = evaluate.evaluate_run(str(prelu_run), spec=spec, name="clean",
+                                 cache_dir=str(tmp_path / "cache"))
+  assert result["train_overlap"] == 0 and result["examples"] == 30
+  assert result["class_names"] == [str(d) for d in range(10)]
+
+
+def test_a_run_from_before_fingerprints_is_evaluated_saying_overlap_cannot_be_checked(
+    prelu_run, tmp_path, caplog):
+  older = copy_run(prelu_run, tmp_path / "older", drop=(run_directory.TRAIN_FINGERPRINTS,))
+  with caplog.at_level(logging.WARNING):
+    result = evaluate.evaluate_run(older, split="train", name="train")
+  assert result["train_overlap"] is None
+  assert "predates recorded training fingerprints" in caplog.text
+  assert "cannot be checked" in caplog.text
+
+
+def _fake_run(path, **overrides) -> str:
+  """A run directory holding only the records --list_test_files reads."""
+  config = tiny_config("relu", **overrides)
+  dataset = input_pipeline.load(config.dataset, holdout=config.holdout,
+                                cache_dir=str(path.parent / "cache")) if \
+      config.dataset.startswith("folder:") else None
+  path.mkdir(parents=True)
+  run_directory.write_json(str(path / run_directory.CONFIG), records.config_record(config))
+  run_directory.write_json(str(path / run_directory.DATASET), {
+      records.TEST_EXAMPLES: len(dataset.test) if dataset else 10000,
+      records.SKIPPED_FILES: []})
+  return str(path)
+
+
+def test_list_test_files_prints_a_folder_runs_held_out_files(tmp_path):
+  root = tmp_path / "data"
+  digits = input_pipeline.load("digits")
+  _digits_folder(root / "train", [(digits.train, 4)])
+  run = _fake_run(tmp_path / "run", dataset=f"folder:{root}", holdout=10)
+  out = subprocess.run([sys.executable, "evaluate.py", f"--workdir={run}",
+                        "--list_test_files"], cwd=REPO, capture_output=True, text=True,
+                       timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  files = out.stdout.split()
+  assert len(files) == 10 and all(f.startswith("train/") for f in files)
+  assert (f"is tested on 10 files of 'folder:{root}', a stratified hold-out of 10 of "
+          f"train/'s images; relative to {root}:") in out.stderr
+  # The same images, in the same order, as the run's pipeline holds its test split.
+  held = input_pipeline.load(f"folder:{root}", holdout=10, grayscale=True,
+                             cache_dir=str(tmp_path / "cache"))
+  listed = np.stack([np.asarray(Image.open(root / f))[..., None] for f in files])
+  np.testing.assert_array_equal(listed, held.test.images)
+
+
+def test_list_test_files_says_a_tfds_split_has_no_files(tmp_path):
+  run = _fake_run(tmp_path / "run", dataset="tfds:cifar10")
+  assert evaluate.test_files(run) == ([], (
+      f"{run} is tested on TFDS split 'test' of 'tfds:cifar10': TFDS records, not files; "
+      "there are none to list."))

@@ -152,6 +152,59 @@ def test_folder_layout_errors(tmp_path):
     input_pipeline.load(f"folder:{tmp_path}", cache_dir=str(tmp_path))
 
 
+def test_an_evaluation_reads_a_folder_of_class_folders_as_its_split(tmp_path):
+  plain = tmp_path / "plain"
+  _one_image_folders(plain, ["b", "a"])
+  (plain / "c").mkdir()  # an evaluation's class may have no images: still a class
+  cache = str(tmp_path / "cache")
+  for split in ("test", "train"):
+    ds = input_pipeline.load(f"folder:{plain}", cache_dir=cache, evaluation_split=split)
+    evaluated, other = (ds.test, ds.train) if split == "test" else (ds.train, ds.test)
+    assert ds.class_names == ("a", "b", "c") and evaluated.labels.tolist() == [0, 1]
+    assert len(other) == 0 and ds.image_shape == (4, 4, 3)
+  # A training needs train/: the error names what the folder holds.
+  with pytest.raises(ValueError, match=r"No .*plain/train folder \(it holds 3 folder\(s\) "
+                                       r"\(a/, b/, c/\), 2 of them holding images, and 0 image "
+                                       r"file\(s\) of its own\): training .* needs the layout "
+                                       r"PATH/train/<class>/\*\.jpg"):
+    input_pipeline.load(f"folder:{plain}", cache_dir=cache)
+  with pytest.raises(ValueError, match=r"holdout=2 takes a hold-out from PATH/train/, and .* "
+                                       r"has no train/ folder"):
+    input_pipeline.load(f"folder:{plain}", cache_dir=cache, holdout=2, evaluation_split="test")
+
+
+def test_an_evaluation_reads_test_alone_and_refuses_what_is_neither_layout(tmp_path):
+  cache = str(tmp_path / "cache")
+  _one_image_folders(tmp_path / "only" / "test", ["a", "b"])
+  ds = input_pipeline.load(f"folder:{tmp_path / 'only'}", cache_dir=cache,
+                           evaluation_split="test")
+  assert ds.class_names == ("a", "b") and len(ds.test) == 2 and len(ds.train) == 0
+  # test/ but no train/: not a folder of classes "test", nor its train split.
+  with pytest.raises(ValueError, match=r"only has no train/ folder, nor class "
+                                       r"folders holding images \(it holds 1 folder\(s\) "
+                                       r"\(test/\), 0 of them holding images"):
+    input_pipeline.load(f"folder:{tmp_path / 'only'}", cache_dir=cache, evaluation_split="train")
+  (tmp_path / "empty" / "a").mkdir(parents=True)
+  with pytest.raises(ValueError, match=r"empty has no train/ or test/ folder, nor class "
+                                       r"folders holding images \(it holds 1 folder\(s\) "
+                                       r"\(a/\), 0 of them .*: evaluating its test split needs "
+                                       r"PATH/test/<class>/\*\.jpg, PATH/train/<class>/\*\.jpg, or"):
+    input_pipeline.load(f"folder:{tmp_path / 'empty'}", cache_dir=cache,
+                        evaluation_split="test")
+  with pytest.raises(ValueError, match="nowhere has no train/ .*it does not exist"):
+    input_pipeline.load(f"folder:{tmp_path / 'nowhere'}", cache_dir=cache,
+                        evaluation_split="test")
+
+
+def test_a_folder_with_train_keeps_its_layout_for_an_evaluation(tmp_path):
+  _one_image_folders(tmp_path / "data" / "train", ["a", "b"])
+  _one_image_folders(tmp_path / "data" / "test", ["b"])
+  ds = input_pipeline.load(f"folder:{tmp_path / 'data'}", cache_dir=str(tmp_path / "cache"),
+                           evaluation_split="test")
+  assert ds.class_names == ("a", "b") and ds.test.labels.tolist() == [1]
+  assert len(ds.train) == 2
+
+
 @needs_mini
 def test_folder_corrupt_files_reported_and_skipped(tmp_path, caplog):
   root = _small_copy(tmp_path / "data", classes=2, per_class=5)

@@ -129,6 +129,28 @@ def test_an_error_after_the_run_started_is_recorded_as_its_failure_a_stop_is_not
     assert run.read().failure is None
 
 
+def test_the_training_fingerprints_are_written_once_and_a_resumed_run_keeps_them(tmp_path):
+  mean, calls = np.zeros((2, 2, 1), np.float32), []
+
+  def computed(*values):
+    return lambda: calls.append(values) or np.array(values, np.uint64)
+
+  with rd.RunDirectory(str(tmp_path)) as run:
+    run.start(DEFAULTS, {}, mean)  # a run from before fingerprints were recorded
+  assert rd.read_train_fingerprints(str(tmp_path)) is None
+  with rd.RunDirectory(str(tmp_path)) as run:
+    run.start(DEFAULTS, {}, mean, computed(9, 4))  # resumed under this code: written
+  with rd.RunDirectory(str(tmp_path)) as run:
+    run.start(DEFAULTS, {}, mean, computed(1, 2))  # resumed again: kept, not computed
+  with rd.RunDirectory(str(tmp_path), writer=False) as run:  # another process of the run
+    run.start(DEFAULTS, {}, mean, computed(3))
+  assert calls == [(9, 4)]
+  assert rd.read_train_fingerprints(str(tmp_path)).tolist() == [4, 9]
+  (tmp_path / rd.TRAIN_FINGERPRINTS).write_bytes(b"damaged")
+  with pytest.raises(rd.RunDirectoryError, match="train_fingerprints.npy is not a readable"):
+    rd.read_train_fingerprints(str(tmp_path))
+
+
 def test_finished_means_a_summary_at_the_last_row_that_reached_num_epochs(tmp_path):
   rows = [{"epoch": 1, "step": 3}, {"epoch": 2, "step": 6}]
   assert rd.is_finished_record({"num_epochs": 2}, rows, {"step": 6})

@@ -156,6 +156,8 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch):
     np.testing.assert_array_equal(a, b)
   assert read_metrics(uninterrupted)[-1]["test_loss"] == read_metrics(interrupted)[-1]["test_loss"]
   assert [r["step"] for r in read_metrics(interrupted)] == [3, 6, 9]
+  assert ((uninterrupted / run_directory.TRAIN_FINGERPRINTS).read_bytes()
+          == (interrupted / run_directory.TRAIN_FINGERPRINTS).read_bytes())
 
 
 # A sane first epoch, checkpointed at step 3, then a learning rate x1e6 that diverges.

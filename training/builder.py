@@ -26,8 +26,11 @@ from input_pipeline import augment
 from training import devices, evaluation, optimizer, records, steps
 
 
-def load_dataset(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
-  """`input_pipeline.load` with the config's data keys; ConfigError for a bad spec."""
+def load_dataset(config: ml_collections.ConfigDict,
+                 evaluation_split: str | None = None) -> input_pipeline.Dataset:
+  """`input_pipeline.load` with the config's data keys; ConfigError for a bad spec. With
+  `evaluation_split` (evaluate.py), only that split is needed: a folder without train/
+  may be that split alone."""
   try:
     return input_pipeline.load(
         config.dataset, data_dir=config.data_dir or None, train_split=config.train_split,
@@ -36,7 +39,8 @@ def load_dataset(config: ml_collections.ConfigDict) -> input_pipeline.Dataset:
         cache_dir=config.cache_dir or None, train_examples=config.train_examples,
         subset_seed=config.subset_seed,
         # Runs recorded before the limit existed have no such key.
-        max_image_pixels=config.get("max_image_pixels", input_pipeline.folder.MAX_PIXELS))
+        max_image_pixels=config.get("max_image_pixels", input_pipeline.folder.MAX_PIXELS),
+        evaluation_split=evaluation_split)
   except ValueError as e:
     raise validation.ConfigError(f"config.dataset: {e}") from None
 

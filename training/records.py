@@ -214,6 +214,9 @@ MODEL_SOURCE: Final = "model_source"  # "export" or "checkpoint"
 HOLDOUT: Final = "holdout"
 EVALUATED_BY: Final = "evaluated_by"
 EVALUATED: Final = "evaluated"        # when, ISO 8601 UTC
+# How many of the evaluated images the run trained on (input_pipeline/fingerprints.py);
+# None for a run from before its training fingerprints were recorded.
+TRAIN_OVERLAP: Final = "train_overlap"
 
 
 class EvaluationRecord(SplitMetrics):
@@ -227,6 +230,7 @@ class EvaluationRecord(SplitMetrics):
   class_names: list[str]
   image_shape: list[int]
   holdout: int
+  train_overlap: NotRequired[int | None]  # absent in evaluations from before it was counted
   activations: NotRequired[dict[str, Any]]
   evaluated_by: dict[str, Any]  # training/provenance.code_version()
   evaluated: str

@@ -3,6 +3,9 @@
     WORKDIR/config.json     the run's config (written before training starts)
     WORKDIR/dataset.json    the data it trains and evaluates on
     WORKDIR/mean_image.npy  the training split's mean image, the run's preprocessing constant
+    WORKDIR/train_fingerprints.npy  a fingerprint of each training example, as the run
+                            decoded it (input_pipeline/fingerprints.py): what evaluate.py
+                            checks an evaluation split against
     WORKDIR/provenance.json the code versions that trained it, from which step (provenance.py)
     WORKDIR/parent.json     for a run started from another's checkpoint (config.init_from):
                             that run (its path relative to this one: `read_parent`),
@@ -76,12 +79,13 @@ from typing import Any, cast
 
 import numpy as np
 
-from input_pipeline import atomic_file
+from input_pipeline import atomic_file, fingerprints
 from training import provenance, records
 
 CONFIG, DATASET, METRICS, SUMMARY = "config.json", "dataset.json", "metrics.jsonl", "summary.json"
 MEAN_IMAGE, PROVENANCE, EVALUATIONS = "mean_image.npy", "provenance.json", "evaluations"
 FAILURE, PARENT = "failure.json", "parent.json"
+TRAIN_FINGERPRINTS = "train_fingerprints.npy"
 CURVES, CHECKPOINTS, UNUSABLE, LOCK = ("curves.png", "checkpoints", "checkpoints.unusable",
                                       ".lock")
 LOG = "train.log"
@@ -375,6 +379,16 @@ def read_mean_image(path: str) -> np.ndarray | None:
     raise RunDirectoryError(f"{file} is not a readable .npy array ({e}).") from None
 
 
+def read_train_fingerprints(path: str) -> np.ndarray | None:
+  """The sorted fingerprints of the training examples of run `path`
+  (input_pipeline/fingerprints.py); None for runs from before they were recorded."""
+  try:
+    return fingerprints.load(os.path.join(path, TRAIN_FINGERPRINTS))
+  except ValueError as e:
+    raise RunDirectoryError(f"{e} Rerunning the training writes it again: python train.py "
+                            f"--config=configs/rerun.py:{path} --workdir={path}") from None
+
+
 def open_log(path: str) -> Any:
   """The run's train.log, created with the run directory if need be, open for appending
   (a training's output, e.g. a sweep's subprocess's; append: resumes keep earlier output)."""
@@ -604,10 +618,14 @@ class RunDirectory:
     check_resumable(record.config, config, defaults, reached, self.path)
 
   def start(self, config: Mapping[str, Any], dataset: Mapping[str, Any],
-            mean_image: np.ndarray) -> None:
-    """Records the config, the data and the mean image (a compatible rerun updates the
-    neutral keys). A rerun whose training split has another mean image than the recorded
-    one is refused: the data changed under the run."""
+            mean_image: np.ndarray,
+            train_fingerprints: Callable[[], np.ndarray] | None = None) -> None:
+    """Records the config, the data, the mean image and `train_fingerprints()` (a
+    compatible rerun updates the neutral keys). A rerun whose training split has another
+    mean image than the recorded one is refused: the data changed under the run. The mean
+    image and the fingerprints are written once, by the first training that has them: a
+    resumed run trains on the same examples (its mean image says so), so it keeps its own,
+    and only a run from before fingerprints were recorded computes them on resuming."""
     self._config = dict(config)
     recorded = read_mean_image(self.path)
     if recorded is not None and not np.array_equal(recorded, mean_image):
@@ -625,6 +643,8 @@ class RunDirectory:
       if recorded is None:
         atomic_file.write(self.file(MEAN_IMAGE), lambda f: np.save(
             f, np.asarray(mean_image, np.float32), allow_pickle=False))
+      if train_fingerprints is not None and not os.path.exists(self.file(TRAIN_FINGERPRINTS)):
+        fingerprints.save(self.file(TRAIN_FINGERPRINTS), train_fingerprints())
 
   def record_parent(self, parent: Mapping[str, Any]) -> None:
     """The run starts from another run's checkpoint (records.ParentRecord)."""
