@@ -121,7 +121,7 @@ def load_trained(path: str, step: int | None = None) -> TrainedModel:
     raise EvaluationError(f"{path} is not a run directory (it has no "
                           f"{run_directory.CONFIG}); pass a run's workdir or a sweep's.")
   if step is None and not record.finished:
-    reached = f"epoch {record.rows[-1]['epoch']}" if record.rows else "no evaluation yet"
+    reached = f"epoch {record.rows[-1][records.EPOCH]}" if record.rows else "no evaluation yet"
     raise EvaluationError(
         f"{path} has not finished ({reached} of {record.config.get('num_epochs')}); pass "
         f"--step=N to evaluate one of its checkpoints ({_steps_text(path)}).")
@@ -129,7 +129,7 @@ def load_trained(path: str, step: int | None = None) -> TrainedModel:
     logging.warning("%s has no exported model (%s is missing): evaluating its checkpoint "
                     "instead. %s", path, os.path.join(path, export.DIRECTORY, export.METADATA),
                     _rewrite_text(path))
-  final = record.summary["step"] if record.finished else None
+  final = record.summary[records.STEP] if record.summary and record.finished else None
   if export.has_export(path) and step in (None, final, export.recorded_step(path)):
     try:
       exported = export.load(path, record)
@@ -144,9 +144,9 @@ def load_trained(path: str, step: int | None = None) -> TrainedModel:
                                  batch_stats=exported.variables.get("batch_stats"),
                                  opt_state=None)
         return TrainedModel(record, exported.model, state, exported.preprocessing,
-                            exported.step, exported.metadata["epoch"], "export")
+                            exported.step, exported.metadata[records.EPOCH], "export")
   if step is None:
-    step = record.rows[-1]["step"]
+    step = record.rows[-1][records.STEP]
   if step not in checkpoints.steps_on_disk(path):
     raise EvaluationError(
         f"{path} has no exported model{' at step %d' % step if export.has_export(path) else ''}"
@@ -154,11 +154,11 @@ def load_trained(path: str, step: int | None = None) -> TrainedModel:
   restored = checkpoints.load_checkpoint(path, step)["state"]
   state = steps.TrainState(step=jnp.int32(step), params=restored["params"],
                            batch_stats=restored.get("batch_stats"), opt_state=None)
-  model = models.from_config(_config(record.config), record.dataset["num_classes"])
-  epoch = next((r["epoch"] for r in record.rows if r["step"] == step), None)
+  model = models.from_config(_config(record.config), record.dataset[records.NUM_CLASSES])
+  epoch = next((r[records.EPOCH] for r in record.rows if r[records.STEP] == step), None)
   return TrainedModel(record, model, state,
                       export.preprocessing(_config(record.config), _mean_image(path, record),
-                                           record.dataset["image_shape"]),
+                                           record.dataset[records.IMAGE_SHAPE]),
                       step, epoch if epoch is not None else step, "checkpoint")
 
 
@@ -178,7 +178,7 @@ def _mean_image(path: str, record: run_directory.RunRecord) -> np.ndarray:
   if (recorded := run_directory.read_mean_image(path)) is not None:
     return recorded
   logging.warning("%s predates recorded mean images: recomputing it from the run's own "
-                  "training split (%s).", path, record.config.get("dataset"))
+                  "training split (%s).", path, record.config.get(records.DATASET))
   return np.asarray(builder.load_data(_config(record.config)).mean_image, np.float32)
 
 
@@ -220,7 +220,7 @@ def load_split(trained: TrainedModel, spec: str | None, split: str, holdout: int
     if kind == "tfds":  # read only the asked split (its mean image is not used).
       config.train_split = config.test_split = "test" if split == "test" else split
       split = "test"
-    if kind == "folder" and trained.run.dataset.get("image_shape", [0])[-1] == 1:
+    if kind == "folder" and trained.run.dataset.get(records.IMAGE_SHAPE, [0])[-1] == 1:
       config.grayscale = True
   try:
     # Another folder needs only the split evaluated: it may have no train/ (folder.py).
@@ -239,7 +239,8 @@ def load_split(trained: TrainedModel, spec: str | None, split: str, holdout: int
 def check_compatible(trained: TrainedModel, spec: str, dataset: input_pipeline.Dataset) -> None:
   """Refuses data the network cannot be scored on: other classes or another image shape."""
   recorded = trained.run.dataset
-  names, shape = list(recorded.get("class_names", [])), list(recorded.get("image_shape", []))
+  names, shape = list(recorded.get(records.CLASS_NAMES, [])), list(
+      recorded.get(records.IMAGE_SHAPE, []))
   problems = []
   if list(dataset.class_names) != names:
     problems.append(f"its classes are {_short(dataset.class_names)}, the run's "
@@ -294,7 +295,7 @@ def test_files(path: str) -> tuple[list[str], str]:
                 "TFDS records, not files; there are none to list.")
   if kind != "folder":
     return [], (f"{path} is tested on {config.dataset!r}'s own held-out split "
-                f"({record.dataset.get('test_examples')} examples, input_pipeline/sources.py), "
+                f"({record.dataset.get(records.TEST_EXAMPLES)} examples, input_pipeline/sources.py), "
                 "which has no files.")
   root = os.path.expanduser(arg)
   try:
@@ -326,8 +327,8 @@ def evaluate(trained: TrainedModel, source: input_pipeline.Source) -> dict[str, 
   `builder.data_mesh`)."""
   p = trained.preprocessing
   # The preprocessing is the trained model's only (export.preprocessing), not config.json's.
-  config = _config({**trained.config, "augment": dataclasses.asdict(p.augment),
-                    "input_scale": p.input_scale})
+  config = _config({**trained.config, records.AUGMENT: dataclasses.asdict(p.augment),
+                    records.INPUT_SCALE: p.input_scale})
   evaluator = evaluation.Evaluator.create(config, trained.model, builder.data_mesh(config),
                                           p.mean_image, p.image_shape)
   return evaluator.metrics(jax.device_put(trained.state, evaluator.replicated), source)
@@ -474,10 +475,10 @@ def main(argv: list[str]) -> None:
   for path, r in results.items():
     overlap = r[records.TRAIN_OVERLAP]
     trained_on = f", {overlap} of them images it trained on" if overlap else ""
-    print(f"{path}: {r['dataset']} {r['split']}: error {r['error']:.4f}, log-loss "
-          f"{r['loss']:.4f} on {r['examples']} examples{trained_on} (step {r['step']}, from "
-          f"its {r['model_source']}) -> "
-          f"{os.path.join(path, run_directory.EVALUATIONS, r['name'])}.json")
+    print(f"{path}: {r[records.DATASET]} {r[records.SPLIT]}: error {r[records.ERROR]:.4f}, "
+          f"log-loss {r[records.LOSS]:.4f} on {r[records.EXAMPLES]} examples{trained_on} "
+          f"(step {r[records.STEP]}, from its {r[records.MODEL_SOURCE]}) -> "
+          f"{os.path.join(path, run_directory.EVALUATIONS, r[records.NAME])}.json")
 
 
 def _define_flags() -> None:

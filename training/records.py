@@ -8,9 +8,11 @@
     evaluations/NAME.json  an `EvaluationRecord` (evaluate.py)
     model/model.json       the `ModelRecord` of a run's export (training/export.py)
 
-train.py writes these through this module; report.py, training/figures.py and
-training/tensorboard.py read them through it (the notebooks and tests may spell the keys
-out). Where a record lives and when it is written is training/run_directory.py's.
+train.py, evaluate.py and the export write these through this module, and every reader
+(run_directory.py, which returns typed rows and summaries, reporting/, figures,
+tensorboard, evaluate.py, the export and the notebooks) reads them through its names; only
+tests spell the keys out, as an independent check. Config keys are configs/default.py's.
+Where a record lives and when it is written is training/run_directory.py's.
 """
 
 from __future__ import annotations

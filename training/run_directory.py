@@ -365,7 +365,7 @@ def read_parent(path: str) -> dict[str, Any] | None:
 def read_code_versions(path: str) -> list[dict[str, Any]]:
   """Run `path`'s (from_step, code version) history ([] when it has no provenance.json)."""
   file = os.path.join(path, PROVENANCE)
-  return read_json(file).get("code_versions", []) if os.path.exists(file) else []
+  return read_json(file).get(records.CODE_VERSIONS, []) if os.path.exists(file) else []
 
 
 def read_mean_image(path: str) -> np.ndarray | None:
@@ -614,7 +614,7 @@ class RunDirectory:
       return
     if checkpointed is not None:
       check_unedited(record.config, checkpointed, defaults, self.path)
-    reached = record.rows[-1]["epoch"] if record.rows else 0
+    reached = record.rows[-1][records.EPOCH] if record.rows else 0
     check_resumable(record.config, config, defaults, reached, self.path)
 
   def start(self, config: Mapping[str, Any], dataset: Mapping[str, Any],
@@ -655,7 +655,7 @@ class RunDirectory:
     """Rule 5: training goes on from `step` under `version`; returns the history."""
     history = provenance.with_version(list(self.read().code_versions), step, version)
     if self.writer:
-      write_json(self.file(PROVENANCE), {"code_versions": history})
+      write_json(self.file(PROVENANCE), {records.CODE_VERSIONS: history})
     return history
 
   def resume_from(self, step: int | None) -> None:
@@ -664,7 +664,7 @@ class RunDirectory:
     TensorBoard events (`events`) from the kept rows."""
     if not self.writer:
       return
-    rows = [r for r in self.read().rows if step and r["step"] <= step]
+    rows = [r for r in self.read().rows if step and r[records.STEP] <= step]
     atomic_file.write_text(self.file(METRICS),
                            "".join(json_text(r, self.file(METRICS)) + "\n" for r in rows))
     if os.path.exists(self.file(SUMMARY)):
@@ -680,9 +680,9 @@ class RunDirectory:
     if not self.writer:
       return
     rows = self.read().rows
-    if rows and row["step"] <= rows[-1]["step"]:
-      raise RunDirectoryError(f"Row at step {row['step']} after one at step "
-                              f"{rows[-1]['step']} in {self.file(METRICS)}.")
+    if rows and row[records.STEP] <= rows[-1][records.STEP]:
+      raise RunDirectoryError(f"Row at step {row[records.STEP]} after one at step "
+                              f"{rows[-1][records.STEP]} in {self.file(METRICS)}.")
     line = json_text(dict(row), self.file(METRICS)) + "\n"
     with open(self.file(METRICS), "a") as f:
       f.write(line)
