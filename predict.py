@@ -24,6 +24,7 @@ a run record that is damaged (the message says how to write it again).
 from __future__ import annotations
 
 import csv
+import io
 import os
 import sys
 from collections.abc import Sequence
@@ -33,13 +34,13 @@ from typing import Any, TextIO
 from absl import logging
 import numpy as np
 
-from input_pipeline import folder
-from training import disk_space, export, process, run_directory
+from input_pipeline import atomic_file, folder
+from training import exit_codes, export, process, run_directory
 
 BATCH = 256  # images scored at once: bounds the memory the decoded images take on device
-# What was passed cannot be used (the images, the run, top_k): like a flag that cannot be
-# parsed (training/command_line.py), status 2. A damaged export or record is a failure, 1.
-BAD_ARGUMENT = 2
+# A damaged export or record, or a file it cannot read or write, is a failure (status 1);
+# what was passed and cannot be used is a PredictionError (status 2, training/exit_codes.py).
+EXPECTED_ERRORS = (export.ExportError, run_directory.RunDirectoryError, OSError)
 
 
 class PredictionError(ValueError):
@@ -135,27 +136,29 @@ def write_csv(rows: list[list[Any]], out: TextIO) -> None:
   csv.writer(out, lineterminator="\n").writerows(rows)
 
 
+def _csv_text(rows: list[list[Any]]) -> str:
+  text = io.StringIO()
+  write_csv(rows, text)
+  return text.getvalue()
+
+
 def main(argv: list[str]) -> None:
   from absl import flags  # pylint: disable=g-import-not-at-top
   del argv
   FLAGS = flags.FLAGS
-  try:
+
+  def work() -> list[list[Any]]:
     process.configure()
     rows = predict(FLAGS.workdir, FLAGS.images, FLAGS.top_k)
-    if FLAGS.out:
-      tmp = f"{FLAGS.out}.tmp{os.getpid()}"
-      with open(tmp, "w", newline="") as f:
-        write_csv(rows, f)
-      os.replace(tmp, FLAGS.out)
+    if FLAGS.out:  # whole or not at all, as every file the project writes
+      atomic_file.write_text(FLAGS.out, _csv_text(rows))
     else:
       write_csv(rows, sys.stdout)
-  except PredictionError as e:
-    logging.error("%s", e)
-    sys.exit(BAD_ARGUMENT)
-  except (export.ExportError, run_directory.RunDirectoryError, OSError) as e:
-    disk_space.exit_if_full(e, os.path.dirname(os.path.abspath(FLAGS.out or ".")))
-    logging.error("%s", e)
-    sys.exit(1)
+    return rows
+
+  rows = exit_codes.run(work, os.path.dirname(os.path.abspath(FLAGS.out or ".")),
+                        EXPECTED_ERRORS, unwritten=f"The predictions ({FLAGS.out or 'stdout'})",
+                        bad_arguments=(PredictionError,))
   if FLAGS.out:
     print(f"{len(rows) - 1} images -> {FLAGS.out}")
 
