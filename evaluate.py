@@ -390,15 +390,6 @@ def is_run(path: str) -> bool:
   return os.path.exists(os.path.join(path, run_directory.CONFIG))
 
 
-def read_evaluation(path: str, name: str) -> dict[str, Any]:
-  """`path/evaluations/NAME.json`, as evaluate_run wrote it."""
-  file = os.path.join(path, run_directory.EVALUATIONS, f"{name}.json")
-  if not os.path.exists(file):
-    raise FileNotFoundError(f"{path} has no evaluation {name!r} ({file}); run evaluate.py "
-                            f"--workdir={path} --name={name} first.")
-  return run_directory.read_json(file)
-
-
 # --- Command line --------------------------------------------------------------------------
 
 
