@@ -35,9 +35,9 @@ import ml_collections
 import input_pipeline
 from configs import default as default_config
 from configs import validation
-from training import (builder, checkpoints, divergence, evaluation, exit_codes, finish, process,
-                      progress, provenance, records, resume, run_directory, signals, supervisor,
-                      tensorboard)
+from training import (builder, checkpoints, divergence, evaluation, exit_codes, finish,
+                      optimizer, process, progress, provenance, records, resume, run_directory,
+                      signals, supervisor, tensorboard)
 
 # Train steps the loop dispatches ahead of the one it waits for. JAX dispatches
 # asynchronously, and without a bound the loop ran up to log_every_steps steps (two programs
@@ -100,6 +100,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Mappi
       saved.close()
       raise resume.stopped_before_training(stopping, step)
     line = progress.ProgressLine(s.total_steps, s.steps_per_epoch, step, run.writer)
+    # The step rows' loss, from the epoch sums the loop fetches anyway (progress.py).
+    interval, first_step = progress.IntervalLoss(jax.device_get(epoch_metrics)), step
     in_flight: collections.deque[Any] = collections.deque()
     while step < s.total_steps:
       state, metrics = s.parts.train_step(
@@ -109,9 +111,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Mappi
       if len(in_flight) > STEPS_IN_FLIGHT:
         jax.block_until_ready(in_flight.popleft())
       clock.count(config.batch_size)
-      if step % config.log_every_steps == 0:
-        divergence.check_training_sums(jax.device_get(epoch_metrics), s.steps_per_epoch, saved)
-        line.update(step, float(metrics["loss"] / metrics["count"]), clock.images_per_sec())
+      logged = step % config.log_every_steps == 0
+      if step == first_step + 1 and not logged:
+        clock.new_interval()  # the step rows' images/s leave the compilation out
+      if logged:
+        sums = jax.device_get(epoch_metrics)
+        divergence.check_training_sums(sums, s.steps_per_epoch, saved)
+        interval.observe(sums)
+        loss = interval.take()
+        line.update(step, loss, clock.images_per_sec())
+        run.append_step(records.step_row(
+            step=step, epoch=step / s.steps_per_epoch, train_loss=loss,
+            learning_rate=optimizer.learning_rate_at(s.parts.schedule, step - 1),
+            images_per_sec=clock.interval_images_per_sec(), wall_time=clock.elapsed()))
       elif line.tty:
         line.update(step, None, clock.images_per_sec())
       if stopping := signals.agreed_stop(stop, step, config.log_every_steps):
@@ -123,12 +135,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Mappi
         continue
       epoch, train_sums = step // s.steps_per_epoch, jax.device_get(epoch_metrics)
       divergence.check_training_sums(train_sums, s.steps_per_epoch, saved)
+      interval.observe(train_sums)
       if epoch % config.eval_every_epochs == 0 or step == s.total_steps:
         line.clear()
         row = _evaluation_row(s, state, epoch, step, train_sums, clock)
         divergence.check_row(row, saved)
         run.append_row(row)
       epoch_metrics = s.zero_metrics()
+      interval.new_epoch()
       if epoch % config.checkpoint_every_epochs == 0 or step == s.total_steps:
         save(step)
     saved.close()
@@ -142,7 +156,8 @@ def _evaluation_row(s: builder.Setup, state: Any, epoch: int, step: int,
       epoch=epoch, step=step, train_error=float(train_sums["errors"] / train_sums["count"]),
       train_loss=float(train_sums["loss"] / train_sums["count"]),
       evaluation=s.evaluate(state, histograms=evaluation.wants_histograms(s.config, epoch)),
-      learning_rate=float(s.parts.schedule(step - 1)), images_per_sec=images_per_sec,
+      learning_rate=optimizer.learning_rate_at(s.parts.schedule, step - 1),
+      images_per_sec=images_per_sec,
       wall_time=clock.elapsed())
   clock.new_window()
   logging.info("epoch %d: train error %.4f loss %.4f | test error %.4f loss %.4f | %.1f img/s "

@@ -19,7 +19,7 @@ import input_pipeline
 import train
 from configs import validation
 from tests.helpers import REPO, file_digests, final_params, tiny_config
-from training import builder, checkpoints, devices, records, run_directory
+from training import builder, checkpoints, devices, records, run_directory, tensorboard
 
 
 def read_metrics(workdir):
@@ -57,6 +57,18 @@ def test_run_writes_config_metrics_summary_curves_and_checkpoints(digits_run):
   assert (record["train_examples"], record["full_train_examples"], record["subset_seed"],
           record["train_eval_examples"]) == (1437, 1437, None, 1437)
   assert sorted(os.listdir(workdir / "checkpoints")) == ["3", "6"]
+  # A step row every log_every_steps (2), and the same points in TensorBoard.
+  step_rows = run_directory.read_steps(str(workdir))
+  assert [r["step"] for r in step_rows] == [2, 4, 6]
+  for r in step_rows:
+    assert r["epoch"] == r["step"] / 3 and r["learning_rate"] == pytest.approx(0.02)
+    assert np.isfinite(r["train_loss"]) and r["images_per_sec"] > 0
+  # Each row's loss is the mean over its 2 steps (the one at step 4 spans the epochs), so
+  # the rows' mean is the two epochs' mean.
+  assert np.mean([r["train_loss"] for r in step_rows]) == pytest.approx(
+      np.mean([r["train_loss"] for r in rows]), rel=1e-5)
+  scalars = tensorboard.read_scalars(str(workdir))
+  assert [s for s, _ in scalars["train_step/loss"]] == [2, 4, 6]
 
 
 def _process_state() -> dict:

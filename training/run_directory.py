@@ -8,6 +8,8 @@
                             that run (its path relative to this one: `read_parent`),
                             the step and the changed config keys
     WORKDIR/metrics.jsonl   one row per evaluation, steps strictly increasing
+    WORKDIR/steps.jsonl     one row per `log_every_steps` training steps (loss, learning
+                            rate, images/s; records.StepRow), steps strictly increasing
     WORKDIR/summary.json    the final metrics; present only once the run has finished
     WORKDIR/failure.json    why its last training failed (an error, not a stop signal or a
                             kill); removed when a training of it starts again
@@ -37,11 +39,11 @@ The rules (train.py, sweep.py and report.py read and write runs only through thi
    reached); any other difference stops it before anything is written, listing each key.
    Keys missing from an older record stand for their defaults. Every checkpoint keeps a
    copy of the config record, so a `config.json` edited by hand is refused the same way.
-3. **Records match checkpoints.** A resumed run first drops the metrics rows after the
-   checkpoint it resumes from (all rows when there is none), so rows are never doubled,
-   never out of order, and every row was produced by the training that continues. The
-   TensorBoard events (when the writer has them: `RunDirectory(events=...)`) are rewritten
-   from the kept rows at the same moment.
+3. **Records match checkpoints.** A resumed run first drops the metrics rows and the step
+   rows after the checkpoint it resumes from (all rows when there is none), so rows are
+   never doubled, never out of order, and every row was produced by the training that
+   continues. The TensorBoard events (when the writer has them: `RunDirectory(events=...)`)
+   are rewritten from the kept rows at the same moment.
 4. **Finished** means `summary.json` exists and the last row reached the recorded
    `num_epochs`; the summary is written last (after the curves, the export and the closed
    event files) and removed when a run trains further.
@@ -72,7 +74,7 @@ import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -80,6 +82,7 @@ from input_pipeline import atomic_file
 from training import provenance, records
 
 CONFIG, DATASET, METRICS, SUMMARY = "config.json", "dataset.json", "metrics.jsonl", "summary.json"
+STEPS = "steps.jsonl"
 MEAN_IMAGE, PROVENANCE, EVALUATIONS = "mean_image.npy", "provenance.json", "evaluations"
 FAILURE, PARENT = "failure.json", "parent.json"
 CURVES, CHECKPOINTS, UNUSABLE, LOCK = ("curves.png", "checkpoints", "checkpoints.unusable",
@@ -165,6 +168,7 @@ _REPAIR = {
     PROVENANCE: "remove it (the record of the code versions that trained the run is then "
                 "lost)",
     METRICS: "start the run again in a new workdir",
+    STEPS: "remove it (the per-step curves recorded so far are then lost; training goes on)",
 }
 
 
@@ -190,7 +194,8 @@ def read_json(path: str) -> dict[str, Any]:
 
 
 def read_rows(path: str) -> list[dict[str, Any]]:
-  """The rows of a metrics.jsonl; a torn last line (a crash mid-write) is left out."""
+  """The rows of a metrics.jsonl or steps.jsonl; a torn last line (a crash mid-write) is
+  left out."""
   if not os.path.exists(path):
     return []
   with open(path, "rb") as f:
@@ -208,8 +213,8 @@ def read_rows(path: str) -> list[dict[str, Any]]:
       continue
     if not (isinstance(row, dict) and isinstance(row.get("step"), int)
             and isinstance(row.get("epoch"), (int, float))):
-      raise damaged(path, f"line {i + 1} is not a metrics row (an object with an integer "
-                    f"step and a numeric epoch): {shown}")
+      raise damaged(path, f"line {i + 1} is not a row (an object with an integer step and a "
+                    f"numeric epoch): {shown}")
     rows.append(row)
   return rows
 
@@ -337,6 +342,12 @@ def read_run(path: str) -> RunRecord:
   return RunRecord(path=path, config=optional(CONFIG) or {}, dataset=optional(DATASET) or {},
                    rows=read_rows(os.path.join(path, METRICS)), summary=optional(SUMMARY),
                    code_versions=read_code_versions(path), failure=optional(FAILURE))
+
+
+def read_steps(path: str) -> list[records.StepRow]:
+  """Run `path`'s step rows (steps.jsonl), oldest first; [] for a run without them (one
+  trained before they were recorded, or whose first row is yet to come)."""
+  return cast(list[records.StepRow], read_rows(os.path.join(path, STEPS)))
 
 
 def record_failure(path: str, error: str) -> None:
@@ -547,8 +558,8 @@ class RunDirectory:
   With `writer=False` (the other processes of a multi-process run) nothing is locked or
   written, and the reading methods still work, so every process takes the same decisions.
   `events` makes the writer of the run's derived event files, called as
-  `events(path, rows=kept_rows)` at each `resume_from` (training passes
-  `training.tensorboard.EventWriter`; None writes none).
+  `events(path, rows=kept_rows, step_rows=kept_step_rows)` at each `resume_from` (training
+  passes `training.tensorboard.EventWriter`; None writes none).
   """
 
   def __init__(self, path: str, writer: bool = True,
@@ -558,6 +569,7 @@ class RunDirectory:
     self._config: dict[str, Any] = {}
     self._new_events = events
     self._events: Any = None  # the open event writer, from `events`
+    self._last_step_row: int | None = None  # the step of steps.jsonl's last row
 
   def __enter__(self) -> RunDirectory:
     if self._lock is not None:
@@ -638,19 +650,27 @@ class RunDirectory:
 
   def resume_from(self, step: int | None) -> None:
     """Rule 3: training continues from the checkpoint at `step` (None or 0: from the
-    start). Keeps the rows at steps <= `step`, removes the summary, and restarts the
-    TensorBoard events (`events`) from the kept rows."""
+    start). Keeps the metrics and step rows at steps <= `step`, removes the summary, and
+    restarts the TensorBoard events (`events`) from the kept rows."""
     if not self.writer:
       return
-    rows = [r for r in self.read().rows if step and r["step"] <= step]
+    rows = [r for r in self.read().rows if step and r[records.STEP] <= step]
     atomic_file.write_text(self.file(METRICS),
                            "".join(json_text(r, self.file(METRICS)) + "\n" for r in rows))
+    step_rows = [r for r in read_steps(self.path) if step and r[records.STEP] <= step]
+    text = "".join(json_text(dict(r), self.file(STEPS)) + "\n" for r in step_rows)
+    if os.path.exists(self.file(STEPS)):  # rewritten only to drop rows (or a torn line)
+      with open(self.file(STEPS), "rb") as f:
+        unchanged = f.read() == text.encode()
+      if not unchanged:
+        atomic_file.write_text(self.file(STEPS), text)
+    self._last_step_row = step_rows[-1][records.STEP] if step_rows else None
     if os.path.exists(self.file(SUMMARY)):
       os.remove(self.file(SUMMARY))
     if self._events is not None:
       self._events.close()
     if self._new_events is not None:
-      self._events = self._new_events(self.path, rows=rows)
+      self._events = self._new_events(self.path, rows=rows, step_rows=step_rows)
       self._events.write_config(self._config)
 
   def append_row(self, row: Mapping[str, Any]) -> None:
@@ -668,6 +688,23 @@ class RunDirectory:
       os.fsync(f.fileno())
     if self._events is not None:
       self._events.write_row(row)
+
+  def append_step(self, row: records.StepRow) -> None:
+    """Adds one step row (records.step_row); its step must follow the last one's. Written
+    to the operating system, not fsynced: the loop does not wait for the disk every
+    log_every_steps. A killed process loses nothing; a power failure may lose the last rows
+    (a gap in the curve, or rows the next session redraws after its checkpoint)."""
+    if not self.writer:
+      return
+    step = row[records.STEP]
+    if self._last_step_row is not None and step <= self._last_step_row:
+      raise RunDirectoryError(f"Step row at step {step} after one at step "
+                              f"{self._last_step_row} in {self.file(STEPS)}.")
+    with open(self.file(STEPS), "a") as f:
+      f.write(json_text(dict(row), self.file(STEPS)) + "\n")
+    self._last_step_row = step
+    if self._events is not None:
+      self._events.write_step(row)
 
   def finish(self, summary: Mapping[str, Any]) -> None:
     """Rule 4: closes the event writer first (its `flush` leaves events queued in memory;
