@@ -68,6 +68,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Mappi
                      checkpoints.recorded_config(workdir))
     if (done := run.read()).finished and done.config["num_epochs"] == config.num_epochs:
       if not (missing := finish.incomplete_artefacts(done)):
+        logging.info("%s: the run already finished at step %d (epoch %d); nothing to train. "
+                     "Summary: test error %.4f, test log-loss %.4f, train error %.4f (%s).",
+                     workdir, done.summary[records.STEP], done.summary[records.EPOCH],
+                     done.summary[records.TEST_ERROR], done.summary[records.TEST_LOSS],
+                     done.summary[records.TRAIN_ERROR], run.file(run_directory.SUMMARY))
         return done.summary
       what = f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'}"
       if done.summary[records.STEP] not in checkpoints.steps_on_disk(workdir):

@@ -1,6 +1,7 @@
 """train.py end to end on CPU: real and mocked data, resumption, devices, processes, guards."""
 
 import json
+import logging
 import os
 import re
 import signal
@@ -98,11 +99,15 @@ def test_training_in_process_changes_nothing_process_wide(tmp_path):
   assert (tmp_path / "curves.png").stat().st_size > 0
 
 
-def test_rerunning_a_finished_run_resumes_and_does_nothing(digits_run):
+def test_rerunning_a_finished_run_resumes_and_does_nothing(digits_run, caplog):
   workdir, summary = digits_run
-  again = train.train_and_evaluate(tiny_config(), str(workdir))
+  with caplog.at_level(logging.INFO):
+    again = train.train_and_evaluate(tiny_config(), str(workdir))
   assert again["test_loss"] == summary["test_loss"]
   assert len(read_metrics(workdir)) == 2
+  assert (f"{workdir}: the run already finished at step 6 (epoch 2); nothing to train. "
+          f"Summary: test error {summary['test_error']:.4f}") in caplog.text
+  assert "Compiling" not in caplog.text
 
 
 def test_cifar10_mini_training_lowers_the_loss(cifar10_mini, tmp_path):
