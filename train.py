@@ -36,8 +36,8 @@ import input_pipeline
 from configs import default as default_config
 from configs import validation
 from training import (builder, checkpoints, divergence, evaluation, exit_codes, finish,
-                      optimizer, process, progress, provenance, records, resume, run_directory,
-                      signals, supervisor, tensorboard)
+                      optimizer, process, profiler, progress, provenance, records, resume,
+                      run_directory, signals, supervisor, tensorboard)
 
 # Train steps the loop dispatches ahead of the one it waits for. JAX dispatches
 # asynchronously, and without a bound the loop ran up to log_every_steps steps (two programs
@@ -63,7 +63,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Mappi
   # a compile runs would otherwise land wherever Python is (in JAX's garbage-collection
   # hook it is ignored, and the run trained on).
   with signals.StopRequest() as stop, run_directory.RunDirectory(
-      workdir, writer=jax.process_index() == 0, events=tensorboard.EventWriter) as run:
+      workdir, writer=jax.process_index() == 0, events=tensorboard.EventWriter) as run, \
+      profiler.StepProfiler(run.file(run_directory.PROFILE), config.get("profile_steps", 0),
+                            enabled=run.writer) as profile:
     run.check_config(record, records.config_record(default_config.get_config()),
                      checkpoints.recorded_config(workdir))
     if (done := run.read()).finished and done.config["num_epochs"] == config.num_epochs:
@@ -131,6 +133,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Mappi
             images_per_sec=clock.interval_images_per_sec(), wall_time=clock.elapsed()))
       elif line.tty:
         line.update(step, None, clock.images_per_sec())
+      profile.after_step(step, logged, state, last=step == s.total_steps)
       if stopping := signals.agreed_stop(stop, step, config.log_every_steps):
         line.clear()
         divergence.check_training_sums(jax.device_get(epoch_metrics), s.steps_per_epoch, saved)

@@ -1,5 +1,6 @@
 """train.py end to end on CPU: real and mocked data, resumption, devices, processes, guards."""
 
+import glob
 import json
 import logging
 import os
@@ -20,7 +21,8 @@ import input_pipeline
 import train
 from configs import validation
 from tests.helpers import REPO, file_digests, final_params, tiny_config
-from training import builder, checkpoints, devices, records, run_directory, tensorboard
+from training import (builder, checkpoints, devices, evaluation, records, run_directory,
+                      tensorboard)
 
 
 def read_metrics(workdir):
@@ -108,6 +110,26 @@ def test_rerunning_a_finished_run_resumes_and_does_nothing(digits_run, caplog):
   assert (f"{workdir}: the run already finished at step 6 (epoch 2); nothing to train. "
           f"Summary: test error {summary['test_error']:.4f}") in caplog.text
   assert "Compiling" not in caplog.text
+
+
+def test_a_short_run_logs_its_compiles_follows_the_schedule_per_step_and_profiles(
+    tmp_path, caplog):
+  # 3 steps, all in the warm-up (lr = 0.02 x (step + 1) / 3 for the update at step), a step
+  # row each, and a trace of step 2 (after the first logged interval, step 1).
+  config = tiny_config(num_epochs=1, log_every_steps=1, warmup_epochs=1.0, profile_steps=1)
+  evaluation.jitted_steps.cache_clear()  # another test's run may have compiled it already
+  with caplog.at_level(logging.INFO):
+    train.train_and_evaluate(config, str(tmp_path))
+  step_rows = run_directory.read_steps(str(tmp_path))
+  assert [r["step"] for r in step_rows] == [1, 2, 3]
+  assert [r["learning_rate"] for r in step_rows] == pytest.approx([0.02 / 3, 0.04 / 3, 0.02])
+  assert read_metrics(tmp_path)[-1]["learning_rate"] == pytest.approx(0.02)
+  assert all(np.isfinite(r["train_loss"]) and r["images_per_sec"] > 0 for r in step_rows)
+  for what in ("train step", "evaluation step"):
+    compiling = caplog.text.index(f"Compiling the {what} ...")
+    assert re.search(rf"Compiled the {what} in [0-9.]+ s\.", caplog.text[compiling:]), what
+  assert "Profiling steps 2 to 2 into" in caplog.text
+  assert glob.glob(str(tmp_path / "profile" / "plugins" / "profile" / "*" / "*.xplane.pb"))
 
 
 def test_cifar10_mini_training_lowers_the_loss(cifar10_mini, tmp_path):

@@ -17,6 +17,8 @@
     WORKDIR/model/          the final model, exported (training/export.py)
     WORKDIR/evaluations/    evaluate.py's results on other test sets, one JSON file each
     WORKDIR/tensorboard/    the metrics as TensorBoard events (training/tensorboard.py)
+    WORKDIR/profile/        `jax.profiler` traces of `config.profile_steps` steps
+                            (training/profiler.py; `tensorboard --logdir WORKDIR/profile`)
     WORKDIR/checkpoints/    orbax checkpoints (training/checkpoints.py)
     WORKDIR/checkpoints.unusable/  checkpoints that could not be restored, moved aside
     WORKDIR/train.log       the output of a sweep's `--parallel` subprocess (`open_log`)
@@ -88,6 +90,7 @@ FAILURE, PARENT = "failure.json", "parent.json"
 CURVES, CHECKPOINTS, UNUSABLE, LOCK = ("curves.png", "checkpoints", "checkpoints.unusable",
                                       ".lock")
 LOG = "train.log"
+PROFILE = "profile"
 
 # Config keys a rerun may change: they decide when things are evaluated, logged and saved,
 # and where inputs and caches are read from, not what is computed. `num_epochs` may change
@@ -95,7 +98,8 @@ LOG = "train.log"
 NEUTRAL_KEYS = frozenset({"eval_every_epochs", "log_every_steps", "checkpoint_every_epochs",
                           "keep_checkpoints", "eval_batch_size", "worker_count", "cache_dir",
                           "data_dir", "num_epochs", "cpu_devices", "activation_statistics",
-                          "activation_histogram_every_epochs", "max_image_pixels"})
+                          "activation_histogram_every_epochs", "max_image_pixels",
+                          "profile_steps"})
 
 
 class RunDirectoryError(RuntimeError):
