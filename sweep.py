@@ -56,7 +56,8 @@ import ml_collections
 from rectifiers import linen as rectifiers_linen
 from configs import default as default_config
 from configs import validation
-from training import devices, disk_space, exit_codes, process, records, run_directory, signals
+from training import (devices, disk_space, exit_codes, process, progress, records,
+                      run_directory, signals)
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SWEEP_RECORD = run_directory.SWEEP
@@ -221,6 +222,41 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str,
   return summaries
 
 
+class SweepClock:
+  """Where a sweep's invocation stands: "run k of N" as each run starts and, once a run
+  has finished, an ETA for the rest: the mean duration of the runs finished in this
+  invocation x the runs not yet ended / the runs at a time. A failed run counts as ended
+  and stays out of the mean."""
+
+  def __init__(self, total: int, parallel: int, clock=time.monotonic):
+    self.total, self.parallel, self._clock = total, parallel, clock
+    self._started: dict[Run, float] = {}
+    self._durations: list[float] = []
+    self._ended = 0
+
+  def start(self, run: Run) -> str:
+    """Marks `run` started; returns "run k of N"."""
+    self._started[run] = self._clock()
+    return f"run {len(self._started)} of {self.total}"
+
+  def end(self, run: Run, finished: bool) -> None:
+    """Marks `run` ended (`finished`: without a failure) and logs the sweep's ETA."""
+    self._ended += 1
+    if finished:
+      self._durations.append(self._clock() - self._started[run])
+    if (left := self.total - self._ended) and self._durations:
+      logging.info("Sweep: %d of %d runs done; ETA %s for the other %d (%s per run, %d at a "
+                   "time).", self._ended, self.total, progress.format_seconds(self.eta()),
+                   left, progress.format_seconds(self.mean()), self.parallel)
+
+  def mean(self) -> float:
+    return sum(self._durations) / len(self._durations)
+
+  def eta(self) -> float:
+    """Seconds until every run has ended, at the mean duration so far."""
+    return self.mean() * (self.total - self._ended) / self.parallel
+
+
 def _stop_message(signum: int, stopped: int, left: int, saved: bool = True) -> str:
   what = (f"{stopped} running training(s) saved a checkpoint and stopped" if saved else
           f"{stopped} training(s) stopped before their first step (nothing trained, no "
@@ -231,10 +267,11 @@ def _stop_message(signum: int, stopped: int, left: int, saved: bool = True) -> s
 
 def _run_in_process(config: ml_collections.ConfigDict, runs: list[Run]) -> list[str]:
   import train  # pylint: disable=g-import-not-at-top
-  failures = []
+  failures, clock = [], SweepClock(len(runs), parallel=1)
   with signals.RaiseOnSignal() as stop:
     for i, run in enumerate(runs):
-      logging.info("Training %s / seed %d in %s.", run.setting, run.seed, run.workdir)
+      logging.info("Sweep %s: training %s / seed %d in %s.", clock.start(run), run.setting,
+                   run.seed, run.workdir)
       try:
         train.train_and_evaluate(run_config(config, run.setting, run.seed), run.workdir)
       except KeyboardInterrupt as e:
@@ -251,6 +288,9 @@ def _run_in_process(config: ml_collections.ConfigDict, runs: list[Run]) -> list[
           logging.error("%s failed: %s", run.workdir, e)
         else:
           logging.exception("%s failed.", run.workdir)
+        clock.end(run, finished=False)
+      else:
+        clock.end(run, finished=True)
   return failures
 
 
@@ -348,16 +388,16 @@ class _Placement:
 _Active = tuple[Run, subprocess.Popen, Any]
 
 
-def _start(config: ml_collections.ConfigDict, run: Run, slot: int,
-           placement: _Placement) -> _Active:
+def _start(config: ml_collections.ConfigDict, run: Run, slot: int, placement: _Placement,
+           clock: SweepClock) -> _Active:
   """`python sweep.py --run_one` for `run` in `slot`: its config on stdin, its output in
   the run's train.log."""
   env, prefix = placement.environment(slot)
   log = run_directory.open_log(run.workdir)
   cmd = [*prefix, sys.executable, os.path.join(_HERE, "sweep.py"), "--run_one",
          f"--workdir={run.workdir}"]
-  logging.info("Starting %s / seed %d (slot %d): %s", run.setting, run.seed, slot,
-               " ".join(cmd))
+  logging.info("Sweep %s: starting %s / seed %d (slot %d): %s", clock.start(run), run.setting,
+               run.seed, slot, " ".join(cmd))
   proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
                           env=env, text=True, preexec_fn=_stop_with_parent)
   proc.stdin.write(json.dumps(records.config_record(run_config(config, run.setting,
@@ -366,7 +406,7 @@ def _start(config: ml_collections.ConfigDict, run: Run, slot: int,
   return run, proc, log
 
 
-def _reap(active: dict[int, _Active], stopping: bool) -> list[str]:
+def _reap(active: dict[int, _Active], stopping: bool, clock: SweepClock) -> list[str]:
   """Removes the trainings that ended from `active`; returns the failures among them (one
   that a forwarded stop signal ended, `stopping`, is none)."""
   failures = []
@@ -382,8 +422,10 @@ def _reap(active: dict[int, _Active], stopping: bool) -> list[str]:
                       f"{os.path.join(run.workdir, run_directory.LOG)}")
       logging.error("%s failed (exit status %d).", run.workdir, proc.returncode)
       _record_crash(run.workdir, proc.returncode)
+      clock.end(run, finished=False)
     else:
       logging.info("Finished %s / seed %d.", run.setting, run.seed)
+      clock.end(run, finished=True)
   return failures
 
 
@@ -407,7 +449,7 @@ def _run_subprocesses(config: ml_collections.ConfigDict, runs: list[Run], parall
   On a stop signal, starts no more, forwards SIGTERM to the running ones once, waits for
   them and raises SweepStopped."""
   placement = _Placement.of_this_machine(parallel, devices_per_run)
-  pending, failures = list(runs), []
+  pending, failures, clock = list(runs), [], SweepClock(len(runs), parallel)
   active: dict[int, _Active] = {}
   with signals.StopRequest() as stop:
     forwarded = None  # how many trainings the stop signal was forwarded to.
@@ -415,13 +457,13 @@ def _run_subprocesses(config: ml_collections.ConfigDict, runs: list[Run], parall
       while pending or active:
         free = [s for s in range(parallel) if s not in active] if not stop.received else []
         for slot in free[:len(pending)]:
-          active[slot] = _start(config, pending.pop(0), slot, placement)
+          active[slot] = _start(config, pending.pop(0), slot, placement, clock)
         if stop.received and forwarded is None:
           for _, proc, _ in active.values():
             proc.send_signal(signal.SIGTERM)
           forwarded = len(active)
         time.sleep(0.2)
-        failures += _reap(active, stopping=bool(stop.received))
+        failures += _reap(active, stopping=bool(stop.received), clock=clock)
         if stop.received and not active:
           raise SweepStopped(stop.received,
                              _stop_message(stop.received, forwarded or 0, len(pending)))

@@ -36,9 +36,9 @@ import input_pipeline
 from configs import default as default_config
 from configs import validation
 from input_pipeline import fingerprints
-from training import (builder, checkpoints, divergence, evaluation, exit_codes, finish, process,
-                      progress, provenance, records, resume, run_directory, signals, supervisor,
-                      tensorboard)
+from training import (builder, checkpoints, divergence, evaluation, exit_codes, finish,
+                      optimizer, process, profiler, progress, provenance, records, resume,
+                      run_directory, signals, supervisor, tensorboard)
 
 # Train steps the loop dispatches ahead of the one it waits for. JAX dispatches
 # asynchronously, and without a bound the loop ran up to log_every_steps steps (two programs
@@ -64,11 +64,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Mappi
   # a compile runs would otherwise land wherever Python is (in JAX's garbage-collection
   # hook it is ignored, and the run trained on).
   with signals.StopRequest() as stop, run_directory.RunDirectory(
-      workdir, writer=jax.process_index() == 0, events=tensorboard.EventWriter) as run:
+      workdir, writer=jax.process_index() == 0, events=tensorboard.EventWriter) as run, \
+      profiler.StepProfiler(run.file(run_directory.PROFILE), config.get("profile_steps", 0),
+                            enabled=run.writer) as profile:
     run.check_config(record, records.config_record(default_config.get_config()),
                      checkpoints.recorded_config(workdir))
     if (done := run.read()).finished and done.config["num_epochs"] == config.num_epochs:
       if not (missing := finish.incomplete_artefacts(done)):
+        logging.info("%s: the run already finished at step %d (epoch %d); nothing to train. "
+                     "Summary: test error %.4f, test log-loss %.4f, train error %.4f (%s).",
+                     workdir, done.summary[records.STEP], done.summary[records.EPOCH],
+                     done.summary[records.TEST_ERROR], done.summary[records.TEST_LOSS],
+                     done.summary[records.TRAIN_ERROR], run.file(run_directory.SUMMARY))
         return done.summary
       what = f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'}"
       if done.summary[records.STEP] not in checkpoints.steps_on_disk(workdir):
@@ -105,6 +112,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Mappi
       saved.close()
       raise resume.stopped_before_training(stopping, step)
     line = progress.ProgressLine(s.total_steps, s.steps_per_epoch, step, run.writer)
+    # The step rows' loss, from the epoch sums the loop fetches anyway (progress.py).
+    interval, first_step = progress.IntervalLoss(jax.device_get(epoch_metrics)), step
     in_flight: collections.deque[Any] = collections.deque()
     while step < s.total_steps:
       state, metrics = s.parts.train_step(
@@ -114,11 +123,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Mappi
       if len(in_flight) > STEPS_IN_FLIGHT:
         jax.block_until_ready(in_flight.popleft())
       clock.count(config.batch_size)
-      if step % config.log_every_steps == 0:
-        divergence.check_training_sums(jax.device_get(epoch_metrics), s.steps_per_epoch, saved)
-        line.update(step, float(metrics["loss"] / metrics["count"]), clock.images_per_sec())
+      logged = step % config.log_every_steps == 0
+      if step == first_step + 1 and not logged:
+        clock.new_interval()  # the step rows' images/s leave the compilation out
+      if logged:
+        sums = jax.device_get(epoch_metrics)
+        divergence.check_training_sums(sums, s.steps_per_epoch, saved)
+        interval.observe(sums)
+        loss = interval.take()
+        line.update(step, loss, clock.images_per_sec())
+        run.append_step(records.step_row(
+            step=step, epoch=step / s.steps_per_epoch, train_loss=loss,
+            learning_rate=optimizer.learning_rate_at(s.parts.schedule, step - 1),
+            images_per_sec=clock.interval_images_per_sec(), wall_time=clock.elapsed()))
       elif line.tty:
         line.update(step, None, clock.images_per_sec())
+      profile.after_step(step, logged, state, last=step == s.total_steps)
       if stopping := signals.agreed_stop(stop, step, config.log_every_steps):
         line.clear()
         divergence.check_training_sums(jax.device_get(epoch_metrics), s.steps_per_epoch, saved)
@@ -128,12 +148,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Mappi
         continue
       epoch, train_sums = step // s.steps_per_epoch, jax.device_get(epoch_metrics)
       divergence.check_training_sums(train_sums, s.steps_per_epoch, saved)
+      interval.observe(train_sums)
       if epoch % config.eval_every_epochs == 0 or step == s.total_steps:
         line.clear()
         row = _evaluation_row(s, state, epoch, step, train_sums, clock)
         divergence.check_row(row, saved)
         run.append_row(row)
       epoch_metrics = s.zero_metrics()
+      interval.new_epoch()
       if epoch % config.checkpoint_every_epochs == 0 or step == s.total_steps:
         save(step)
     saved.close()
@@ -147,7 +169,8 @@ def _evaluation_row(s: builder.Setup, state: Any, epoch: int, step: int,
       epoch=epoch, step=step, train_error=float(train_sums["errors"] / train_sums["count"]),
       train_loss=float(train_sums["loss"] / train_sums["count"]),
       evaluation=s.evaluate(state, histograms=evaluation.wants_histograms(s.config, epoch)),
-      learning_rate=float(s.parts.schedule(step - 1)), images_per_sec=images_per_sec,
+      learning_rate=optimizer.learning_rate_at(s.parts.schedule, step - 1),
+      images_per_sec=images_per_sec,
       wall_time=clock.elapsed())
   clock.new_window()
   logging.info("epoch %d: train error %.4f loss %.4f | test error %.4f loss %.4f | %.1f img/s "

@@ -106,6 +106,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.activation_statistics = True
   config.activation_histogram_every_epochs = 0
   config.log_every_steps = 50
+  # A jax.profiler trace of this many training steps, from the end of the first logged
+  # interval, into WORKDIR/profile/ (training/profiler.py; `tensorboard --logdir
+  # WORKDIR/profile`). 0: none.
+  config.profile_steps = 0
   config.checkpoint_every_epochs = 1
   config.keep_checkpoints = 2
 

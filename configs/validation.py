@@ -120,7 +120,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if config[key] < 1:
       raise ConfigError(f"config.{key} must be >= 1, got {config[key]}.")
   for key in ("steps_per_epoch", "eval_batch_size", "worker_count", "holdout", "image_size",
-              "train_examples", "train_eval_examples"):
+              "train_examples", "train_eval_examples", "profile_steps"):
     if config[key] < 0:
       raise ConfigError(f"config.{key} must be >= 0, got {config[key]}.")
   if config.dtype not in models.DTYPES:

@@ -30,15 +30,26 @@ def rows(workdir):
   return run_directory.read_run(str(workdir)).rows
 
 
+def untimed(rs):
+  return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rs]
+
+
 def same_rows(a, b):
-  strip = lambda rs: [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rs]
-  return strip(rows(a)) == strip(rows(b))
+  return untimed(rows(a)) == untimed(rows(b))
 
 
 def assert_bit_identical(a, b):
   assert same_rows(a, b), (rows(a), rows(b))
   for x, y in zip(final_params(a), final_params(b), strict=True):
     np.testing.assert_array_equal(x, y)
+
+
+def assert_same_step_rows(a, b):
+  """Run `a`'s step rows are reference `b`'s, timing aside: each step once, in order (a
+  resume from an epoch's end starts no interval afresh, so the losses are the same too)."""
+  step_rows = run_directory.read_steps(str(a))
+  assert [r["step"] for r in step_rows] == [2, 4, 6, 8]  # FAULT_CONFIG logs every 2 steps
+  assert untimed(step_rows) == untimed(run_directory.read_steps(str(b))), step_rows
 
 
 @pytest.fixture(scope="module")
@@ -225,9 +236,14 @@ def test_kill_9_then_resume_ends_bit_identical_with_unique_ordered_rows(
     assert f"Resumed from the checkpoint at step {resumed_from} " in caplog.text
   assert [r["step"] for r in rows(tmp_path)] == [3, 6, 9]
   assert_bit_identical(tmp_path, reference)
+  assert_same_step_rows(tmp_path, reference)
   # What TensorBoard shows follows the record: no point of the killed session survives.
-  assert tensorboard.read_scalars(str(tmp_path))["error/test"] == [
+  scalars = tensorboard.read_scalars(str(tmp_path))
+  assert scalars["error/test"] == [
       (r["step"], pytest.approx(r["test_error"])) for r in rows(tmp_path)]
+  assert scalars["train_step/loss"] == [
+      (r["step"], pytest.approx(r["train_loss"])) for r in run_directory.read_steps(
+          str(tmp_path))]
   aside = tmp_path / run_directory.UNUSABLE
   unusable = sorted(os.listdir(aside)) if aside.exists() else []
   assert unusable == (["9", "9.reason.txt"] if kill_at == "digest:9" else [])
@@ -378,8 +394,8 @@ def test_five_kills_at_random_moments_then_a_rerun_end_bit_identical_and_complet
   summary = train.train_and_evaluate(config, str(tmp_path))
   assert [r["step"] for r in rows(tmp_path)] == [3, 6, 9]
   assert_bit_identical(tmp_path, reference)
-  untimed = lambda s: {k: v for k, v in s.items() if k not in TIMING_KEYS}
-  assert untimed(summary) == untimed(run_directory.read_run(str(reference)).summary)
+  assert_same_step_rows(tmp_path, reference)
+  assert untimed([summary]) == untimed([run_directory.read_run(str(reference)).summary])
   assert finish.incomplete_artefacts(run_directory.read_run(str(tmp_path))) == []
 
 

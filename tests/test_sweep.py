@@ -3,7 +3,9 @@
 import errno
 import glob
 import json
+import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,15 +28,39 @@ def tiny_sweep_config() -> ml_collections.ConfigDict:
   return tiny_config("relu", steps_per_epoch=2)
 
 
+class _Lines(logging.Handler):
+  def __init__(self):
+    super().__init__(logging.INFO)
+    self.lines = []
+
+  def emit(self, record):
+    self.lines.append(record.getMessage())
+
+
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("sweep"))
-  summaries = sweep.run_sweep(tiny_sweep_config(), workdir, SETTINGS, SEEDS)
-  return workdir, summaries
+  log, absl_logger = _Lines(), logging.getLogger("absl")
+  level = absl_logger.level
+  absl_logger.addHandler(log)
+  absl_logger.setLevel(logging.INFO)
+  try:
+    summaries = sweep.run_sweep(tiny_sweep_config(), workdir, SETTINGS, SEEDS)
+  finally:
+    absl_logger.removeHandler(log)
+    absl_logger.setLevel(level)
+  return workdir, summaries, log.lines
 
 
 def test_sweep_writes_every_run_and_the_report(swept):
-  workdir, summaries = swept
+  workdir, summaries, lines = swept
+  # Each run says where the sweep stands; after each but the last, the ETA of the rest.
+  assert [m.group(1) for m in map(re.compile(r"^Sweep (run \d of 4): training ").match, lines)
+          if m] == [f"run {k} of 4" for k in (1, 2, 3, 4)]
+  assert [m.group(1) for m in map(
+      re.compile(r"^Sweep: (\d of 4) runs done; ETA \d+:\d\d:\d\d for the other \d "
+                 r"\(\d+:\d\d:\d\d per run, 1 at a time\)\.$").match, lines)
+          if m] == ["1 of 4", "2 of 4", "3 of 4"]
   assert sorted(summaries) == [(s, k) for s in SETTINGS for k in SEEDS]
   for (setting, seed), summary in summaries.items():
     assert summary["rectifier"] == setting and summary["seed"] == seed
@@ -50,13 +76,13 @@ def test_sweep_writes_every_run_and_the_report(swept):
 
 
 def test_seeds_differ_and_settings_share_a_seed_stream(swept):
-  workdir, summaries = swept
+  workdir, summaries, _ = swept
   # Different seeds give different runs; the sweep did not reuse one run for both.
   assert summaries[("relu", 0)]["train_loss"] != summaries[("relu", 1)]["train_loss"]
 
 
 def test_rerun_skips_finished_runs(swept, monkeypatch):
-  workdir, summaries = swept
+  workdir, summaries, _ = swept
   def fail(*args, **kwargs):
     raise AssertionError("a finished run was trained again")
   monkeypatch.setattr(train, "train_and_evaluate", fail)
@@ -87,7 +113,7 @@ def test_unfinished_run_is_resumed_alone(tmp_path, monkeypatch):
 
 
 def test_a_different_recipe_in_the_same_workdir_is_refused(swept):
-  workdir, _ = swept
+  workdir, _, _ = swept
   config = tiny_sweep_config()
   config.learning_rate = 0.5
   before = {p: os.path.getmtime(p) for p in glob.glob(f"{workdir}/**/*.json*", recursive=True)}
@@ -133,6 +159,10 @@ def test_command_line_parallel_subprocesses_and_overrides(tmp_path):
     assert config["rectifier"] == setting
     assert os.path.exists(os.path.join(run, "train.log"))
   assert os.path.exists(os.path.join(workdir, "results.md"))
+  for k in (1, 2):
+    assert f"Sweep run {k} of 2: starting " in out.stderr, out.stderr[-3000:]
+  assert re.search(r"Sweep: 1 of 2 runs done; ETA \d+:\d\d:\d\d for the other 1 \(.* 2 at "
+                   r"a time\)\.", out.stderr), out.stderr[-3000:]
 
 
 @pytest.mark.parametrize("text,settings", [

@@ -31,6 +31,13 @@ def _row(epoch: int, *, train_eval: bool = True, offset: float = 0.0) -> dict:
   return row
 
 
+def _step_row(step: int, *, offset: float = 0.0) -> dict:
+  """A steps.jsonl row (records.StepRow), every 5 steps between the rows' 10."""
+  return {"step": step, "epoch": step / 10, "train_loss": 2.0 / step + offset,
+          "learning_rate": 0.005 * step, "images_per_sec": 100.0 + step,
+          "wall_time": 0.3 * step}
+
+
 def _close(points, expected):
   """(step, value) lists equal up to float32 rounding (event files store float32)."""
   return (len(points) == len(expected)
@@ -39,16 +46,22 @@ def _close(points, expected):
 
 
 def test_each_row_becomes_scalars_at_its_step_under_the_documented_tags(tmp_path):
-  rows = [_row(e) for e in (1, 2, 3)]
+  rows, step_rows = [_row(e) for e in (1, 2, 3)], [_step_row(s) for s in range(5, 31, 5)]
   with tb.EventWriter(str(tmp_path)) as events:
     for row in rows:
+      for step_row in step_rows:
+        if row["step"] - 10 < step_row["step"] <= row["step"]:
+          events.write_step(step_row)
       events.write_row(row)
   scalars = tb.read_scalars(str(tmp_path))
   assert set(scalars) == {"error/train", "error/test", "error/train_eval", "loss/train",
                           "loss/test", "loss/train_eval", "learning_rate", "images_per_sec",
-                          "epoch"}
+                          "epoch", "train_step/loss", "train_step/learning_rate",
+                          "train_step/images_per_sec"}
   for column, tag in tb.SCALAR_TAGS.items():
     assert _close(scalars[tag], [(r["step"], r[column]) for r in rows]), tag
+  for column, tag in tb.STEP_TAGS.items():
+    assert _close(scalars[tag], [(r["step"], r[column]) for r in step_rows]), tag
   assert os.path.dirname(glob.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*"))[0]) \
       == str(tmp_path / "tensorboard")
 
@@ -84,31 +97,42 @@ def test_wall_times_follow_the_run_clock_of_the_rows(tmp_path):
   assert times[30] == pytest.approx(time.time(), abs=60)
 
 
-def _resume(tmp_path, old_rows: int = 5, kept: int = 3) -> list[dict]:
-  """Session 1 writes rows 1..old_rows; session 2 resumes after `kept` rows and writes
-  new rows (other values) up to epoch 6. Returns the rows metrics.jsonl would hold."""
+def _resume(tmp_path, old_rows: int = 5, kept: int = 3) -> tuple[list[dict], list[dict]]:
+  """Session 1 writes rows 1..old_rows and the step rows up to them; session 2 resumes
+  after `kept` rows and writes new rows and step rows (other values) up to epoch 6.
+  Returns the rows metrics.jsonl and steps.jsonl would hold."""
   with tb.EventWriter(str(tmp_path)) as events:
     events.write_config({"session": 1})
     for e in range(1, old_rows + 1):
+      events.write_step(_step_row(10 * e - 5))
+      events.write_step(_step_row(10 * e))
       events.write_row(_row(e))
   rows = [_row(e) for e in range(1, kept + 1)]
+  step_rows = [_step_row(s) for s in range(5, 10 * kept + 1, 5)]
   new = [_row(e, offset=0.01) for e in range(kept + 1, 7)]
-  with tb.EventWriter(str(tmp_path), rows=rows) as events:
+  new_steps = [_step_row(s, offset=0.01) for s in range(10 * kept + 5, 61, 5)]
+  with tb.EventWriter(str(tmp_path), rows=rows, step_rows=step_rows) as events:
     events.write_config({"session": 2})
-    for row in new:
+    for i, row in enumerate(new):
+      events.write_step(new_steps[2 * i])
+      events.write_step(new_steps[2 * i + 1])
       events.write_row(row)
-  return rows + new
+  return rows + new, step_rows + new_steps
 
 
 def test_a_resumed_run_shows_the_kept_and_the_new_rows_and_nothing_stale(tmp_path):
-  expected = _resume(tmp_path)
+  expected, expected_steps = _resume(tmp_path)
   raw = tb.read_scalars(str(tmp_path), session_start=False, preempt=False)
   assert len(raw["error/test"]) == 5 + 6  # both sessions' points are on disk ...
+  assert len(raw["train_step/loss"]) == 10 + 12
   for loader in ({"session_start": True, "preempt": False},   # ... the Python loader's rule
                  {"session_start": False, "preempt": True}):  # ... the Rust loader's rule
     scalars = tb.read_scalars(str(tmp_path), **loader)
     for column, tag in tb.SCALAR_TAGS.items():
       assert _close(scalars[tag], [(r["step"], r[column]) for r in expected]), (loader, tag)
+    for column, tag in tb.STEP_TAGS.items():
+      assert _close(scalars[tag], [(r["step"], r[column]) for r in expected_steps]), (loader,
+                                                                                      tag)
 
 
 def test_each_session_keeps_at_most_the_previous_event_file(tmp_path):

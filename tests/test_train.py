@@ -1,6 +1,8 @@
 """train.py end to end on CPU: real and mocked data, resumption, devices, processes, guards."""
 
+import glob
 import json
+import logging
 import os
 import re
 import signal
@@ -19,7 +21,8 @@ import input_pipeline
 import train
 from configs import validation
 from tests.helpers import REPO, file_digests, final_params, tiny_config
-from training import builder, checkpoints, devices, records, run_directory
+from training import (builder, checkpoints, devices, evaluation, records, run_directory,
+                      tensorboard)
 
 
 def read_metrics(workdir):
@@ -48,6 +51,18 @@ def test_run_writes_config_metrics_summary_curves_and_checkpoints(digits_run):
   assert (record["train_examples"], record["full_train_examples"], record["subset_seed"],
           record["train_eval_examples"]) == (1437, 1437, None, 1437)
   assert sorted(os.listdir(workdir / "checkpoints")) == ["3", "6"]
+  # A step row every log_every_steps (2), and the same points in TensorBoard.
+  step_rows = run_directory.read_steps(str(workdir))
+  assert [r["step"] for r in step_rows] == [2, 4, 6]
+  for r in step_rows:
+    assert r["epoch"] == r["step"] / 3 and r["learning_rate"] == pytest.approx(0.02)
+    assert np.isfinite(r["train_loss"]) and r["images_per_sec"] > 0
+  # Each row's loss is the mean over its 2 steps (the one at step 4 spans the epochs), so
+  # the rows' mean is the two epochs' mean.
+  assert np.mean([r["train_loss"] for r in step_rows]) == pytest.approx(
+      np.mean([r["train_loss"] for r in rows]), rel=1e-5)
+  scalars = tensorboard.read_scalars(str(workdir))
+  assert [s for s, _ in scalars["train_step/loss"]] == [2, 4, 6]
 
 
 def _process_state() -> dict:
@@ -77,11 +92,35 @@ def test_training_in_process_changes_nothing_process_wide(tmp_path):
   assert (tmp_path / "curves.png").stat().st_size > 0
 
 
-def test_rerunning_a_finished_run_resumes_and_does_nothing(digits_run):
+def test_rerunning_a_finished_run_resumes_and_does_nothing(digits_run, caplog):
   workdir, summary = digits_run
-  again = train.train_and_evaluate(tiny_config(), str(workdir))
+  with caplog.at_level(logging.INFO):
+    again = train.train_and_evaluate(tiny_config(), str(workdir))
   assert again["test_loss"] == summary["test_loss"]
   assert len(read_metrics(workdir)) == 2
+  assert (f"{workdir}: the run already finished at step 6 (epoch 2); nothing to train. "
+          f"Summary: test error {summary['test_error']:.4f}") in caplog.text
+  assert "Compiling" not in caplog.text
+
+
+def test_a_short_run_logs_its_compiles_follows_the_schedule_per_step_and_profiles(
+    tmp_path, caplog):
+  # 3 steps, all in the warm-up (lr = 0.02 x (step + 1) / 3 for the update at step), a step
+  # row each, and a trace of step 2 (after the first logged interval, step 1).
+  config = tiny_config(num_epochs=1, log_every_steps=1, warmup_epochs=1.0, profile_steps=1)
+  evaluation.jitted_steps.cache_clear()  # another test's run may have compiled it already
+  with caplog.at_level(logging.INFO):
+    train.train_and_evaluate(config, str(tmp_path))
+  step_rows = run_directory.read_steps(str(tmp_path))
+  assert [r["step"] for r in step_rows] == [1, 2, 3]
+  assert [r["learning_rate"] for r in step_rows] == pytest.approx([0.02 / 3, 0.04 / 3, 0.02])
+  assert read_metrics(tmp_path)[-1]["learning_rate"] == pytest.approx(0.02)
+  assert all(np.isfinite(r["train_loss"]) and r["images_per_sec"] > 0 for r in step_rows)
+  for what in ("train step", "evaluation step"):
+    compiling = caplog.text.index(f"Compiling the {what} ...")
+    assert re.search(rf"Compiled the {what} in [0-9.]+ s\.", caplog.text[compiling:]), what
+  assert "Profiling steps 2 to 2 into" in caplog.text
+  assert glob.glob(str(tmp_path / "profile" / "plugins" / "profile" / "*" / "*.xplane.pb"))
 
 
 def test_cifar10_mini_training_lowers_the_loss(cifar10_mini, tmp_path):

@@ -45,3 +45,14 @@ def make_optimizer(config: ml_collections.ConfigDict,
           config.weight_decay,
           mask=functools.partial(weight_decay_mask, decayed_names=tuple(config.weight_decay_on))),
       optax.sgd(schedule, momentum=config.momentum or None, nesterov=config.nesterov))
+
+
+def learning_rate_at(schedule: optax.Schedule, step: int) -> float:
+  """The learning rate of the update at `step` (the first update is step 0), computed on
+  this host's CPU: on an accelerator, reading it back would wait behind the queued steps."""
+  try:
+    cpu = jax.local_devices(backend="cpu")[0]
+  except RuntimeError:  # a JAX_PLATFORMS without "cpu": the default device, then
+    return float(schedule(step))
+  with jax.default_device(cpu):
+    return float(schedule(step))

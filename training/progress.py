@@ -8,6 +8,13 @@ progress line's ETA is the steps left at the pace of this process's steps since 
 progress line (not the run's clock: a resumed run's earlier processes do not count; and not
 from the start, which would count the compilation of the first step as training and put
 the first ETAs several times too far out), and a terminal and a log file get the same line.
+
+Every `log_every_steps` the loop also records a step row (steps.jsonl, records.StepRow):
+the training loss averaged over the steps since the previous one (`IntervalLoss`, from the
+epoch's running sums the loop fetches there anyway: no fetch of its own) and the images/s
+over them (`RunClock.interval_images_per_sec`: evaluations, and the compilation of a
+session's first step, left out); the progress line shows the same loss. The first
+interval after a resume starts at the checkpoint's step.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from typing import Any
 
 from absl import logging
 
@@ -26,6 +34,7 @@ class RunClock:
     self._clock = clock
     self._origin = clock() - elapsed
     self._window_start, self._window_images = clock(), 0
+    self._interval_start, self._interval_images = clock(), 0
 
   def elapsed(self) -> float:
     """Seconds of the run so far, across resumes."""
@@ -33,6 +42,7 @@ class RunClock:
 
   def count(self, images: int) -> None:
     self._window_images += images
+    self._interval_images += images
 
   def images_per_sec(self) -> float:
     """Training images per second since the last `new_window` (call it after each
@@ -40,7 +50,55 @@ class RunClock:
     return self._window_images / max(self._clock() - self._window_start, 1e-9)
 
   def new_window(self) -> None:
+    """Starts the throughput windows of both `images_per_sec` and the step rows."""
     self._window_start, self._window_images = self._clock(), 0
+    self.new_interval()
+
+  def interval_images_per_sec(self) -> float:
+    """Training images per second since the previous call (or `new_window`,
+    `new_interval`), for a step row; starts the next interval."""
+    now = self._clock()
+    rate = self._interval_images / max(now - self._interval_start, 1e-9)
+    self._interval_start, self._interval_images = now, 0
+    return rate
+
+  def new_interval(self) -> None:
+    """Starts the step rows' interval afresh, e.g. after the first step's compilation."""
+    self._interval_start, self._interval_images = self._clock(), 0
+
+
+class IntervalLoss:
+  """The mean training loss over the steps since the last `take`, from the epoch's
+  running sums (`steps.add_metrics`) each time the loop has them on the host anyway.
+
+      interval = IntervalLoss(jax.device_get(epoch_metrics))  # the sums it starts from
+      interval.observe(sums)   # at each log step and epoch end, the sums fetched there
+      interval.new_epoch()     # the sums start again from zero
+      interval.take()          # the mean since the last take; starts the next interval
+  """
+
+  def __init__(self, sums: dict[str, Any]):
+    self._loss, self._count = _sum(sums, "loss"), _sum(sums, "count")
+    self._interval_loss = self._interval_count = 0.0
+
+  def observe(self, sums: dict[str, Any]) -> None:
+    loss, count = _sum(sums, "loss"), _sum(sums, "count")
+    self._interval_loss += loss - self._loss
+    self._interval_count += count - self._count
+    self._loss, self._count = loss, count
+
+  def new_epoch(self) -> None:
+    self._loss = self._count = 0.0
+
+  def take(self) -> float:
+    """The mean loss per example since the last take (nan if no step ran)."""
+    mean = self._interval_loss / self._interval_count if self._interval_count else math.nan
+    self._interval_loss = self._interval_count = 0.0
+    return mean
+
+
+def _sum(sums: dict[str, Any], key: str) -> float:
+  return float(sums[key])  # the device's float32 sums, subtracted in Python's 64 bits
 
 
 class ProgressLine:

@@ -1,6 +1,7 @@
 """What a run records, in one place: the keys of its records and the values derived from them.
 
     metrics.jsonl   one `Row` per evaluation
+    steps.jsonl     one `StepRow` per `log_every_steps` training steps: the curves within epochs
     summary.json    the `Summary`: the last row, `best_test_error` and what trained it
     dataset.json    the `DatasetRecord`: the data the run trained and evaluated on
     config.json     the config record (`config_record`): every key of the config as JSON
@@ -85,6 +86,28 @@ class Row(TypedDict):
   learning_rate: float
   images_per_sec: float
   wall_time: float
+
+
+# --- steps.jsonl ------------------------------------------------------------------------------
+
+
+class StepRow(TypedDict):
+  """The training curve between evaluations, one row every `log_every_steps` steps, in the
+  same columns as a `Row` (training/progress.StepInterval says what each averages over)."""
+  step: int
+  epoch: float            # step / steps_per_epoch
+  train_loss: float       # training mode, mean over the steps since the previous row
+  learning_rate: float    # the schedule's value at the row's last step
+  images_per_sec: float   # over the steps since the previous row, evaluations excluded
+  wall_time: float        # the run's clock (training/progress.py)
+
+
+def step_row(*, step: int, epoch: float, train_loss: float, learning_rate: float,
+             images_per_sec: float, wall_time: float) -> StepRow:
+  """A steps.jsonl row."""
+  return cast(StepRow, {STEP: step, EPOCH: epoch, TRAIN_LOSS: train_loss,
+                        LEARNING_RATE: learning_rate, IMAGES_PER_SEC: images_per_sec,
+                        WALL_TIME: wall_time})
 
 
 # An evaluation's numbers on one split (training/evaluation.metrics_of), before a row

@@ -11,6 +11,8 @@
                             that run (its path relative to this one: `read_parent`),
                             the step and the changed config keys
     WORKDIR/metrics.jsonl   one row per evaluation, steps strictly increasing
+    WORKDIR/steps.jsonl     one row per `log_every_steps` training steps (loss, learning
+                            rate, images/s; records.StepRow), steps strictly increasing
     WORKDIR/summary.json    the final metrics; present only once the run has finished
     WORKDIR/failure.json    why its last training failed (an error, not a stop signal or a
                             kill); removed when a training of it starts again
@@ -18,6 +20,8 @@
     WORKDIR/model/          the final model, exported (training/export.py)
     WORKDIR/evaluations/    evaluate.py's results on other test sets, one JSON file each
     WORKDIR/tensorboard/    the metrics as TensorBoard events (training/tensorboard.py)
+    WORKDIR/profile/        `jax.profiler` traces of `config.profile_steps` steps
+                            (training/profiler.py; `tensorboard --logdir WORKDIR/profile`)
     WORKDIR/checkpoints/    orbax checkpoints (training/checkpoints.py)
     WORKDIR/checkpoints.unusable/  checkpoints that could not be restored, moved aside
     WORKDIR/train.log       the output of a sweep's `--parallel` subprocess (`open_log`)
@@ -40,11 +44,11 @@ The rules (train.py, sweep.py and report.py read and write runs only through thi
    reached); any other difference stops it before anything is written, listing each key.
    Keys missing from an older record stand for their defaults. Every checkpoint keeps a
    copy of the config record, so a `config.json` edited by hand is refused the same way.
-3. **Records match checkpoints.** A resumed run first drops the metrics rows after the
-   checkpoint it resumes from (all rows when there is none), so rows are never doubled,
-   never out of order, and every row was produced by the training that continues. The
-   TensorBoard events (when the writer has them: `RunDirectory(events=...)`) are rewritten
-   from the kept rows at the same moment.
+3. **Records match checkpoints.** A resumed run first drops the metrics rows and the step
+   rows after the checkpoint it resumes from (all rows when there is none), so rows are
+   never doubled, never out of order, and every row was produced by the training that
+   continues. The TensorBoard events (when the writer has them: `RunDirectory(events=...)`)
+   are rewritten from the kept rows at the same moment.
 4. **Finished** means `summary.json` exists and the last row reached the recorded
    `num_epochs`; the summary is written last (after the curves, the export and the closed
    event files) and removed when a run trains further.
@@ -83,12 +87,14 @@ from input_pipeline import atomic_file, fingerprints
 from training import provenance, records
 
 CONFIG, DATASET, METRICS, SUMMARY = "config.json", "dataset.json", "metrics.jsonl", "summary.json"
+STEPS = "steps.jsonl"
 MEAN_IMAGE, PROVENANCE, EVALUATIONS = "mean_image.npy", "provenance.json", "evaluations"
 FAILURE, PARENT = "failure.json", "parent.json"
 TRAIN_FINGERPRINTS = "train_fingerprints.npy"
 CURVES, CHECKPOINTS, UNUSABLE, LOCK = ("curves.png", "checkpoints", "checkpoints.unusable",
                                       ".lock")
 LOG = "train.log"
+PROFILE = "profile"
 
 # Config keys a rerun may change: they decide when things are evaluated, logged and saved,
 # and where inputs and caches are read from, not what is computed. `num_epochs` may change
@@ -96,7 +102,8 @@ LOG = "train.log"
 NEUTRAL_KEYS = frozenset({"eval_every_epochs", "log_every_steps", "checkpoint_every_epochs",
                           "keep_checkpoints", "eval_batch_size", "worker_count", "cache_dir",
                           "data_dir", "num_epochs", "cpu_devices", "activation_statistics",
-                          "activation_histogram_every_epochs", "max_image_pixels"})
+                          "activation_histogram_every_epochs", "max_image_pixels",
+                          "profile_steps"})
 
 
 class RunDirectoryError(RuntimeError):
@@ -169,6 +176,7 @@ _REPAIR = {
     PROVENANCE: "remove it (the record of the code versions that trained the run is then "
                 "lost)",
     METRICS: "start the run again in a new workdir",
+    STEPS: "remove it (the per-step curves recorded so far are then lost; training goes on)",
 }
 
 
@@ -195,6 +203,12 @@ def read_json(path: str) -> dict[str, Any]:
 
 def read_rows(path: str) -> list[records.Row]:
   """The rows of a metrics.jsonl; a torn last line (a crash mid-write) is left out."""
+  return cast(list[records.Row], _read_jsonl_rows(path))
+
+
+def _read_jsonl_rows(path: str) -> list[dict[str, Any]]:
+  """The rows of a metrics.jsonl or steps.jsonl; a torn last line (a crash mid-write) is
+  left out."""
   if not os.path.exists(path):
     return []
   with open(path, "rb") as f:
@@ -212,9 +226,9 @@ def read_rows(path: str) -> list[records.Row]:
       continue
     if not (isinstance(row, dict) and isinstance(row.get(records.STEP), int)
             and isinstance(row.get(records.EPOCH), (int, float))):
-      raise damaged(path, f"line {i + 1} is not a metrics row (an object with an integer "
-                    f"step and a numeric epoch): {shown}")
-    rows.append(cast(records.Row, row))
+      raise damaged(path, f"line {i + 1} is not a row (an object with an integer step and a "
+                    f"numeric epoch): {shown}")
+    rows.append(row)
   return rows
 
 
@@ -343,6 +357,12 @@ def read_run(path: str) -> RunRecord:
                    rows=read_rows(os.path.join(path, METRICS)),
                    summary=cast(records.Summary | None, optional(SUMMARY)),
                    code_versions=read_code_versions(path), failure=optional(FAILURE))
+
+
+def read_steps(path: str) -> list[records.StepRow]:
+  """Run `path`'s step rows (steps.jsonl), oldest first; [] for a run without them (one
+  trained before they were recorded, or whose first row is yet to come)."""
+  return cast(list[records.StepRow], _read_jsonl_rows(os.path.join(path, STEPS)))
 
 
 def record_failure(path: str, error: str) -> None:
@@ -563,8 +583,8 @@ class RunDirectory:
   With `writer=False` (the other processes of a multi-process run) nothing is locked or
   written, and the reading methods still work, so every process takes the same decisions.
   `events` makes the writer of the run's derived event files, called as
-  `events(path, rows=kept_rows)` at each `resume_from` (training passes
-  `training.tensorboard.EventWriter`; None writes none).
+  `events(path, rows=kept_rows, step_rows=kept_step_rows)` at each `resume_from` (training
+  passes `training.tensorboard.EventWriter`; None writes none).
   """
 
   def __init__(self, path: str, writer: bool = True,
@@ -574,6 +594,7 @@ class RunDirectory:
     self._config: dict[str, Any] = {}
     self._new_events = events
     self._events: Any = None  # the open event writer, from `events`
+    self._last_step_row: int | None = None  # the step of steps.jsonl's last row
 
   def __enter__(self) -> RunDirectory:
     if self._lock is not None:
@@ -660,19 +681,27 @@ class RunDirectory:
 
   def resume_from(self, step: int | None) -> None:
     """Rule 3: training continues from the checkpoint at `step` (None or 0: from the
-    start). Keeps the rows at steps <= `step`, removes the summary, and restarts the
-    TensorBoard events (`events`) from the kept rows."""
+    start). Keeps the metrics and step rows at steps <= `step`, removes the summary, and
+    restarts the TensorBoard events (`events`) from the kept rows."""
     if not self.writer:
       return
     rows = [r for r in self.read().rows if step and r[records.STEP] <= step]
     atomic_file.write_text(self.file(METRICS),
                            "".join(json_text(r, self.file(METRICS)) + "\n" for r in rows))
+    step_rows = [r for r in read_steps(self.path) if step and r[records.STEP] <= step]
+    text = "".join(json_text(dict(r), self.file(STEPS)) + "\n" for r in step_rows)
+    if os.path.exists(self.file(STEPS)):  # rewritten only to drop rows (or a torn line)
+      with open(self.file(STEPS), "rb") as f:
+        unchanged = f.read() == text.encode()
+      if not unchanged:
+        atomic_file.write_text(self.file(STEPS), text)
+    self._last_step_row = step_rows[-1][records.STEP] if step_rows else None
     if os.path.exists(self.file(SUMMARY)):
       os.remove(self.file(SUMMARY))
     if self._events is not None:
       self._events.close()
     if self._new_events is not None:
-      self._events = self._new_events(self.path, rows=rows)
+      self._events = self._new_events(self.path, rows=rows, step_rows=step_rows)
       self._events.write_config(self._config)
 
   def append_row(self, row: Mapping[str, Any]) -> None:
@@ -690,6 +719,23 @@ class RunDirectory:
       os.fsync(f.fileno())
     if self._events is not None:
       self._events.write_row(row)
+
+  def append_step(self, row: records.StepRow) -> None:
+    """Adds one step row (records.step_row); its step must follow the last one's. Written
+    to the operating system, not fsynced: the loop does not wait for the disk every
+    log_every_steps. A killed process loses nothing; a power failure may lose the last rows
+    (a gap in the curve, or rows the next session redraws after its checkpoint)."""
+    if not self.writer:
+      return
+    step = row[records.STEP]
+    if self._last_step_row is not None and step <= self._last_step_row:
+      raise RunDirectoryError(f"Step row at step {step} after one at step "
+                              f"{self._last_step_row} in {self.file(STEPS)}.")
+    with open(self.file(STEPS), "a") as f:
+      f.write(json_text(dict(row), self.file(STEPS)) + "\n")
+    self._last_step_row = step
+    if self._events is not None:
+      self._events.write_step(row)
 
   def finish(self, summary: Mapping[str, Any]) -> None:
     """Rule 4: closes the event writer first (its `flush` leaves events queued in memory;

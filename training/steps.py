@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from typing import Any
+
+from absl import logging
 
 import flax
 import flax.linen as nn
@@ -194,20 +197,49 @@ def create_train_state(model: nn.Module, input_shape: tuple[int, ...],
 
 
 
+class LoggedCompile:
+  """A jitted function whose first call, which traces and compiles it (or loads it from the
+  persistent compilation cache) before dispatching, is logged: "Compiling the NAME ..."
+  before, so the silent seconds have a name, and "Compiled the NAME in N s." after. Other
+  attributes (`lower`, ...) are the jitted function's."""
+
+  def __init__(self, jitted: Any, name: str):
+    self._jitted, self.name = jitted, name
+    self._called = False
+
+  def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    if self._called:
+      return self._jitted(*args, **kwargs)
+    logging.info("Compiling the %s ...", self.name)
+    start = time.perf_counter()
+    out = self._jitted(*args, **kwargs)
+    self._called = True
+    logging.info("Compiled the %s in %.1f s.", self.name, time.perf_counter() - start)
+    return out
+
+  def __getattr__(self, name: str) -> Any:
+    return getattr(self._jitted, name)
+
+
 def jit_train_step(mesh: Mesh, tx: optax.GradientTransformation, **options: Any):
   """`train_step` jitted as training runs it: the batch split over the mesh's "data" axis,
   the state, key and mean image replicated, the state donated. `options` are train_step's
-  keyword arguments (model, augment_config, input_scale)."""
+  keyword arguments (model, augment_config, input_scale). Its compilation is logged
+  (`LoggedCompile`)."""
   data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-  return jax.jit(functools.partial(train_step, tx=tx, **options),
-                 in_shardings=(replicated, data_sharding, replicated, replicated),
-                 out_shardings=(replicated, replicated), donate_argnums=(0,))
+  return LoggedCompile(jax.jit(functools.partial(train_step, tx=tx, **options),
+                               in_shardings=(replicated, data_sharding, replicated, replicated),
+                               out_shardings=(replicated, replicated), donate_argnums=(0,)),
+                       "train step")
 
 
 def jit_eval_step(mesh: Mesh, **options: Any):
   """`eval_step` jitted as training and evaluate.py run it: the batch split over the mesh's
   "data" axis, the state and mean image replicated. `options` are eval_step's keyword
-  arguments (model, augment_config, input_scale, activation_statistics)."""
+  arguments (model, augment_config, input_scale, activation_statistics). Its compilation is
+  logged (`LoggedCompile`)."""
   data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-  return jax.jit(functools.partial(eval_step, **options),
-                 in_shardings=(replicated, data_sharding, replicated), out_shardings=replicated)
+  return LoggedCompile(jax.jit(functools.partial(eval_step, **options),
+                               in_shardings=(replicated, data_sharding, replicated),
+                               out_shardings=replicated),
+                       "evaluation step")

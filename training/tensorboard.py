@@ -12,6 +12,10 @@ Each evaluation row becomes scalars at the row's `step`:
   error/test, loss/test               test mode on the test split
   learning_rate, images_per_sec, epoch
 
+and each step row (steps.jsonl, every `log_every_steps`: records.StepRow) becomes
+
+  train_step/loss, train_step/learning_rate, train_step/images_per_sec
+
 and the config is a text summary ("config", JSON in a code block) at step 0. A row's
 activation statistics (rectifiers/statistics.py) become, per rectified layer L:
 
@@ -23,8 +27,8 @@ activation statistics (rectifiers/statistics.py) become, per rectified layer L:
 **Resuming.** A resumed run drops the metrics rows after its checkpoint (run_directory,
 rule 3), and its TensorBoard view must drop them too. Every `EventWriter` therefore starts a
 new event file that begins with a SessionLog.START at step 0 (tensorboardX's
-`purge_step=0`) and replays every row the run keeps (`rows=`), then appends new rows as
-they come. The two loaders TensorBoard has both end with exactly the kept and new points:
+`purge_step=0`) and replays every row and step row the run keeps (`rows=`, `step_rows=`),
+then appends new ones as they come. The two loaders TensorBoard has both end with exactly the kept and new points:
   * the Python loader (`--load_fast=false`, `event_accumulator`) drops every point at a
     step >= 0 from earlier files when it reads the START event: all of them;
   * the Rust loader (the default, `tensorboard-data-server`) ignores SessionLog events, but
@@ -38,7 +42,9 @@ Older event files are deleted, except the newest: a running Python loader sits o
 cannot move past a deleted file to the new one. With no rows to keep (a restart without a
 checkpoint) all are deleted, since nothing would preempt their points in the Rust loader.
 So the directory holds at most two files, and a crash between deleting and replaying is
-repaired by the next start.
+repaired by the next start. (A resume that keeps rows but no step row, e.g. of a run
+recorded before step rows existed, leaves the Rust loader the killed session's step points
+until new ones at or below their steps arrive.)
 
 Event wall times are the run's clock (`wall_time` of each row, seconds of training across
 resumes, training/progress.py) offset to end at the present, so TensorBoard's "relative"
@@ -75,6 +81,11 @@ SCALAR_TAGS: dict[str, str] = {
     records.EPOCH: "epoch",
 }
 CONFIG_TAG = "config"
+# steps.jsonl column -> TensorBoard tag.
+STEP_TAGS: dict[str, str] = {
+    records.TRAIN_LOSS: "train_step/loss", records.LEARNING_RATE: "train_step/learning_rate",
+    records.IMAGES_PER_SEC: "train_step/images_per_sec",
+}
 
 
 def config_markdown(config_record: Mapping[str, Any]) -> str:
@@ -108,10 +119,11 @@ class EventWriter:
       with EventWriter(workdir, enabled=run.writer, rows=kept_rows) as events:
         events.write_config(config_record)
         ...
+        events.write_step(step_row)          # after each step row
         events.write_row(row)                # after each metrics row
 
   training/run_directory.RunDirectory does this for a training run: `resume_from` opens
-  the writer with the rows it keeps, `append_row` writes each new row.
+  the writer with the rows it keeps, `append_step` and `append_row` write each new one.
 
   Args:
     workdir: the run directory.
@@ -119,23 +131,26 @@ class EventWriter:
     rows: the rows the run keeps (on a resume: those up to the checkpoint it resumes
       from); the new event file replays them first. Call `write_config`
       in every session too: the new file's START event hides the old config.
+    step_rows: the step rows the run keeps, replayed likewise.
   """
 
   def __init__(self, workdir: str, enabled: bool = True,
-               rows: Iterable[Mapping[str, Any]] = ()):
+               rows: Iterable[Mapping[str, Any]] = (),
+               step_rows: Iterable[Mapping[str, Any]] = ()):
     self.directory = os.path.join(workdir, DIRECTORY)
     self.enabled = enabled
     self._writer = None
     if not enabled:
       return
     import tensorboardX  # pylint: disable=g-import-not-at-top  (only the writing process)
-    rows = list(rows)
+    rows, step_rows = list(rows), list(step_rows)
     os.makedirs(self.directory, exist_ok=True)
     old = sorted(glob.glob(os.path.join(self.directory, EVENT_FILE_PATTERN)))
     for path in old[:-1] if rows else old:
       os.remove(path)
     # The run clock of the last kept row is "now": replayed rows get their relative times.
-    self._time_origin = time.time() - (float(rows[-1].get(records.WALL_TIME, 0.0)) if rows else 0.0)
+    self._time_origin = time.time() - max(
+        (float(r.get(records.WALL_TIME, 0.0)) for r in rows[-1:] + step_rows[-1:]), default=0.0)
     # tensorboardX names files by the second and the host; a session number after them
     # keeps two sessions started within one second apart and in the order loaders read.
     self._writer = tensorboardX.SummaryWriter(
@@ -143,6 +158,8 @@ class EventWriter:
         filename_suffix=f".{_next_session(old):06d}")
     for row in rows:
       self._write_scalars(row)
+    for step_row in step_rows:
+      self._write_step_scalars(step_row)
     self._writer.flush()
 
   def _wall_time(self, row: Mapping[str, Any]) -> float:
@@ -168,6 +185,17 @@ class EventWriter:
           sum_squares=float((centres ** 2 * counts).sum()),
           bucket_limits=[float(e) for e in edges[1:]], bucket_counts=[float(c) for c in counts],
           global_step=step, walltime=wall_time)
+
+  def _write_step_scalars(self, row: Mapping[str, Any]) -> None:
+    step, wall_time = int(row[records.STEP]), self._wall_time(row)
+    for column, tag in STEP_TAGS.items():
+      self._writer.add_scalar(tag, float(row[column]), step, walltime=wall_time)
+
+  def write_step(self, row: Mapping[str, Any]) -> None:
+    """One step row's scalars at its step, left to the writer thread (flushed within
+    `flush_secs`, or at the next row): the training loop does not wait for them."""
+    if self._writer is not None:
+      self._write_step_scalars(row)
 
   def write_config(self, config_record: Mapping[str, Any]) -> None:
     """The run's config (records.config_record) as text at step 0."""
@@ -202,7 +230,7 @@ def write_run(path: str) -> str:
   if not record.config and not record.rows:
     raise FileNotFoundError(f"{path} holds no {run_directory.CONFIG} or "
                             f"{run_directory.METRICS}: not a run directory.")
-  with EventWriter(path, rows=record.rows) as events:
+  with EventWriter(path, rows=record.rows, step_rows=run_directory.read_steps(path)) as events:
     if record.config:
       events.write_config(record.config)
   return events.directory
