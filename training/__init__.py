@@ -20,6 +20,7 @@ order the modules import each other):
                      agree on the step.
   devices            one CPU device per core; a mesh the batch divides.
   compilation_cache  JAX's persistent compilation cache.
+  profiler           a jax.profiler trace of a few training steps (config.profile_steps).
   figures            figures outside pyplot (no backend state); one run's curves.
   command_line       one-line errors for bad flags and config files.
   supervisor         a multi-process run's parent process: one line naming a lost

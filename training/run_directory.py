@@ -226,8 +226,9 @@ def _read_jsonl_rows(path: str) -> list[dict[str, Any]]:
       continue
     if not (isinstance(row, dict) and isinstance(row.get(records.STEP), int)
             and isinstance(row.get(records.EPOCH), (int, float))):
-      raise damaged(path, f"line {i + 1} is not a row (an object with an integer step and a "
-                    f"numeric epoch): {shown}")
+      what = "step row" if path.endswith(STEPS) else "metrics row"
+      raise damaged(path, f"line {i + 1} is not a {what} (an object with an integer step and "
+                    f"a numeric epoch): {shown}")
     rows.append(row)
   return rows
 
