@@ -155,7 +155,7 @@ def _record_sweep(config: ml_collections.ConfigDict, workdir: str, settings: Seq
   """Adds this invocation to WORKDIR/sweep.json after checking the base config against the
   recorded one (the rectifier and seed of the base config do not matter)."""
   path = os.path.join(workdir, SWEEP_RECORD)
-  base = {**records.config_record(config), "rectifier": None, "seed": None}
+  base = {**records.config_record(config), records.RECTIFIER: None, records.SEED: None}
   record = run_directory.read_json(path) if os.path.exists(path) else {"invocations": []}
   if "config" in record:
     run_directory.check_resumable(

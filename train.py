@@ -105,8 +105,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Mappi
     def save(step: int) -> None:
       divergence.check_state(state, step, saved)
       saved.save(step, {"state": state, "epoch_metrics": epoch_metrics}, {
-          "iterator": checkpoints.encode_iterator_state(data.get_state()),
-          "epoch": step / s.steps_per_epoch, "wall_time": clock.elapsed()}, config=record)
+          records.ITERATOR: checkpoints.encode_iterator_state(data.get_state()),
+          records.EPOCH: step / s.steps_per_epoch, records.WALL_TIME: clock.elapsed()},
+                 config=record)
 
     if stopping := signals.agreed_stop(stop, step, every=1):  # before the first step
       saved.close()

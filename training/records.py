@@ -183,6 +183,12 @@ def log_loss_gap(row: Mapping[str, Any]) -> float:
   return float(row[TEST_LOSS]) - float(row[TRAIN_EVAL_LOSS])
 
 
+# --- a checkpoint's JSON beside the arrays (training/checkpoints.py) ------------------------
+
+# Also EPOCH and WALL_TIME (the run's clock when it was saved).
+ITERATOR: Final = "iterator"  # the data iterator's state (checkpoints.encode_iterator_state)
+
+
 # --- parent.json ------------------------------------------------------------------------------
 
 

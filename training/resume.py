@@ -88,7 +88,7 @@ def initial_or_restored(s: builder.Setup, saved: checkpoints.Checkpoints,
   own = saved.restore({"state": state, "epoch_metrics": epoch_metrics})
   if restored := own or parent:
     state, epoch_metrics = restored.state["state"], restored.state["epoch_metrics"]
-    data.set_state(checkpoints.decode_iterator_state(restored.extra["iterator"]))
+    data.set_state(checkpoints.decode_iterator_state(restored.extra[records.ITERATOR]))
     elapsed = restored.extra.get(records.WALL_TIME, 0.0)
     if own:
       logging.info("Resumed from the checkpoint at step %d of %s.", restored.step, saved.workdir)
