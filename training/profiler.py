@@ -1,7 +1,7 @@
 """`config.profile_steps`: a `jax.profiler` trace of a few training steps, in WORKDIR/profile/.
 
     python train.py --config=... --workdir=RUN --config.profile_steps=20
-    tensorboard --logdir RUN/profile     # the Profile tab (pip install tensorboard-plugin-profile)
+    tensorboard --logdir RUN/profile     # the Profile tab (pip install -e ".[profile]")
 
 The trace starts at the end of the session's first logged interval (its first
 `log_every_steps` boundary: the first step's compilation and the input pipeline's start are
