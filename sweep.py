@@ -520,7 +520,7 @@ def _set_up_and_sweep(FLAGS: Any) -> None:
                         else None)
       run_sweep(FLAGS.config, FLAGS.workdir, parse_settings(FLAGS.settings),
                 parse_seeds(FLAGS.seeds), parallel=FLAGS.parallel,
-                devices_per_run=FLAGS.devices_per_run)
+                devices_per_run=FLAGS.devices_per_run, report=FLAGS.report)
       stop.check()  # one that a library swallowed
     except KeyboardInterrupt:
       if (signum := stop.received) is None:  # not this handler's: it says what it stopped
@@ -542,7 +542,8 @@ def main(argv: list[str]) -> None:
   if FLAGS.config is None:
     raise app.UsageError("--config is required (e.g. --config=configs/cifar10_mini.py).")
   exit_codes.run(lambda: _set_up_and_sweep(FLAGS), FLAGS.workdir, EXPECTED_ERRORS)
-  print(f"Sweep done; report in {os.path.join(FLAGS.workdir, 'results.md')}")
+  print(f"Sweep done; report in {os.path.join(FLAGS.workdir, 'results.md')}" if FLAGS.report
+        else f"Sweep done; no report (--noreport): python report.py --workdir={FLAGS.workdir}")
 
 
 def _define_flags() -> None:
@@ -559,6 +560,8 @@ def _define_flags() -> None:
   flags.DEFINE_integer("parallel", 1, "Runs at once: K > 1 runs K subprocesses, each on its "
                        "own GPUs (CUDA_VISIBLE_DEVICES) or CPU cores (taskset).")
   flags.DEFINE_integer("devices_per_run", 1, "With --parallel > 1: GPUs, or CPU cores, per run.")
+  flags.DEFINE_bool("report", True, "Write the report (results.md, figures) at the end; "
+                    "--noreport leaves it to `python report.py --workdir=WORKDIR`.")
   flags.DEFINE_bool("run_one", False, "Internal: train the config JSON on stdin in --workdir.")
   flags.mark_flags_as_required(["workdir"])
 
