@@ -30,9 +30,9 @@ EVALUATE_WITH_A_FAULT = textwrap.dedent("""
       os.fsync = full
     else:
       load = builder.load_dataset
-      def interrupted(config):
+      def interrupted(config, **options):
         os.kill(os.getpid(), signal.SIGINT)
-        return load(config)
+        return load(config, **options)
       builder.load_dataset = interrupted
     evaluate._define_flags()
     app.run(evaluate.main, flags_parser=command_line.parse_flags)
