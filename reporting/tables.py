@@ -195,6 +195,7 @@ def _introduction(study: _Study) -> list[str]:
               f"evaluated by evaluate.py on {e[records.DATASET]} "
               f"({e[records.SPLIT]} split, {e[records.EXAMPLES]:,} images), with the "
               "run's own preprocessing; the training columns are the runs' records.", ""]
+    lines += _overlap_lines(finished)
   if versions := loading.code_versions_line(finished):
     lines += [versions, ""]
   elif finished[0].code_versions:
@@ -347,6 +348,23 @@ def _recipe(study: _Study) -> list[str]:
   return ["## Recipe (shared by every run; rectifier and seed vary)", "", "```json",
           json.dumps({k: v for k, v in config.items() if k not in ("rectifier", "seed")},
                      indent=1, sort_keys=True), "```", ""]
+
+
+def _overlap_lines(finished: list[SweepRun]) -> list[str]:
+  """What an evaluation's `train_overlap` says about its images: how many each run trained
+  on (evaluate.py refuses them without --allow_overlap), or that older runs cannot tell."""
+  overlaps = {f"{r.setting}/seed{r.seed}": r.final["evaluation"].get(records.TRAIN_OVERLAP)
+              for r in finished}
+  lines = []
+  if trained_on := {k: n for k, n in overlaps.items() if n}:
+    lines += ["**Some of these images are images the runs trained on** (evaluated with "
+              "`--allow_overlap`): " + ", ".join(f"{k} {n:,}" for k, n in trained_on.items())
+              + ". Their test numbers are not test errors on unseen images.", ""]
+  if unknown := [k for k, n in overlaps.items() if n is None]:
+    lines += [f"Whether the images overlap the training images of {', '.join(unknown)} "
+              "cannot be checked: those runs predate the fingerprints of their training "
+              "images (`train_fingerprints.npy`).", ""]
+  return lines
 
 
 def results_markdown(runs: list[SweepRun], workdir: str = "", evaluation: str | None = None,

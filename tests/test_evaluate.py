@@ -150,6 +150,15 @@ def test_report_builds_its_tables_from_an_evaluation(prelu_run, tmp_path):
   assert "evaluation `train`" in text and "1,437 images" in text
   assert f"{100 * train_error:.2f}" in text
   assert not os.path.exists(os.path.join(root, "results.md"))  # the training report is apart
+  # Its own training images, evaluated with --allow_overlap: the report says so, per run.
+  assert "images the runs trained on" in text and "relu/seed0 1,437" in text
+  # A run from before fingerprints: its overlap cannot be checked, and the report says so.
+  file = os.path.join(root, "prelu", "seed1", "evaluations", "train.json")
+  record = json.loads(open(file).read())
+  record["train_overlap"] = None
+  open(file, "w").write(json.dumps(record))
+  text = open(report.write_report(root, evaluation="train")["results"]).read()
+  assert "training images of prelu/seed1 cannot be checked" in text
 
 
 def test_a_run_records_the_code_that_trained_it(prelu_run):
