@@ -20,8 +20,20 @@ import pytest  # noqa: E402
 from tests.helpers import CIFAR10_MINI, tiny_config  # noqa: E402
 from training import compilation_cache  # noqa: E402
 
-compilation_cache.enable(os.environ.get("JAX_COMPILATION_CACHE_DIR")
-                         or tempfile.mkdtemp(prefix="rectifiers-xla-cache-"),
+
+
+def _session_cache_dir() -> str:
+  """One cache for the whole session: pytest-xdist's workers share theirs through the run's
+  id (set in every worker), so a program one worker compiled is a hit for the other."""
+  run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+  if not run:
+    return tempfile.mkdtemp(prefix="rectifiers-xla-cache-")
+  directory = os.path.join(tempfile.gettempdir(), f"rectifiers-xla-cache-{run}")
+  os.makedirs(directory, exist_ok=True)
+  return directory
+
+
+compilation_cache.enable(os.environ.get("JAX_COMPILATION_CACHE_DIR") or _session_cache_dir(),
                          cache_everything=True)
 
 

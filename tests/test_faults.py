@@ -469,17 +469,45 @@ def test_load_checkpoint_refuses_a_damaged_checkpoint(reference, tmp_path):
 
 SWEEP_ARGS = ["--config=configs/quickstart.py", "--seeds=1", "--settings=relu,rrelu",
               "--config.model_options.width=0.0625", "--config.batch_size=8",
-              "--config.steps_per_epoch=1000", "--config.num_epochs=2",
+              "--config.steps_per_epoch=20", "--config.num_epochs=2",
               "--config.eval_batch_size=120", "--config.warmup_epochs=0",
               "--config.lr_decay_epochs=()", "--config.checkpoint_every_epochs=1",
-              "--config.eval_every_epochs=1", "--config.log_every_steps=100",
+              "--config.eval_every_epochs=1", "--config.log_every_steps=10",
               # One XLA device in every placement, the one in-process runs use: the runs of
               # --parallel=1 and 2 and of the in-process reference compute the same bits.
               "--config.cpu_devices=1", "--noreport"]
 
 
+# Imported by every Python process the sweep starts (Python's site hook, through PYTHONPATH):
+# a training holds right after its first metrics row until a stop signal reaches it, so
+# that the signal arrives at one known moment whatever the machine's load.
+HOLD_AFTER_FIRST_ROW = textwrap.dedent("""
+    import time
+    from training import run_directory, signals
+    HOLD_AT = 20  # SWEEP_ARGS's steps_per_epoch
+    received = []
+    handle, append_row = signals.StopRequest._handle, run_directory.RunDirectory.append_row
+    def recording(self, signum, frame):
+      received.append(signum)
+      return handle(self, signum, frame)
+    def holding(self, row):
+      append_row(self, row)
+      deadline = time.time() + 300
+      while row["step"] == HOLD_AT and not received and time.time() < deadline:
+        time.sleep(0.01)
+    signals.StopRequest._handle, run_directory.RunDirectory.append_row = recording, holding
+""")
+
+
 def _sweep(workdir, *extra):
   return [sys.executable, "sweep.py", f"--workdir={workdir}", *SWEEP_ARGS, *extra]
+
+
+def _holding_env(tmp_path):
+  hook = tmp_path / "hook"
+  hook.mkdir()
+  (hook / "sitecustomize.py").write_text(HOLD_AFTER_FIRST_ROW)
+  return {**os.environ, "PYTHONPATH": f"{hook}{os.pathsep}{REPO}"}
 
 
 @pytest.fixture(scope="module")
@@ -490,9 +518,9 @@ def uninterrupted_sweep(tmp_path_factory):
   config = quickstart.get_config()
   config.model_options.width = 0.0625
   config.update_from_flattened_dict({
-      "batch_size": 8, "steps_per_epoch": 1000, "num_epochs": 2, "eval_batch_size": 120,
+      "batch_size": 8, "steps_per_epoch": 20, "num_epochs": 2, "eval_batch_size": 120,
       "warmup_epochs": 0.0, "lr_decay_epochs": (), "checkpoint_every_epochs": 1,
-      "eval_every_epochs": 1, "log_every_steps": 100, "cpu_devices": 1})
+      "eval_every_epochs": 1, "log_every_steps": 10, "cpu_devices": 1})
   workdir = str(tmp_path_factory.mktemp("uninterrupted-sweep"))
   sweep.run_sweep(config, workdir, ("relu", "rrelu"), (0,), report=False)
   return workdir
@@ -516,7 +544,8 @@ def test_sigterm_stops_a_sweep_and_every_training_and_a_rerun_resumes_exactly(
     tmp_path, parallel, uninterrupted_sweep):
   stopped = tmp_path / "stopped"
   proc = subprocess.Popen(_sweep(stopped, f"--parallel={parallel}"), cwd=REPO,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          env=_holding_env(tmp_path), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
   first_rows = [sweep.run_dir(str(stopped), s, 0) + "/metrics.jsonl"
                 for s in ("relu", "rrelu")][: parallel]
   deadline = time.time() + 300
@@ -531,7 +560,7 @@ def test_sigterm_stops_a_sweep_and_every_training_and_a_rerun_resumes_exactly(
   assert "Traceback" not in err
   assert not any(_alive(pid) for pid in holders)  # no training left behind
   for path in first_rows:
-    assert [r["step"] for r in run_directory.read_rows(path)] == [1000]
+    assert [r["step"] for r in run_directory.read_rows(path)] == [20]
 
   rerun = subprocess.run(_sweep(stopped, f"--parallel={parallel}"), cwd=REPO,
                          capture_output=True, text=True, timeout=600)
@@ -539,5 +568,5 @@ def test_sigterm_stops_a_sweep_and_every_training_and_a_rerun_resumes_exactly(
   for setting in ("relu", "rrelu"):
     a = sweep.run_dir(str(stopped), setting, 0)
     b = sweep.run_dir(uninterrupted_sweep, setting, 0)
-    assert [r["step"] for r in rows(a)] == [1000, 2000]
+    assert [r["step"] for r in rows(a)] == [20, 40]
     assert_bit_identical(a, b)

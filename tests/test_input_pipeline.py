@@ -57,6 +57,14 @@ def test_digits():
   np.testing.assert_array_equal(again.test.images, ds.test.images)
 
 
+def test_digits_read_without_scikit_learn_equal_its_load_digits():
+  from sklearn import datasets  # pylint: disable=g-import-not-at-top  (the reference)
+  reference = datasets.load_digits()
+  images, labels = sources.digits_arrays()
+  np.testing.assert_array_equal(images, reference.images)
+  np.testing.assert_array_equal(labels, reference.target)
+
+
 def test_unknown_spec_lists_valid_forms():
   for spec in ("cifar10", "tfds:", "folder:", "mnist:x"):
     with pytest.raises(ValueError, match="Valid forms: 'tfds:NAME'.*'folder:PATH'.*digits"):

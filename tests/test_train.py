@@ -126,7 +126,8 @@ def test_a_short_run_logs_its_compiles_follows_the_schedule_per_step_and_profile
 def test_cifar10_mini_training_lowers_the_loss(cifar10_mini, tmp_path):
   config = tiny_config(dataset=f"folder:{cifar10_mini}", steps_per_epoch=20, num_epochs=3,
                        batch_size=32, learning_rate=0.05, rectifier="relu",
-                       cache_dir=str(tmp_path / "cache"), eval_batch_size=500)
+                       cache_dir=str(tmp_path / "cache"), eval_batch_size=500,
+                       train_eval_examples=500)
   config.model_options.width = 0.125
   summary = train.train_and_evaluate(config, str(tmp_path / "run"))
   rows = read_metrics(tmp_path / "run")
@@ -406,7 +407,7 @@ def test_an_existing_backend_is_kept_and_said_once():
 
 # --- Preemption and lost processes with several processes ------------------------------------
 
-PREEMPT_OVERRIDES = dict(steps_per_epoch=200, num_epochs=2, log_every_steps=20,
+PREEMPT_OVERRIDES = dict(steps_per_epoch=50, num_epochs=2, log_every_steps=10,
                          checkpoint_every_epochs=2)
 
 
@@ -454,7 +455,7 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_step_and_resumes(tmp_
   procs = start_processes(run, config)
   outputs = [p.communicate(timeout=300)[0] for p in procs]
   assert [p.returncode for p in procs] == [0, 0], [o[-2000:] for o in outputs]
-  assert [r["step"] for r in run_directory.read_run(str(run)).rows] == [200, 400]
+  assert [r["step"] for r in run_directory.read_run(str(run)).rows] == [50, 100]
   assert_same_run(reference, run)
 
 
