@@ -41,15 +41,15 @@ def test_run_writes_config_metrics_summary_curves_and_checkpoints(digits_run):
               "images_per_sec", "wall_time"):
     assert np.isfinite(rows[-1][key]), key
   assert rows[-1]["test_examples"] == 360  # every digits test image, exactly once
-  # Deterministic-mode error on the training images: all 1,437 (fewer than 2,000).
-  assert rows[-1]["train_eval_examples"] == 1437
+  # Deterministic-mode error on the training images: the 240 tiny_config asks for.
+  assert rows[-1]["train_eval_examples"] == 240
   assert 0 <= rows[-1]["train_eval_error"] <= 1 and np.isfinite(rows[-1]["train_eval_loss"])
   assert summary["test_error"] == rows[-1]["test_error"]
   assert summary["train_eval_error"] == rows[-1]["train_eval_error"]
   record = json.loads((workdir / "dataset.json").read_text())
   assert record["class_names"] == [str(i) for i in range(10)]
   assert (record["train_examples"], record["full_train_examples"], record["subset_seed"],
-          record["train_eval_examples"]) == (1437, 1437, None, 1437)
+          record["train_eval_examples"]) == (1437, 1437, None, 240)
   assert sorted(os.listdir(workdir / "checkpoints")) == ["3", "6"]
   # A step row every log_every_steps (2), and the same points in TensorBoard.
   step_rows = run_directory.read_steps(str(workdir))
@@ -123,6 +123,7 @@ def test_a_short_run_logs_its_compiles_follows_the_schedule_per_step_and_profile
   assert glob.glob(str(tmp_path / "profile" / "plugins" / "profile" / "*" / "*.xplane.pb"))
 
 
+@pytest.mark.slow
 def test_cifar10_mini_training_lowers_the_loss(cifar10_mini, tmp_path):
   config = tiny_config(dataset=f"folder:{cifar10_mini}", steps_per_epoch=20, num_epochs=3,
                        batch_size=32, learning_rate=0.05, rectifier="relu",
@@ -148,6 +149,8 @@ def test_train_examples_and_train_eval_examples_subset_the_training_split(tmp_pa
   subset = builder.train_eval_subset(input_pipeline.load("digits").train, 100)
   assert len(subset) == 100
   assert len(builder.train_eval_subset(input_pipeline.load("digits").train, 0)) == 0
+  # More than the split holds (the default 2,000 on digits): all of it.
+  assert len(builder.train_eval_subset(input_pipeline.load("digits").train, 2000)) == 1437
 
 
 def test_mocked_tfds_cifar10_trains(tmp_path):
@@ -319,38 +322,24 @@ WORKER = textwrap.dedent("""
     from training import process
     config = ml_collections.ConfigDict(json.loads(os.environ["CONFIG"]))
     process.configure(config.cpu_devices)  # as train.py's command line does
-    if int(os.environ.get("NUM_PROCESSES", "1")) > 1:
-      jax.config.update("jax_cpu_collectives_implementation", "gloo")
-      jax.distributed.initialize(os.environ["COORDINATOR"], int(os.environ["NUM_PROCESSES"]),
-                                 int(os.environ["PROCESS_ID"]))
     import train
     summary = train.train_and_evaluate(config, os.environ["WORKDIR"])
     print("DEVICES", jax.device_count(), "PROCESSES", jax.process_count())
 """)
 
 
-def run_workers(config, workdir, devices_per_process=None, processes=1):
-  """Trains `config` in fresh processes; `devices_per_process` forces XLA's CPU device count
-  (None: the config's cpu_devices decides)."""
-  forced = (f" --xla_force_host_platform_device_count={devices_per_process}"
-            if devices_per_process else "")
-  env_base = {**os.environ, "CONFIG": config.to_json(), "WORKDIR": str(workdir),
-              "NUM_PROCESSES": str(processes), "PYTHONPATH": str(REPO),
-              "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + forced}
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    env_base["COORDINATOR"] = f"127.0.0.1:{s.getsockname()[1]}"
-  procs = [subprocess.Popen([sys.executable, "-c", WORKER], cwd=REPO, text=True,
-                            env={**env_base, "PROCESS_ID": str(i)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-           for i in range(processes)]
-  outputs = [p.communicate(timeout=600)[0] for p in procs]
-  for p, out in zip(procs, outputs):
-    assert p.returncode == 0, out[-4000:]
-  if devices_per_process:
-    expected = f"DEVICES {devices_per_process * processes} PROCESSES {processes}"
-    assert all(expected in out for out in outputs), outputs[0][-2000:]
-  return outputs
+def run_worker(config, workdir, devices=None) -> str:
+  """Trains `config` in a fresh process and returns its output; `devices` forces XLA's CPU
+  device count (None: the config's cpu_devices decides)."""
+  forced = f" --xla_force_host_platform_device_count={devices}" if devices else ""
+  env = {**os.environ, "CONFIG": config.to_json(), "WORKDIR": str(workdir),
+         "PYTHONPATH": str(REPO), "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + forced}
+  done = subprocess.run([sys.executable, "-c", WORKER], cwd=REPO, text=True, env=env,
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
+  assert done.returncode == 0, done.stdout[-4000:]
+  if devices:
+    assert f"DEVICES {devices} PROCESSES 1" in done.stdout, done.stdout[-2000:]
+  return done.stdout
 
 
 def assert_same_run(a, b):
@@ -361,29 +350,27 @@ def assert_same_run(a, b):
     np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_four_devices_match_one_device(digits_run, tmp_path):
-  run_workers(tiny_config(), tmp_path, devices_per_process=4)
+  run_worker(tiny_config(), tmp_path, devices=4)
   assert_same_run(digits_run[0], tmp_path)
 
 
-def test_two_processes_match_one_process(digits_run, tmp_path):
-  run_workers(tiny_config(), tmp_path, devices_per_process=2, processes=2)
-  assert_same_run(digits_run[0], tmp_path)
-
-
+@pytest.mark.slow
 def test_by_default_training_uses_one_single_threaded_device_per_core(digits_run, tmp_path):
   cores = devices.usable_cores()
-  run_workers(tiny_config(cpu_devices=0), tmp_path)
+  run_worker(tiny_config(cpu_devices=0), tmp_path)
   expected = max(n for n in range(1, cores + 1) if 8 % n == 0 and 120 % n == 0)
   assert run_directory.read_run(str(tmp_path)).summary["devices"] == expected
   assert_same_run(digits_run[0], tmp_path)
 
 
+@pytest.mark.slow
 def test_a_batch_that_does_not_divide_uses_fewer_devices(tmp_path):
-  outputs = run_workers(tiny_config(cpu_devices=4, batch_size=6, eval_batch_size=6,
-                                    num_epochs=1), tmp_path)
+  output = run_worker(tiny_config(cpu_devices=4, batch_size=6, eval_batch_size=6,
+                                  num_epochs=1), tmp_path)
   assert run_directory.read_run(str(tmp_path)).summary["devices"] == 3
-  assert "do not divide over 4 devices: using 3 of them" in outputs[0]
+  assert "do not divide over 4 devices: using 3 of them" in output
 
 
 def test_an_existing_backend_is_kept_and_said_once():
@@ -421,7 +408,8 @@ def start_processes(workdir, config, heartbeat_timeout_s=100):
                if k.split(".")[0] in ("model_options", "batch_size", "eval_batch_size",
                                       "steps_per_epoch", "num_epochs", "log_every_steps",
                                       "checkpoint_every_epochs", "eval_every_epochs",
-                                      "warmup_epochs", "learning_rate", "cpu_devices")
+                                      "warmup_epochs", "learning_rate", "cpu_devices",
+                                      "train_eval_examples")
                and k != "model_options.spp_levels"]
   return [subprocess.Popen(
       [sys.executable, "train.py", "--config=configs/quickstart.py", f"--workdir={workdir}",
@@ -439,8 +427,12 @@ def wait_for_first_row(workdir, procs):
     time.sleep(0.2)
 
 
-def test_sigterm_to_one_of_two_processes_stops_both_at_one_step_and_resumes(tmp_path):
-  config = tiny_config(**PREEMPT_OVERRIDES)
+@pytest.mark.slow
+def test_sigterm_to_one_of_two_processes_stops_both_at_one_step_and_resumes_as_one_process(
+    tmp_path):
+  # Two devices a process: the resumed run also checks that 2 processes x 2 devices train
+  # what one device does.
+  config = tiny_config(**PREEMPT_OVERRIDES, cpu_devices=2)
   reference = tmp_path / "reference"
   train.train_and_evaluate(config, str(reference))
   run = tmp_path / "run"
@@ -455,10 +447,13 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_step_and_resumes(tmp_
   procs = start_processes(run, config)
   outputs = [p.communicate(timeout=300)[0] for p in procs]
   assert [p.returncode for p in procs] == [0, 0], [o[-2000:] for o in outputs]
-  assert [r["step"] for r in run_directory.read_run(str(run)).rows] == [50, 100]
+  record = run_directory.read_run(str(run))
+  assert [r["step"] for r in record.rows] == [50, 100]
+  assert (record.summary["devices"], record.summary["processes"]) == (4, 2)
   assert_same_run(reference, run)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("killed", [1, 0])
 def test_a_killed_process_ends_the_survivor_with_one_line_naming_it(tmp_path, killed):
   # Process 0 hosts JAX's coordination service: losing it ends process 1 from JAX's side
