@@ -32,6 +32,7 @@ def run_check(tmp_path, *args, **env):
   return proc, out
 
 
+@pytest.mark.slow
 def test_tiny_accelerator_check_runs_every_part_on_cpu_into_one_json(tmp_path):
   proc, out = run_check(tmp_path)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -49,6 +49,7 @@ def plankton_folder(root, classes=3, per_class=6):
   return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["nin_cifar10", "nin_cifar100", "inception_bn_cifar100"])
 def test_tfds_config_trains_a_step_on_mocked_data(name, tmp_path):
   tfds = pytest.importorskip("tensorflow_datasets")
@@ -60,6 +61,7 @@ def test_tfds_config_trains_a_step_on_mocked_data(name, tmp_path):
   assert np.isfinite(summary["test_loss"]) and summary["step"] == 1
 
 
+@pytest.mark.slow
 def test_ndsb_config_trains_a_step_on_a_plankton_style_folder(tmp_path):
   folder = plankton_folder(tmp_path / "ndsb")
   config = shrink(load("ndsb"))

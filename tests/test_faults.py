@@ -127,6 +127,7 @@ def test_a_hand_edited_neutral_key_in_config_json_is_accepted(prelu_run, tmp_pat
 # --- One writer ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_training_on_a_workdir_in_use_stops_at_once(tmp_path):
   cmd = [sys.executable, "train.py", "--config=configs/quickstart.py", f"--workdir={tmp_path}",
          "--config.model_options.width=0.0625", "--config.batch_size=8",
@@ -219,6 +220,7 @@ KILL_WORKER = textwrap.dedent("""
     ("step:7", [3, 6], 6),      # between checkpoints
     ("digest:9", [3, 6, 9], 6),  # the last save without its digest: an unfinished checkpoint
 ])
+@pytest.mark.slow
 def test_kill_9_then_resume_ends_bit_identical_with_unique_ordered_rows(
     reference, tmp_path, caplog, kill_at, rows_before, resumed_from):
   config = tiny_config(**FAULT_CONFIG)
@@ -308,6 +310,7 @@ FULL_DISK_WORKER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("full_at", ["save", "row"])
 def test_a_full_disk_is_one_line_naming_the_directory_and_the_run_resumes(
     reference, tmp_path, full_at):
@@ -369,6 +372,7 @@ RANDOM_KILL_WORKER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_five_kills_at_random_moments_then_a_rerun_end_bit_identical_and_complete(
     reference, tmp_path):
   # The audit's stress (20 kills of an 8-epoch run) at a size CI affords: five sessions of
@@ -539,6 +543,7 @@ def _alive(pid):
   return True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("parallel", [2, 1])
 def test_sigterm_stops_a_sweep_and_every_training_and_a_rerun_resumes_exactly(
     tmp_path, parallel, uninterrupted_sweep):

@@ -49,6 +49,7 @@ def test_there_are_the_three_notebooks():
                                          "train_and_inspect.ipynb"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom_in_a_fresh_kernel(path, monkeypatch, tmp_path):
   nb = _execute(path, monkeypatch, tmp_path)  # raises CellExecutionError on the first failing cell

@@ -83,6 +83,7 @@ def test_plot_is_written_as_a_png(both_modes):
   assert (out / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_two_processes_run_one_point_over_gloo(tmp_path):
   out = tmp_path / "s.json"
   scaling.main(["--devices=2", "--processes=2", "--batch-per-device=4", *TINY, f"--json={out}"])

@@ -140,6 +140,7 @@ def test_parse_seeds_rejects(text):
     sweep.parse_seeds(text)
 
 
+@pytest.mark.slow
 def test_command_line_parallel_subprocesses_and_overrides(tmp_path):
   """The CLI with --parallel=2: config overrides reach every run (through the written run
   config), runs go to subprocesses, and the report is written."""

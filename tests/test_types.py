@@ -10,6 +10,7 @@ import pytest
 from tests.helpers import REPO
 
 
+@pytest.mark.slow
 def test_mypy_finds_no_error_in_the_non_test_code():
   if importlib.util.find_spec("mypy") is None:
     pytest.skip("mypy is not installed (pip install -e '.[test]')")
