@@ -21,7 +21,6 @@ from tests.helpers import CIFAR10_MINI, tiny_config  # noqa: E402
 from training import compilation_cache  # noqa: E402
 
 
-
 def _session_cache_dir() -> str:
   """One cache for the whole session: pytest-xdist's workers share theirs through the run's
   id (set in every worker), so a program one worker compiled is a hit for the other."""
