@@ -7,6 +7,7 @@ import glob
 import hashlib
 import os
 import shutil
+import textwrap
 from pathlib import Path
 
 import jax
@@ -74,3 +75,34 @@ def file_digests(workdir) -> dict[str, str]:
       with open(path, "rb") as f:
         out[os.path.relpath(path, workdir)] = hashlib.sha256(f.read()).hexdigest()
   return out
+
+
+# Python imports `sitecustomize` at start-up from the first sys.path entry that has one: on
+# a subprocess's PYTHONPATH this makes a training hold right after its metrics row at
+# HOLD_AT until a stop signal reaches it, so that the signal arrives at one known moment
+# whatever the machine's load (the alternative, long epochs, is a race and slow).
+_HOLD_AFTER_ROW = textwrap.dedent("""
+    import time
+    from training import run_directory, signals
+    HOLD_AT = {step}
+    received = []
+    handle, append_row = signals.StopRequest._handle, run_directory.RunDirectory.append_row
+    def recording(self, signum, frame):
+      received.append(signum)
+      return handle(self, signum, frame)
+    def holding(self, row):
+      append_row(self, row)
+      deadline = time.time() + 300
+      while row["step"] == HOLD_AT and not received and time.time() < deadline:
+        time.sleep(0.01)
+    signals.StopRequest._handle, run_directory.RunDirectory.append_row = recording, holding
+""")
+
+
+def holding_env(directory: Path, step: int) -> dict[str, str]:
+  """The environment of a subprocess whose trainings hold after their row at `step` until
+  they receive SIGTERM or SIGINT (`directory` gets the hook)."""
+  hook = Path(directory) / f"hold-at-{step}"
+  hook.mkdir(exist_ok=True)
+  (hook / "sitecustomize.py").write_text(_HOLD_AFTER_ROW.format(step=step))
+  return {**os.environ, "PYTHONPATH": f"{hook}{os.pathsep}{REPO}"}

@@ -18,7 +18,8 @@ import pytest
 import sweep
 import train
 from configs import default as default_config
-from tests.helpers import REPO, copy_run, file_digests, final_params, tiny_config
+from tests.helpers import (REPO, copy_run, file_digests, final_params, holding_env,
+                           tiny_config)
 from training import checkpoints, export, finish, run_directory, tensorboard
 
 # 3 steps an epoch; evaluations at steps 3, 6, 9; checkpoints at 6 and 9 (the end).
@@ -482,36 +483,8 @@ SWEEP_ARGS = ["--config=configs/quickstart.py", "--seeds=1", "--settings=relu,rr
               "--config.cpu_devices=1", "--noreport"]
 
 
-# Imported by every Python process the sweep starts (Python's site hook, through PYTHONPATH):
-# a training holds right after its first metrics row until a stop signal reaches it, so
-# that the signal arrives at one known moment whatever the machine's load.
-HOLD_AFTER_FIRST_ROW = textwrap.dedent("""
-    import time
-    from training import run_directory, signals
-    HOLD_AT = 20  # SWEEP_ARGS's steps_per_epoch
-    received = []
-    handle, append_row = signals.StopRequest._handle, run_directory.RunDirectory.append_row
-    def recording(self, signum, frame):
-      received.append(signum)
-      return handle(self, signum, frame)
-    def holding(self, row):
-      append_row(self, row)
-      deadline = time.time() + 300
-      while row["step"] == HOLD_AT and not received and time.time() < deadline:
-        time.sleep(0.01)
-    signals.StopRequest._handle, run_directory.RunDirectory.append_row = recording, holding
-""")
-
-
 def _sweep(workdir, *extra):
   return [sys.executable, "sweep.py", f"--workdir={workdir}", *SWEEP_ARGS, *extra]
-
-
-def _holding_env(tmp_path):
-  hook = tmp_path / "hook"
-  hook.mkdir()
-  (hook / "sitecustomize.py").write_text(HOLD_AFTER_FIRST_ROW)
-  return {**os.environ, "PYTHONPATH": f"{hook}{os.pathsep}{REPO}"}
 
 
 @pytest.fixture(scope="module")
@@ -549,7 +522,9 @@ def test_sigterm_stops_a_sweep_and_every_training_and_a_rerun_resumes_exactly(
     tmp_path, parallel, uninterrupted_sweep):
   stopped = tmp_path / "stopped"
   proc = subprocess.Popen(_sweep(stopped, f"--parallel={parallel}"), cwd=REPO,
-                          env=_holding_env(tmp_path), stdout=subprocess.PIPE,
+                          # Each training holds after its first row (step 20) until
+                          # the signal reaches it.
+                          env=holding_env(tmp_path, 20), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
   first_rows = [sweep.run_dir(str(stopped), s, 0) + "/metrics.jsonl"
                 for s in ("relu", "rrelu")][: parallel]

@@ -20,7 +20,7 @@ import pytest
 import input_pipeline
 import train
 from configs import validation
-from tests.helpers import REPO, file_digests, final_params, tiny_config
+from tests.helpers import REPO, file_digests, final_params, holding_env, tiny_config
 from training import (builder, checkpoints, devices, evaluation, records, run_directory,
                       tensorboard)
 
@@ -394,12 +394,13 @@ def test_an_existing_backend_is_kept_and_said_once():
 
 # --- Preemption and lost processes with several processes ------------------------------------
 
-PREEMPT_OVERRIDES = dict(steps_per_epoch=50, num_epochs=2, log_every_steps=10,
+PREEMPT_OVERRIDES = dict(steps_per_epoch=10, num_epochs=2, log_every_steps=5,
                          checkpoint_every_epochs=2)
 
 
-def start_processes(workdir, config, heartbeat_timeout_s=100):
-  """train.py's command line as 2 jax.distributed processes on localhost."""
+def start_processes(workdir, config, heartbeat_timeout_s=100, held=None):
+  """train.py's command line as 2 jax.distributed processes on localhost; process `held`
+  holds after its first epoch's row until a stop signal reaches it (helpers.holding_env)."""
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -415,7 +416,8 @@ def start_processes(workdir, config, heartbeat_timeout_s=100):
       [sys.executable, "train.py", "--config=configs/quickstart.py", f"--workdir={workdir}",
        f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}",
        f"--heartbeat_timeout_s={heartbeat_timeout_s}", "--config.lr_decay_epochs=()",
-       *overrides], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+       *overrides], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+      env=holding_env(workdir.parent, config.steps_per_epoch) if i == held else None)
       for i in range(2)]
 
 
@@ -436,7 +438,7 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_step_and_resumes_as_o
   reference = tmp_path / "reference"
   train.train_and_evaluate(config, str(reference))
   run = tmp_path / "run"
-  procs = start_processes(run, config)
+  procs = start_processes(run, config, held=1)
   wait_for_first_row(run, procs)
   procs[1].send_signal(signal.SIGTERM)  # the preemption notice reaches one host only
   outputs = [p.communicate(timeout=120)[0] for p in procs]
@@ -448,7 +450,7 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_step_and_resumes_as_o
   outputs = [p.communicate(timeout=300)[0] for p in procs]
   assert [p.returncode for p in procs] == [0, 0], [o[-2000:] for o in outputs]
   record = run_directory.read_run(str(run))
-  assert [r["step"] for r in record.rows] == [50, 100]
+  assert [r["step"] for r in record.rows] == [10, 20]
   assert (record.summary["devices"], record.summary["processes"]) == (4, 2)
   assert_same_run(reference, run)
 
