@@ -148,7 +148,7 @@ class Setup:
   def num_devices(self) -> int:
     return self.parts.data_sharding.mesh.size
 
-  @property
+  @functools.cached_property  # tracing init is seconds for Inception-BN; asked twice a run
   def num_params(self) -> int:
     shapes = jax.eval_shape(self.parts.init, jax.random.key(0)).params
     return int(sum(math.prod(x.shape) for x in jax.tree.leaves(shapes)))
