@@ -16,10 +16,18 @@ from training import checkpoints, records, run_directory
 
 @jax.jit
 def all_finite(tree: Any) -> jax.Array:
-  """Whether every floating-point number in `tree` is finite (one reduction on device)."""
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-            if jnp.issubdtype(x.dtype, jnp.inexact)]
-  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+  """Whether every floating-point number in `tree` is finite.
+
+  One reduction per dtype over the leaves concatenated, not one per leaf: for Inception-BN's
+  332 leaves that compiles in 0.6 s instead of 4.6 s (every run compiles it once), at the
+  cost of one transient copy of the floating-point state.
+  """
+  by_dtype: dict[Any, list[jax.Array]] = {}
+  for x in jax.tree.leaves(tree):
+    if jnp.issubdtype(x.dtype, jnp.inexact):
+      by_dtype.setdefault(jnp.dtype(x.dtype), []).append(jnp.ravel(x))
+  finite = [jnp.all(jnp.isfinite(jnp.concatenate(xs))) for xs in by_dtype.values()]
+  return jnp.all(jnp.stack(finite)) if finite else jnp.bool_(True)
 
 
 def diverged(what: str, saved: checkpoints.Checkpoints) -> FloatingPointError:
