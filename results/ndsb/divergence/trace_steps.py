@@ -27,14 +27,11 @@ from configs import ndsb_cpu  # noqa: E402
 import sweep  # noqa: E402
 from training import builder, process, steps  # noqa: E402
 
-flags.DEFINE_string("setting", "prelu", "The rectifier setting (sweep.py's names).")
-flags.DEFINE_integer("seed", 1, "The run's seed.")
-flags.DEFINE_string("workdir", None, "A new run directory.", required=True)
-flags.DEFINE_string("out", None, "The JSON-lines trace to write.", required=True)
 FLAGS = flags.FLAGS
 
 
 def by_name(params) -> dict[str, np.ndarray]:
+  """{"layer/name": host array} for every parameter of the tree `params`."""
   return {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(v)
           for path, v in jax.tree_util.tree_flatten_with_path(params)[0]}
 
@@ -42,6 +39,24 @@ def by_name(params) -> dict[str, np.ndarray]:
 def _number(x: float, digits: int = 4) -> float | None:
   """`x` to `digits` significant digits, None when not finite (JSON has no NaN)."""
   return float(f"{x:.{digits}g}") if np.isfinite(x) else None
+
+
+def trace_line(step: int, loss: float, before: dict[str, np.ndarray],
+               after: dict[str, np.ndarray]) -> dict:
+  """The trace's record of one step: its mean training loss and, per parameter, the
+  largest magnitude and norm after the step and the update's norm relative to the norm
+  before it (None for a tensor that was all zeros, the biases at step 0); PReLU's slopes
+  also their range."""
+  params = {}
+  with np.errstate(all="ignore"):  # past the divergence everything is NaN
+    for name, w in after.items():
+      norm = float(np.linalg.norm(before[name]))
+      params[name] = {"max_abs": _number(np.abs(w).max()), "norm": _number(np.linalg.norm(w)),
+                      "update_rel": (_number(np.linalg.norm(w - before[name]) / norm)
+                                     if norm > 0 else None)}
+      if name.endswith("/slope"):
+        params[name].update(min=_number(w.min()), max=_number(w.max()))
+  return {"step": step, "loss": loss if np.isfinite(loss) else None, "params": params}
 
 
 def traced(jit_train_step, out):
@@ -54,25 +69,19 @@ def traced(jit_train_step, out):
       before = by_name(jax.device_get(state.params))
       new_state, metrics = step_fn(state, *rest)
       after, m = by_name(jax.device_get(new_state.params)), jax.device_get(metrics)
-      layers = {}
-      with np.errstate(all="ignore"):  # past the divergence everything is NaN
-        for name, w in after.items():
-          norm = float(np.linalg.norm(before[name]))
-          layers[name] = {"max_abs": _number(np.abs(w).max()),
-                          "norm": _number(np.linalg.norm(w)),
-                          # None for a tensor that was all zeros (the biases at step 0)
-                          "update_rel": (_number(np.linalg.norm(w - before[name]) / norm)
-                                         if norm > 0 else None)}
-          if name.endswith("/slope"):
-            layers[name].update(min=_number(w.min()), max=_number(w.max()))
-      loss = float(m["loss"] / m["count"])
-      out.write(json.dumps({"step": int(new_state.step),
-                            "loss": loss if np.isfinite(loss) else None,
-                            "params": layers}, allow_nan=False) + "\n")
+      line = trace_line(int(new_state.step), float(m["loss"] / m["count"]), before, after)
+      out.write(json.dumps(line, allow_nan=False) + "\n")
       out.flush()
       return new_state, metrics
     return call
   return make
+
+
+def _define_flags() -> None:
+  flags.DEFINE_string("setting", "prelu", "The rectifier setting (sweep.py's names).")
+  flags.DEFINE_integer("seed", 1, "The run's seed.")
+  flags.DEFINE_string("workdir", None, "A new run directory.", required=True)
+  flags.DEFINE_string("out", None, "The JSON-lines trace to write.", required=True)
 
 
 def main(argv):
@@ -95,4 +104,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)
