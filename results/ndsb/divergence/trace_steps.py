@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, os.getcwd())
 from configs import ndsb_cpu  # noqa: E402
 import sweep  # noqa: E402
-from training import builder, process, steps  # noqa: E402
+from training import process, steps  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -96,7 +96,8 @@ def main(argv):
   process.configure(config.cpu_devices)
   import train  # pylint: disable=g-import-not-at-top  (after the devices are set up)
   with open(FLAGS.out, "w") as out:
-    builder.steps.jit_train_step = traced(steps.jit_train_step, out)
+    # training/builder.py looks jit_train_step up in `steps` when it builds a run.
+    steps.jit_train_step = traced(steps.jit_train_step, out)
     try:
       train.train_and_evaluate(config, FLAGS.workdir)
     except FloatingPointError as e:  # the divergence guard: the trace is complete
