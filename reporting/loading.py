@@ -116,6 +116,16 @@ def left_out(runs: list[SweepRun], num_epochs: int | None) -> list[str]:
   return [status(r, num_epochs).replace("**", "") for r in unfinished + other_length]
 
 
+def error_summary(message: str, limit: int = 600) -> str:
+  """The first line of a failure's message; past `limit` characters, its whole sentences
+  that fit, then " [...]" (a cut never ends mid-sentence: the last one says how to go on)."""
+  line = (message.splitlines() or [""])[0]
+  if len(line) <= limit:
+    return line
+  end = line.rfind(". ", 0, limit)
+  return (line[:end + 1] if end > 0 else line[:limit]) + " [...]"
+
+
 def status(r: SweepRun, num_epochs: int | None) -> str:
   """Why run `r` is not counted, for the report: failed, another length, or stopped."""
   name = f"{r.setting}/seed{r.seed}"
@@ -125,6 +135,6 @@ def status(r: SweepRun, num_epochs: int | None) -> str:
            else "report it from its own directory")
     return f"{name} (finished at {reached}; the sweep's runs train {num_epochs} epochs: {fix})"
   if r.failed:
-    error = str(r.failure.get(records.FAILURE_ERROR, "")).splitlines()[0][:200] if r.failure else ""
+    error = error_summary(str(r.failure.get(records.FAILURE_ERROR, ""))) if r.failure else ""
     return f"{name} (**failed** at {reached} of {r.num_epochs}: {error})"
   return f"{name} ({reached} of {r.num_epochs}; stopped, or still running)"

@@ -181,12 +181,22 @@ def _introduction(study: _Study) -> list[str]:
             "tables). Test mode: deterministic, as at test time"
             + (" (on a fixed subset of the training images, `train_eval_examples`)"
                if study.has_train_eval else "") + ".", ""]
-  if (fewest := min(len(v) for v in seeds_of.values())) < MIN_SEEDS:
+  few = {s: len(v) for s, v in seeds_of.items() if len(v) < MIN_SEEDS}
+  why = ("a 95% interval needs at least 2 pairs and is ±12.7 standard deviations of the "
+         "differences with 2")
+  if few and len(few) == len(seeds_of):
+    fewest = min(few.values())
     lines += [f"**With {fewest} seed{'s' * (fewest != 1)} per setting the intervals below "
-              "cannot resolve anything**: a 95% interval needs at least 2 pairs and is "
-              "±12.7 standard deviations of the differences with 2. Read the differences as "
-              f"anecdotes; run at least {MIN_SEEDS} seeds (`sweep.py --seeds={MIN_SEEDS}`) "
-              "to compare settings.", ""]
+              f"cannot resolve anything**: {why}. Read the differences as anecdotes; run at "
+              f"least {MIN_SEEDS} seeds (`sweep.py --seeds={MIN_SEEDS}`) to compare settings.",
+              ""]
+  elif few:
+    # Some settings lost runs (failed or unfinished): only their intervals are anecdotes.
+    named = ", ".join(f"{paper_tables.display_name(s)} ({n} finished seed{'s' * (n != 1)})"
+                      for s, n in few.items())
+    lines += [f"**Fewer than {MIN_SEEDS} seeds for {named}: the intervals that involve "
+              f"{'it' if len(few) == 1 else 'them'} cannot resolve anything**: {why}. Read "
+              "those differences as anecdotes.", ""]
   if not_counted := _not_counted_line(study):
     lines += [not_counted, ""]
   if study.evaluation:

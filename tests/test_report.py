@@ -116,6 +116,20 @@ def test_failed_and_stopped_runs_are_told_apart(cifar_sweep):
   assert "**Not counted: 1 failed, 1 stopped or still running**" in markdown
 
 
+def test_a_long_failure_message_is_shown_whole_or_cut_between_sentences():
+  # The NDSB study's diverged run: 387 characters, shown whole, its advice included.
+  ndsb = ("FloatingPointError: Non-finite training loss at step 300 (epoch 1.54); stopped. The "
+          "last good checkpoint is at step 195; rerunning this workdir resumes there and "
+          "diverges again. To go on from it with a lower config.learning_rate (or more "
+          "config.warmup_epochs), start a new run from it: the same command with "
+          "--workdir=NEW_WORKDIR --config.init_from=../ndsb-runs/prelu/seed1:195 and the "
+          "changed values (README, Training).")
+  assert loading.error_summary(ndsb + "\nTraceback ...") == ndsb
+  assert loading.error_summary("One. Two. " + "x" * 700) == "One. Two. [...]"
+  assert loading.error_summary("y" * 700) == "y" * 600 + " [...]"
+  assert loading.error_summary("") == ""
+
+
 def test_the_command_line_names_the_failed_and_stopped_runs_too(cifar_sweep):
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
@@ -316,6 +330,15 @@ def test_fewer_than_three_seeds_are_said_to_resolve_nothing(tmp_path, seeds, war
   assert ("cannot resolve anything" in markdown) == warned
   if warned:
     assert "With 2 seeds per setting" in markdown
+
+
+def test_a_setting_short_of_three_seeds_is_named_alone_in_the_warning(tmp_path):
+  # As in the NDSB study: one PReLU seed failed, every other setting has three.
+  _sweep(tmp_path, {"relu": RELU, "prelu": RRELU[:2], "rrelu": RRELU})
+  markdown = tables.results_markdown(loading.read_runs(str(tmp_path)), str(tmp_path))
+  assert ("**Fewer than 3 seeds for PReLU (2 finished seeds): the intervals that involve it "
+          "cannot resolve anything**") in markdown
+  assert "per setting the intervals below" not in markdown
 
 
 def test_digits_get_no_paper_columns(tmp_path):
