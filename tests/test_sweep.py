@@ -90,10 +90,10 @@ def test_rerun_skips_finished_runs(swept, monkeypatch):
   assert again == summaries
 
 
-def test_unfinished_run_is_resumed_alone(tmp_path, monkeypatch):
-  workdir = str(tmp_path)
+def test_unfinished_run_is_resumed_alone(swept, tmp_path, monkeypatch):
+  workdir = str(tmp_path / "sweep")
+  shutil.copytree(swept[0], workdir)  # the finished sweep's runs, shared rather than retrained
   config = tiny_sweep_config()
-  sweep.run_sweep(config, workdir, ("relu",), (0, 1), report=False)
   # An interrupted run: killed during epoch 2, so no summary, no epoch-2 checkpoint (step 4)
   # and metrics up to epoch 1.
   run = sweep.run_dir(workdir, "relu", 1)
@@ -107,7 +107,7 @@ def test_unfinished_run_is_resumed_alone(tmp_path, monkeypatch):
   real = train.train_and_evaluate
   monkeypatch.setattr(train, "train_and_evaluate",
                       lambda c, w: trained.append((c.rectifier, c.seed)) or real(c, w))
-  summaries = sweep.run_sweep(config, workdir, ("relu",), (0, 1), report=False)
+  summaries = sweep.run_sweep(config, workdir, SETTINGS, SEEDS, report=False)
   assert trained == [("relu", 1)]
   assert summaries[("relu", 1)]["epoch"] == 2
 
