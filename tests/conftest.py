@@ -45,11 +45,11 @@ def cifar10_mini() -> Path:
 
 @pytest.fixture(scope="session")
 def prelu_run(tmp_path_factory) -> Path:
-  """One finished tiny PReLU run on digits (its records, checkpoints and export), shared by
-  the tests that read a run without changing it."""
+  """One finished tiny PReLU run on digits (its records with the per-layer statistics,
+  checkpoints and export), shared by the tests that read a run without changing it."""
   import train  # pylint: disable=g-import-not-at-top  (after the XLA flags above)
   workdir = tmp_path_factory.mktemp("prelu-run")
-  train.train_and_evaluate(tiny_config("prelu"), str(workdir))
+  train.train_and_evaluate(tiny_config("prelu", activation_statistics=True), str(workdir))
   return workdir
 
 

@@ -30,6 +30,9 @@ def tiny_config(rectifier: str = "rrelu", **overrides) -> ml_collections.ConfigD
   # Two evaluation batches of training images, not all 1,437: evaluations are most of a
   # tiny run's time with XLA's optimisations off (tests/conftest.py).
   config.train_eval_examples = 240
+  # The per-layer statistics are a second evaluation program to compile: off here, on in
+  # the tests about them (tests/test_activation_statistics.py and the runs reports read).
+  config.activation_statistics = False
   config.steps_per_epoch = 3
   config.num_epochs = 2
   config.eval_every_epochs = 1

@@ -153,7 +153,8 @@ def test_prelu_slopes_recorded_equal_the_parameters(prelu_run):
 
 
 def test_rrelu_runs_record_their_realised_training_slope(tmp_path):
-  summary = train.train_and_evaluate(tiny_config("rrelu", activation_histogram_every_epochs=5),
+  summary = train.train_and_evaluate(tiny_config("rrelu", activation_statistics=True,
+                                                 activation_histogram_every_epochs=5),
                                      str(tmp_path))
   slopes = summary["activations"]["rrelu_training_slope"]
   assert list(slopes) == NIN_LAYERS

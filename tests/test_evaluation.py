@@ -12,7 +12,7 @@ from tests.helpers import tiny_config
 @pytest.fixture(scope="module")
 def evaluated():
   # 360 test images in batches of 160: the last batch is padded and its padding masked.
-  config = tiny_config("prelu", eval_batch_size=160)
+  config = tiny_config("prelu", eval_batch_size=160, activation_statistics=True)
   s = builder.setup(config, builder.load_data(config))
   state = s.parts.init(jax.random.key(0))
   return s, state, s.evaluator.metrics(state, s.dataset.test)
