@@ -16,6 +16,7 @@ from training.devices import single_thread_xla_flags
 TINY = ["--width=0.0625", "--repeats=1", "--warmup=1", "--profile-steps=2"]
 
 
+# It trains in two fresh processes, of 1 and 2 devices: its tests are in the slow tier.
 @pytest.fixture(scope="module")
 def both_modes(tmp_path_factory):
   out = tmp_path_factory.mktemp("scaling")
@@ -26,6 +27,7 @@ def both_modes(tmp_path_factory):
   return result, points, out
 
 
+@pytest.mark.slow
 def test_weak_keeps_the_per_device_batch_and_strong_the_global_batch(both_modes):
   _, points, _ = both_modes
   assert set(points) == {("weak", 1), ("weak", 2), ("strong", 1), ("strong", 2)}
@@ -35,6 +37,7 @@ def test_weak_keeps_the_per_device_batch_and_strong_the_global_batch(both_modes)
   assert [points["strong", n]["batch_per_device"] for n in (1, 2)] == [4, 2]
 
 
+@pytest.mark.slow
 def test_points_report_spread_throughput_compile_time_and_environment(both_modes):
   result, points, _ = both_modes
   for p in points.values():
@@ -55,6 +58,7 @@ def test_points_report_spread_throughput_compile_time_and_environment(both_modes
   assert result["conv_grad"] == "forward" and result["cpu_threads_per_device"] == "1"
 
 
+@pytest.mark.slow
 def test_efficiency_is_throughput_over_devices_times_the_one_device_throughput(both_modes):
   _, points, _ = both_modes
   for mode in ("weak", "strong"):
@@ -67,6 +71,7 @@ def test_efficiency_is_throughput_over_devices_times_the_one_device_throughput(b
   assert points["strong", 2]["efficiency"] == pytest.approx(t1 / (2 * t2))
 
 
+@pytest.mark.slow
 def test_collective_share_is_zero_on_one_device_and_read_from_the_trace_on_two(both_modes):
   _, points, _ = both_modes
   for mode in ("weak", "strong"):
@@ -78,6 +83,7 @@ def test_collective_share_is_zero_on_one_device_and_read_from_the_trace_on_two(b
     assert "collective events" in two["collective_share_note"]
 
 
+@pytest.mark.slow
 def test_plot_is_written_as_a_png(both_modes):
   _, _, out = both_modes
   assert (out / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
