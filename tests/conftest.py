@@ -7,7 +7,10 @@ without them). The persistent cache lets identical steps compiled by several tes
 their subprocesses, which inherit the environment) compile once per session.
 """
 
+import fcntl
+import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -17,8 +20,8 @@ if _FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
 
 import pytest  # noqa: E402
 
-from tests.helpers import CIFAR10_MINI, tiny_config  # noqa: E402
-from training import compilation_cache  # noqa: E402
+from tests.helpers import CIFAR10_MINI, copy_run, tiny_config  # noqa: E402
+from training import compilation_cache, run_directory  # noqa: E402
 
 
 def _session_cache_dir() -> str:
@@ -43,21 +46,41 @@ def cifar10_mini() -> Path:
   return CIFAR10_MINI
 
 
+def _trained_once(tmp_path_factory, name: str, config) -> Path:
+  """A finished run of `config`, trained once per test session, and this worker's own copy
+  of it (tests write evaluations into their run).
+
+  Under pytest-xdist the first worker to ask trains it in the session's shared temporary
+  folder while the others wait on a lock, then each copies it: a copy reads back as the
+  original (tests/helpers.copy_run), and copying takes milliseconds, training seconds.
+  """
+  import train  # pylint: disable=g-import-not-at-top  (after the XLA flags above)
+  own = tmp_path_factory.mktemp(name)
+  if not os.environ.get("PYTEST_XDIST_WORKER"):
+    train.train_and_evaluate(config, str(own))
+    return own
+  shared = tmp_path_factory.getbasetemp().parent / f"trained-once-{name}"
+  with open(f"{shared}.lock", "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not (shared / run_directory.SUMMARY).exists():
+      shutil.rmtree(shared, ignore_errors=True)  # a worker that crashed midway
+      train.train_and_evaluate(config, str(shared))
+  shutil.rmtree(own)
+  copy_run(shared, own)
+  return own
+
+
 @pytest.fixture(scope="session")
 def prelu_run(tmp_path_factory) -> Path:
   """One finished tiny PReLU run on digits (its records with the per-layer statistics,
   checkpoints and export), shared by the tests that read a run without changing it."""
-  import train  # pylint: disable=g-import-not-at-top  (after the XLA flags above)
-  workdir = tmp_path_factory.mktemp("prelu-run")
-  train.train_and_evaluate(tiny_config("prelu", activation_statistics=True), str(workdir))
-  return workdir
+  return _trained_once(tmp_path_factory, "prelu-run",
+                       tiny_config("prelu", activation_statistics=True))
 
 
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory) -> tuple[Path, dict]:
   """(workdir, summary) of tiny_config() trained in process: one device, the reference the
   multi-device and multi-process runs must match, and a parent for config.init_from."""
-  import train  # pylint: disable=g-import-not-at-top  (after the XLA flags above)
-  workdir = tmp_path_factory.mktemp("digits")
-  summary = train.train_and_evaluate(tiny_config(), str(workdir))
-  return workdir, summary
+  workdir = _trained_once(tmp_path_factory, "digits", tiny_config())
+  return workdir, json.loads((workdir / run_directory.SUMMARY).read_text())
