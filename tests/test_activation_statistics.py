@@ -1,6 +1,7 @@
 """Per-layer activation statistics (rectifiers/statistics.py) against planted cases, and
 as every training run records, reports and shows them."""
 
+import functools
 import json
 import os
 import subprocess
@@ -93,14 +94,16 @@ def test_a_layer_whose_bias_forces_every_input_negative_has_every_unit_dead():
   model = models.create("nin", num_classes=10, rectifier="relu", width=0.0625,
                         kernel_init="he")
   x = jnp.asarray(np.random.RandomState(0).randn(4, 8, 8, 1), jnp.float32)
-  params = model.init(jax.random.key(0), x, train=False)["params"]
+  # Both jitted: op by op, each of the network's operations compiles on its own (8 s here).
+  params = jax.jit(functools.partial(model.init, train=False))(jax.random.key(0), x)["params"]
   params["conv1"]["bias"] = jnp.full_like(params["conv1"]["bias"], -1e4)
   state = steps.TrainState(step=0, params=params, batch_stats=None, opt_state=None)
   batch = {"image": jnp.zeros((4, 8, 8, 1), jnp.uint8), "label": jnp.zeros(4, jnp.int32),
            "mask": jnp.ones(4, bool)}
-  out = steps.eval_step(state, batch, jnp.zeros((8, 8, 1)), model=model,
-                        augment_config=augment.AugmentConfig(), input_scale=1.0,
-                        activation_statistics=True)
+  eval_step = jax.jit(functools.partial(steps.eval_step, model=model,
+                                        augment_config=augment.AugmentConfig(), input_scale=1.0,
+                                        activation_statistics=True))
+  out = eval_step(state, batch, jnp.zeros((8, 8, 1)))
   stats = evaluation.layer_statistics(jax.device_get(out["activations"]), NIN_LAYERS)
   assert list(stats) == NIN_LAYERS
   assert stats["conv1"] == {"dead": 1.0, "negative": 1.0, "negative_output": 0.0}
@@ -152,6 +155,7 @@ def test_prelu_slopes_recorded_equal_the_parameters(prelu_run):
       np.max(first["conv1_act"]["slope"]))
 
 
+@pytest.mark.slow
 def test_rrelu_runs_record_their_realised_training_slope(tmp_path):
   summary = train.train_and_evaluate(tiny_config("rrelu", activation_statistics=True,
                                                  activation_histogram_every_epochs=5),
@@ -165,13 +169,14 @@ def test_rrelu_runs_record_their_realised_training_slope(tmp_path):
   assert "histograms" in rows[0]["activations"] and "histograms" in rows[-1]["activations"]
 
 
-def test_statistics_can_be_turned_off(tmp_path):
-  summary = train.train_and_evaluate(tiny_config("relu", activation_statistics=False),
-                                     str(tmp_path))
+def test_statistics_can_be_turned_off(digits_run):
+  workdir, summary = digits_run  # tests/helpers.tiny_config turns them off
+  assert tiny_config().activation_statistics is False
   assert "activations" not in summary
-  assert "activations" not in json.loads(open(tmp_path / "metrics.jsonl").readline())
+  assert "activations" not in json.loads(open(workdir / "metrics.jsonl").readline())
 
 
+@pytest.mark.slow
 def test_the_statistics_are_the_same_on_one_and_two_devices(prelu_run, tmp_path):
   one = evaluate.evaluate_run(str(prelu_run), name="one-device")["activations"]
   env = {**os.environ, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")

@@ -103,6 +103,7 @@ def test_rerunning_a_finished_run_resumes_and_does_nothing(digits_run, caplog):
   assert "Compiling" not in caplog.text
 
 
+@pytest.mark.slow
 def test_a_short_run_logs_its_compiles_follows_the_schedule_per_step_and_profiles(
     tmp_path, caplog):
   # 3 steps, all in the warm-up (lr = 0.02 x (step + 1) / 3 for the update at step), a step
@@ -153,6 +154,7 @@ def test_train_examples_and_train_eval_examples_subset_the_training_split(tmp_pa
   assert len(builder.train_eval_subset(input_pipeline.load("digits").train, 2000)) == 1437
 
 
+@pytest.mark.slow
 def test_mocked_tfds_cifar10_trains(tmp_path):
   tfds = pytest.importorskip("tensorflow_datasets")
   config = tiny_config(dataset="tfds:cifar10", num_epochs=1, eval_batch_size=16)
@@ -162,12 +164,11 @@ def test_mocked_tfds_cifar10_trains(tmp_path):
   assert np.isfinite(summary["test_loss"])
 
 
-def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch):
-  config = tiny_config(num_epochs=3)
-  uninterrupted = tmp_path / "uninterrupted"
-  train.train_and_evaluate(config, str(uninterrupted))
+def test_resume_after_interruption_is_bit_identical(digits_run, tmp_path, monkeypatch):
+  config, uninterrupted = tiny_config(), digits_run[0]
 
-  # Deliver SIGINT in the middle of epoch 2 (after 5 batches), through the real handler.
+  # Deliver SIGINT in the middle of epoch 2 (after 5 batches), through the real handler: the
+  # resumed run goes on with epoch 2's sums from the checkpoint.
   real_iterator = input_pipeline.train_iterator
 
   def interrupting_iterator(*args, **kwargs):
@@ -198,7 +199,7 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch):
   for a, b in zip(final_params(uninterrupted), final_params(interrupted), strict=True):
     np.testing.assert_array_equal(a, b)
   assert read_metrics(uninterrupted)[-1]["test_loss"] == read_metrics(interrupted)[-1]["test_loss"]
-  assert [r["step"] for r in read_metrics(interrupted)] == [3, 6, 9]
+  assert [r["step"] for r in read_metrics(interrupted)] == [3, 6]
   assert ((uninterrupted / run_directory.TRAIN_FINGERPRINTS).read_bytes()
           == (interrupted / run_directory.TRAIN_FINGERPRINTS).read_bytes())
 
@@ -238,6 +239,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     strict_json(line)
 
 
+@pytest.mark.slow
 def test_a_diverged_run_goes_on_from_its_last_good_checkpoint_in_a_new_workdir(
     diverged_run, tmp_path):
   parent, message = diverged_run
