@@ -30,6 +30,7 @@ def test_rectifiers_bench_writes_a_row_per_rectifier_and_dtype(tmp_path, capsys)
       ("float32", "relu"), ("float32", "rrelu fast")]
 
 
+@pytest.mark.slow
 def test_train_step_bench_reports_speed_compile_time_memory_and_torch(tmp_path):
   has_torch = importlib.util.find_spec("torch") is not None
   out = tmp_path / "train_step.json"
@@ -52,6 +53,7 @@ def test_train_step_bench_reports_speed_compile_time_memory_and_torch(tmp_path):
     assert result["environment"]["torch"].startswith("2.")
 
 
+@pytest.mark.slow
 def test_train_step_bench_times_the_training_scripts_step(tmp_path):
   if importlib.util.find_spec("train") is None:
     pytest.skip("train.py is not importable")
@@ -66,6 +68,7 @@ def test_train_step_bench_times_the_training_scripts_step(tmp_path):
   assert row["images_per_s"] > 0 and row["peak_memory_bytes"] > 0
 
 
+@pytest.mark.slow
 def test_train_step_bench_feeds_each_model_its_own_input_shape(tmp_path):
   # The NDSB net on 80x80x1 plankton images that its augmentation crops to 70x70, with 121
   # classes (it would silently run on CIFAR's 32x32x3 too).
@@ -98,6 +101,7 @@ def test_train_step_bench_rejects_an_unknown_conv_grad(capsys):
   assert "unknown --conv-grad ['fast']; valid: xla,forward" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_train_step_bench_splits_the_batch_over_the_cpu_devices_it_asks_for(tmp_path):
   import subprocess
   import sys

@@ -138,6 +138,7 @@ def test_a_sweep_directory_evaluates_every_finished_run(prelu_run, tmp_path):
   assert not os.path.exists(os.path.join(root, "prelu", "seed1", "evaluations"))
 
 
+@pytest.mark.slow
 def test_report_builds_its_tables_from_an_evaluation(prelu_run, tmp_path):
   root = sweep_of_copies(prelu_run, tmp_path / "sweep")
   with pytest.raises(ValueError, match="No evaluation 'train' for relu/seed0"):
@@ -181,6 +182,7 @@ def test_a_resume_under_another_version_records_every_step_version_pair(tmp_path
     assert run.record_code_version(0, b) == [{"from_step": 0, **b}]      # a restart
 
 
+@pytest.mark.slow
 def test_report_names_the_code_versions_when_a_study_has_several(prelu_run, tmp_path):
   root = sweep_of_copies(prelu_run, tmp_path / "sweep")
   runs = loading.read_runs(root)

@@ -191,6 +191,7 @@ OUTSIDE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_the_forward_pass_runs_outside_the_checkout_with_jax_alone(prelu_run, tmp_path):
   images = input_pipeline.load("digits").test.images[:5]
   np.save(tmp_path / "images.npy", images)
@@ -213,7 +214,7 @@ def test_the_forward_pass_file_names_no_path_of_the_checkout(prelu_run):
 
 @pytest.mark.parametrize("name, options, image_shape", [
     ("ndsb", {"width": 0.0625}, (48, 48, 1)),
-    ("inception_bn", {"width": 0.0625}, (28, 28, 3))])
+    pytest.param("inception_bn", {"width": 0.0625}, (28, 28, 3), marks=pytest.mark.slow)])
 def test_every_network_exports_a_batch_polymorphic_forward_pass(tmp_path, name, options,
                                                                 image_shape):
   model = models.create(name, num_classes=3, rectifier="rrelu", **options)
@@ -275,6 +276,7 @@ def test_with_step_a_damaged_export_falls_back_to_that_checkpoint_with_a_warning
   assert "Evaluating the checkpoint at step 6 instead" in caplog.text
 
 
+@pytest.mark.slow
 def test_the_command_the_error_gives_writes_the_export_again(prelu_run, tmp_path):
   run = copy_run(prelu_run, tmp_path / "run")
   edit(run, rectifier="relu")

@@ -90,6 +90,7 @@ def test_a_finished_run_rerun_with_neutral_changes_returns_its_summary(reference
   assert file_digests(reference) == before
 
 
+@pytest.mark.slow
 def test_a_larger_num_epochs_continues_the_run(reference, tmp_path):
   shorter = tmp_path / "shorter"
   train.train_and_evaluate(tiny_config(**{**FAULT_CONFIG, "num_epochs": 2}), str(shorter))

@@ -366,7 +366,7 @@ def test_kernel_init(small):
 # ---------------------------------------------------------------------- randomness
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ["nin", "ndsb", pytest.param("inception_bn", marks=pytest.mark.slow)])
 def test_eval_is_deterministic_and_training_uses_both_rngs(small, name):
   net = small[name]
   eval_a = net.forward(False, _rngs(1, 2))[0]
@@ -577,6 +577,7 @@ def test_inception_forward_conv_grad_skips_the_strided_convolutions(full):
   assert counts == {"xla": 0, "forward": 8 * 7 + 2 * 5 - 4}  # in3c, in4e: two 3x3/2 each
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["nin", "ndsb"])
 def test_forward_conv_grad_gives_the_same_logits_and_gradients(small, name):
   net = small[name]

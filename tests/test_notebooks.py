@@ -60,6 +60,7 @@ def test_notebook_runs_top_to_bottom_in_a_fresh_kernel(path, monkeypatch, tmp_pa
   assert figures, "every notebook draws at least one figure"
 
 
+@pytest.mark.slow
 def test_results_notebook_reads_a_study_with_train_eval_columns(tmp_path, monkeypatch):
   # Two settings of the committed study, given the test-mode training columns that newer
   # runs record: the notebook adds the test-mode and gap columns.

@@ -130,6 +130,7 @@ def test_a_long_failure_message_is_shown_whole_or_cut_between_sentences():
   assert loading.error_summary("") == ""
 
 
+@pytest.mark.slow
 def test_the_command_line_names_the_failed_and_stopped_runs_too(cifar_sweep):
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
@@ -349,6 +350,7 @@ def test_digits_get_no_paper_columns(tmp_path):
   assert table_row(markdown, "ReLU") == ["ReLU", "7.00 ± 2.65", "32.00 ± 2.00", "3"]
 
 
+@pytest.mark.slow
 def test_the_baseline_flag_reaches_the_command_line(cifar_sweep, tmp_path):
   import subprocess, sys
   out = tmp_path / "out"
