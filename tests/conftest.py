@@ -51,22 +51,28 @@ def _trained_once(tmp_path_factory, name: str, config) -> Path:
   of it (tests write evaluations into their run).
 
   Under pytest-xdist the first worker to ask trains it in the session's shared temporary
-  folder while the others wait on a lock, then each copies it: a copy reads back as the
-  original (tests/helpers.copy_run), and copying takes milliseconds, training seconds.
+  folder, holding a lock, and every later one copies it: a copy reads back as the original
+  (tests/helpers.copy_run), and copying takes milliseconds, training seconds. A worker that
+  asks while the lock is held trains its own rather than wait idle (the workers often reach
+  the same fixture at once, at the start of the session).
   """
   import train  # pylint: disable=g-import-not-at-top  (after the XLA flags above)
   own = tmp_path_factory.mktemp(name)
-  if not os.environ.get("PYTEST_XDIST_WORKER"):
-    train.train_and_evaluate(config, str(own))
-    return own
-  shared = tmp_path_factory.getbasetemp().parent / f"trained-once-{name}"
-  with open(f"{shared}.lock", "a") as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    if not (shared / run_directory.SUMMARY).exists():
-      shutil.rmtree(shared, ignore_errors=True)  # a worker that crashed midway
-      train.train_and_evaluate(config, str(shared))
-  shutil.rmtree(own)
-  copy_run(shared, own)
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    shared = tmp_path_factory.getbasetemp().parent / f"trained-once-{name}"
+    with open(f"{shared}.lock", "a") as lock:
+      try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      except BlockingIOError:
+        pass  # being trained by another worker
+      else:
+        if not (shared / run_directory.SUMMARY).exists():
+          shutil.rmtree(shared, ignore_errors=True)  # left by a worker that crashed midway
+          train.train_and_evaluate(config, str(shared))
+        shutil.rmtree(own)
+        copy_run(shared, own)
+        return own
+  train.train_and_evaluate(config, str(own))
   return own
 
 
