@@ -398,6 +398,7 @@ def test_training_without_an_rng_fails(small, missing):
 # ---------------------------------------------------------------------- BatchNorm
 
 
+@pytest.mark.slow
 def test_batch_norm_statistics_change_only_in_training(small):
   net = small["inception_bn"]
   old = net.variables["batch_stats"]
