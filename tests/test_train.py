@@ -167,8 +167,8 @@ def test_mocked_tfds_cifar10_trains(tmp_path):
 def test_resume_after_interruption_is_bit_identical(digits_run, tmp_path, monkeypatch):
   config, uninterrupted = tiny_config(), digits_run[0]
 
-  # Deliver SIGINT in the middle of epoch 2 (after 5 batches), through the real handler: the
-  # resumed run goes on with epoch 2's sums from the checkpoint.
+  # Deliver SIGINT in the middle of epoch 2, the last (after 5 batches), through the real
+  # handler: the resumed run finishes that epoch from the checkpoint taken at the stop.
   real_iterator = input_pipeline.train_iterator
 
   def interrupting_iterator(*args, **kwargs):
