@@ -8,7 +8,6 @@ their subprocesses, which inherit the environment) compile once per session.
 """
 
 import fcntl
-import json
 import os
 import shutil
 import tempfile
@@ -89,4 +88,4 @@ def digits_run(tmp_path_factory) -> tuple[Path, dict]:
   """(workdir, summary) of tiny_config() trained in process: one device, the reference the
   multi-device and multi-process runs must match, and a parent for config.init_from."""
   workdir = _trained_once(tmp_path_factory, "digits", tiny_config())
-  return workdir, json.loads((workdir / run_directory.SUMMARY).read_text())
+  return workdir, run_directory.read_json(str(workdir / run_directory.SUMMARY))
